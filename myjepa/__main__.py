@@ -1,0 +1,3 @@
+from myjepa.cli import main
+
+main()

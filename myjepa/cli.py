@@ -1,0 +1,40 @@
+"""The `myjepa` command: one subcommand per stage, each a module with its own `main(argv)`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Sequence
+
+from myjepa import __version__
+from myjepa.errors import run_cli
+
+COMMANDS = {
+    "pretrain": ("myjepa.pretrain", "self-supervised pretraining of an encoder on ECG dumps"),
+    "convert": ("myjepa.data.convert", "convert raw PTB-XL / MIMIC-IV-ECG to dumps, or merge partial dumps"),
+    "synth": ("myjepa.data.synth", "write a synthetic demo dataset in the PTB-XL or MIMIC-IV-ECG layout"),
+    "finetune": ("myjepa.finetune", "linear probing or finetuning on a PTB-XL task"),
+}
+
+USAGE = "usage: myjepa {" + ",".join(COMMANDS) + "} ... [-h]\n\ncommands:\n" + "".join(
+    f"  {name:<10} {help_}\n" for name, (_, help_) in COMMANDS.items()
+)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        sys.exit(0 if args else 2)
+    if args[0] == "--version":
+        print(f"myjepa {__version__}")
+        sys.exit(0)
+    if args[0] not in COMMANDS:
+        print(f"myjepa: error: unknown command {args[0]!r}\n\n{USAGE}", file=sys.stderr)
+        sys.exit(2)
+    module = importlib.import_module(COMMANDS[args[0]][0])
+    run_cli(module.main, args[1:])
+
+
+if __name__ == "__main__":
+    main()
