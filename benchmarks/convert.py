@@ -1,0 +1,100 @@
+"""Converter throughput: `myjepa convert` against the reference `wfdb.rdrecord(...).p_signal` loop.
+
+    python benchmarks/convert.py [--records 2000] [--workers 1 2] [--dir /tmp/convert-bench]
+
+Generates a MIMIC-IV-ECG-layout tree (500 Hz, 10 s, format 16, MIMIC lead order), reads every file
+once so both paths run on page-cached files, then times (a) the reference dump loop in one process
+and (b) `convert` with each worker count. Prints records/s by wall clock and per CPU-second (the
+latter is what "per core" means on a shared machine), and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from myjepa import LEADS  # noqa: E402
+from myjepa.data.convert import convert  # noqa: E402
+from myjepa.data.wfdb_io import write_record  # noqa: E402
+
+MIMIC_NAMES = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+
+def make_tree(root: Path, n: int) -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(n):
+        subject, study = 10_000_000 + k // 3, 40_000_000 + k
+        rel = f"files/p{str(subject)[:4]}/p{subject}/s{study}/{study}"
+        x = np.cumsum(rng.normal(0, 0.02, (12, 5000)), axis=1)
+        write_record(root / rel, x, 500, MIMIC_NAMES, gain=200.0)
+        rows.append({"subject_id": subject, "study_id": study, "file_name": study, "ecg_time": "2180-01-01 00:00:00", "path": rel})
+    pd.DataFrame(rows).to_csv(root / "record_list.csv", index=False)
+
+
+def cpu_seconds() -> float:
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def reference(root: Path, paths: list[str]) -> np.ndarray:
+    """The reference dump script: wfdb.rdrecord per record, leads by name, float16."""
+    import wfdb
+
+    out = np.empty((len(paths), 12, 5000), dtype=np.float16)
+    for i, rel in enumerate(paths):
+        rec = wfdb.rdrecord(str(root / rel))
+        names = [n.lower() for n in rec.sig_name]
+        out[i] = rec.p_signal.T[[names.index(lead.lower()) for lead in LEADS]]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--dir", default="/tmp/myjepa-convert-bench")
+    args = parser.parse_args()
+    root = Path(args.dir)
+    if not (root / "record_list.csv").is_file() or len(pd.read_csv(root / "record_list.csv")) != args.records:
+        shutil.rmtree(root, ignore_errors=True)
+        t = time.perf_counter()
+        make_tree(root, args.records)
+        print(f"generated {args.records} records in {time.perf_counter() - t:.1f} s under {root}")
+    paths = pd.read_csv(root / "record_list.csv")["path"].tolist()
+    for dirpath, _, files in os.walk(root):  # warm the page cache
+        for f in files:
+            Path(dirpath, f).read_bytes()
+
+    import wfdb  # noqa: F401  (import cost is not part of the per-record figure)
+
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    ref = reference(root, paths)
+    ref_wall, ref_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    print(f"wfdb.rdrecord reference, 1 process: {len(paths) / ref_wall:7.0f} records/s wall, {len(paths) / ref_cpu:7.0f} records/CPU-s")
+    for workers in args.workers:
+        out = root.parent / f"{root.name}-dump-w{workers}.npy"
+        c0, t0 = cpu_seconds(), time.perf_counter()
+        convert("mimic-iv-ecg", root, out, workers=workers, progress=False)
+        wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+        dump = np.load(out, mmap_mode="r")
+        assert np.array_equal(dump, ref), "converter output differs from the reference"
+        print(f"myjepa convert, {workers} worker(s):   {len(paths) / wall:7.0f} records/s wall, {len(paths) / cpu:7.0f} records/CPU-s"
+              f"  -> {ref_wall / wall:.1f}x the reference wall rate, {ref_cpu / cpu:.1f}x per CPU-s")
+        for p in (out, out.with_suffix(".index.csv"), out.with_suffix(".stats.json")):
+            p.unlink(missing_ok=True)
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    main()

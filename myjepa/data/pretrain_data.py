@@ -1,0 +1,138 @@
+"""Random crops from several memory-mapped dumps, weighted per dump, normalised per lead.
+
+Batch `step` of rank `rank` is a pure function of (seed, rank, step): the sampler has no state to
+save, a resumed run sees exactly the batches an uninterrupted one would, and DataLoader workers can
+build batches ahead in any order. Nothing is read at start-up beyond each dump's header and stats
+(plus the strat_fold column where there is one), so start-up cost does not grow with the dump.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from myjepa.data.dump import Dump, open_dump, sidecars
+from myjepa.data.masks import MaskCollator
+from myjepa.errors import UserError
+
+
+@dataclass
+class Source:
+    name: str
+    dump: Dump
+    rows: np.ndarray | None  # allowed row numbers; None = all rows
+    weight: float
+    mean: np.ndarray  # (12, 1) float32
+    std: np.ndarray  # (12, 1) float32
+
+    @property
+    def num_records(self) -> int:
+        return len(self.dump) if self.rows is None else len(self.rows)
+
+
+def parse_data_args(pairs: list[str]) -> list[tuple[str, Path]]:
+    """`NAME=PATH.npy` arguments -> [(name, path)]; names must be unique."""
+    out: list[tuple[str, Path]] = []
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--data expects NAME=PATH.npy, got {pair!r}")
+        if name in dict(out):
+            raise UserError(f"--data names dump {name!r} twice")
+        out.append((name, Path(path)))
+    return out
+
+
+def dataset_weights(names: list[str], weights: dict[str, float]) -> dict[str, float]:
+    """Sampling weight per --data name from the config's `datasets`.
+
+    A single dump, or dumps none of which the config names (e.g. a PTB-XL-only ablation with a MIMIC
+    config), are sampled evenly; a mix where only some are named is ambiguous and an error.
+    """
+    named = [n for n in names if n in weights]
+    if not named:
+        return {n: 1.0 for n in names}
+    missing = [n for n in names if n not in weights]
+    if missing:
+        raise UserError(f"--data {missing[0]!r} has no weight in the config's datasets {weights}; set one with --set 'datasets={{...}}'")
+    return {n: weights[n] for n in names}
+
+
+def folds_rows(dump: Dump, folds: list[int]) -> np.ndarray | None:
+    """Row numbers of a dump whose index has strat_fold (PTB-XL) that lie in `folds`; None otherwise."""
+    idx_path, _ = sidecars(dump.path)
+    if not idx_path.is_file():
+        return None
+    try:
+        header = pd.read_csv(idx_path, nrows=0).columns
+        if "strat_fold" not in header:
+            return None
+        fold = pd.read_csv(idx_path, usecols=["strat_fold"])["strat_fold"].to_numpy()
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        raise UserError(f"{idx_path}: cannot read strat_fold: {e}") from None
+    if len(fold) != len(dump):
+        raise UserError(f"{idx_path}: {len(fold)} rows but {dump.path} holds {len(dump)} records")
+    rows = np.flatnonzero(np.isin(fold, folds))
+    if len(rows) == 0:
+        raise UserError(f"{idx_path}: no record in folds {folds}")
+    return rows
+
+
+def open_sources(data: list[tuple[str, Path]], cfg: Any) -> list[Source]:
+    """Open and check every dump against the config: fs, leads, record length."""
+    weights = dataset_weights([n for n, _ in data], cfg.datasets)
+    sources = []
+    for name, path in data:
+        dump = open_dump(path)
+        _, stats_path = sidecars(path)
+        if dump.fs != cfg.fs:
+            raise UserError(f"{stats_path}: fs {dump.fs} but the config expects fs {cfg.fs}")
+        if [l.lower() for l in dump.leads] != [l.lower() for l in cfg.leads]:
+            raise UserError(f"{stats_path}: leads {dump.leads} differ from the config's {cfg.leads}")
+        if dump.signals.shape[2] < cfg.channel_size:
+            raise UserError(f"{path}: records hold {dump.signals.shape[2]} samples, shorter than channel_size {cfg.channel_size}")
+        if len(dump) == 0:
+            raise UserError(f"{path}: the dump holds no records")
+        mean = np.asarray(dump.stats["mean"], dtype=np.float32).reshape(12, 1)
+        std = np.maximum(np.asarray(dump.stats["std"], dtype=np.float32).reshape(12, 1), 1e-6)
+        sources.append(Source(name, dump, folds_rows(dump, cfg.folds), weights[name], mean, std))
+    return sources
+
+
+class CropBatches(torch.utils.data.Dataset):
+    """Item `step` = one local batch (x (B, 12, C) float32, ctx_idx, tgt_idx) for this rank."""
+
+    def __init__(self, sources: list[Source], batch_size: int, channel_size: int, collator: MaskCollator, seed: int, rank: int = 0, length: int = 2**62) -> None:
+        self.sources = sources
+        self.batch_size = batch_size
+        self.channel_size = channel_size
+        self.collator = collator
+        self.seed = seed
+        self.rank = rank
+        self.length = length
+        p = np.array([s.weight for s in sources], dtype=np.float64)
+        self.probs = p / p.sum()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.rank, step])
+        which = rng.choice(len(self.sources), size=self.batch_size, p=self.probs)
+        x = np.empty((self.batch_size, 12, self.channel_size), dtype=np.float32)
+        for i, s_id in enumerate(which):
+            src = self.sources[s_id]
+            row = int(rng.integers(src.num_records))
+            row = row if src.rows is None else int(src.rows[row])
+            start = int(rng.integers(src.dump.signals.shape[2] - self.channel_size + 1))
+            x[i] = src.dump.signals[row, :, start : start + self.channel_size]
+            x[i] -= src.mean
+            x[i] /= src.std
+        np.nan_to_num(x, copy=False)  # a stray NaN in a dump must not poison the run
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        return self.collator(torch.from_numpy(x), gen=gen)

@@ -1,0 +1,196 @@
+"""Fast WFDB reading and writing for the two formats PhysioNet ECG archives use (format 16).
+
+`wfdb.rdrecord` spends most of its time in generic parsing; a 12-lead format-16 record is one
+header of a dozen lines and one interleaved int16 file, so parsing the header once and scaling the
+samples with numpy is several times faster. Anything unusual raises `RecordError`, whose message
+becomes the `reason` of a skipped record.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+WFDB_INVALID_16 = -32768
+"""Format 16's 'no sample' value; wfdb turns it into NaN in the physical signal."""
+
+DEFAULT_GAIN = 200.0
+"""Gain (adu per physical unit) that the WFDB spec assumes when a header gives 0 or none."""
+
+
+class RecordError(Exception):
+    """One record cannot be used; the message says why (it is shown as the skip reason)."""
+
+
+@dataclass
+class Signal:
+    file: str
+    fmt: str
+    gain: float
+    baseline: int
+    units: str
+    adc_zero: int
+    byte_offset: int
+    name: str
+
+
+@dataclass
+class Header:
+    record: str
+    fs: float
+    n_samples: int
+    signals: list[Signal]
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.signals]
+
+
+_FMT_RE = re.compile(r"^(\d+)(?:x\d+)?(?::\d+)?(?:\+(\d+))?$")
+_GAIN_RE = re.compile(r"^([-+0-9.eE]+)(?:\(([-+]?\d+)\))?(?:/(\S+))?$")
+
+
+def parse_header(text: str, where: str = "header") -> Header:
+    """Parse a WFDB header (single-segment records); raise RecordError naming what is wrong."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not lines:
+        raise RecordError(f"unreadable header {where}: empty")
+    rec = lines[0].split()
+    if len(rec) < 2 or "/" in rec[0]:
+        raise RecordError(f"unreadable header {where}: bad record line {lines[0]!r}")
+    try:
+        n_sig = int(rec[1])
+        fs = float(rec[2].split("/")[0].split("(")[0]) if len(rec) > 2 else 250.0
+        n_samples = int(rec[3]) if len(rec) > 3 else 0
+    except ValueError:
+        raise RecordError(f"unreadable header {where}: bad record line {lines[0]!r}") from None
+    if n_sig <= 0 or fs <= 0 or n_samples < 0:
+        raise RecordError(f"unreadable header {where}: bad record line {lines[0]!r}")
+    if len(lines) - 1 < n_sig:
+        raise RecordError(f"unreadable header {where}: declares {n_sig} signals but has {len(lines) - 1} signal lines")
+    signals = []
+    for ln in lines[1 : 1 + n_sig]:
+        f = ln.split(maxsplit=8)
+        if len(f) < 2:
+            raise RecordError(f"unreadable header {where}: bad signal line {ln!r}")
+        m = _FMT_RE.match(f[1])
+        if not m:
+            raise RecordError(f"unreadable header {where}: bad format field {f[1]!r}")
+        gain, baseline, units = DEFAULT_GAIN, None, "mV"
+        adc_zero = 0
+        try:
+            if len(f) > 2:
+                g = _GAIN_RE.match(f[2])
+                if not g:
+                    raise ValueError(f[2])
+                gain = float(g.group(1)) or DEFAULT_GAIN
+                baseline = int(g.group(2)) if g.group(2) is not None else None
+                units = g.group(3) or "mV"
+            if len(f) > 4:
+                adc_zero = int(f[4])
+        except ValueError:
+            raise RecordError(f"unreadable header {where}: bad signal line {ln!r}") from None
+        name = f[8].strip() if len(f) > 8 else ""
+        signals.append(Signal(f[0], m.group(1), gain, adc_zero if baseline is None else baseline, units, adc_zero, int(m.group(2) or 0), name))
+    return Header(rec[0], fs, n_samples, signals)
+
+
+def read_header(hea_path: str | os.PathLike) -> Header:
+    """Read and parse `RECORD.hea`; a missing or unreadable file is a RecordError."""
+    p = Path(hea_path)
+    try:
+        text = p.read_text(errors="replace")
+    except FileNotFoundError:
+        raise RecordError(f"missing file {p.name}") from None
+    except OSError as e:
+        raise RecordError(f"cannot read {p.name}: {e.strerror}") from None
+    return parse_header(text, p.name)
+
+
+def read_digital(record_path: str | os.PathLike, n_samples: int | None = None, header: Header | None = None) -> tuple[np.ndarray, Header]:
+    """Raw samples (n_sig, n) int16 (a transposed view of the file's order) of a format-16 record.
+
+    Reads only the first `n_samples` samples when given (e.g. 10 s of a longer record); pass the
+    already parsed `header` to avoid reading it twice.
+    """
+    base = Path(record_path)
+    hdr = header or read_header(base.with_name(base.name + ".hea"))
+    sigs = hdr.signals
+    if any(s.fmt != "16" for s in sigs):
+        raise RecordError(f"unsupported WFDB format {sorted({s.fmt for s in sigs})} (only 16 is read)")
+    if len({s.file for s in sigs}) != 1 or len({s.byte_offset for s in sigs}) != 1:
+        raise RecordError("signals spread over several .dat files are not supported")
+    n_sig, n = len(sigs), hdr.n_samples
+    if n_samples is not None:
+        n = min(n, n_samples)
+    dat = base.parent / sigs[0].file
+    try:
+        with open(dat, "rb") as fh:
+            fh.seek(sigs[0].byte_offset)
+            raw = np.fromfile(fh, dtype="<i2", count=n * n_sig)
+    except FileNotFoundError:
+        raise RecordError(f"missing file {dat.name}") from None
+    except OSError as e:
+        raise RecordError(f"cannot read {dat.name}: {e.strerror}") from None
+    if raw.size < n * n_sig:
+        raise RecordError(f"truncated file {dat.name}: {raw.size // n_sig} of {n} samples per signal")
+    return raw.reshape(n, n_sig).T, hdr
+
+
+UNIT_SCALE = {"mv": 1.0, "uv": 1e-3, "v": 1e3}
+"""Physical units WFDB ECG headers use, in millivolts."""
+
+
+def mv_per_unit(hdr: Header) -> np.ndarray:
+    """(n_sig,) factor from each signal's units to mV; unknown units are a RecordError."""
+    try:
+        return np.array([UNIT_SCALE[s.units.lower()] for s in hdr.signals])
+    except KeyError:
+        raise RecordError(f"unsupported units {sorted({s.units for s in hdr.signals})}") from None
+
+
+def read_record(record_path: str | os.PathLike, n_samples: int | None = None, header: Header | None = None) -> tuple[np.ndarray, Header]:
+    """Physical signal (n_sig, n) float32 in mV of a format-16 record (path without extension); NaN where invalid."""
+    digital, hdr = read_digital(record_path, n_samples, header)
+    sigs = hdr.signals
+    gain = np.array([s.gain for s in sigs], dtype=np.float32)[:, None]
+    baseline = np.array([s.baseline for s in sigs], dtype=np.float32)[:, None]
+    physical = (digital.astype(np.float32) - baseline) / gain
+    invalid = digital == WFDB_INVALID_16
+    if invalid.any():
+        physical[invalid] = np.nan
+    scale = mv_per_unit(hdr)
+    if (scale != 1.0).any():
+        physical *= scale[:, None].astype(np.float32)
+    return physical, hdr
+
+
+def write_record(record_path: str | os.PathLike, signal_mv: np.ndarray, fs: int, lead_names: list[str], gain: float = 1000.0, comments: list[str] | None = None, base_time: str = "") -> None:
+    """Write (n_sig, n) millivolts as a format-16 WFDB record (`.hea` + interleaved `.dat`).
+
+    Samples are rounded to int16 after scaling by `gain`; out-of-range values are clipped, and NaN
+    becomes the format's invalid value (so readers see NaN again).
+    """
+    base = Path(record_path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    scaled = np.rint(np.asarray(signal_mv, dtype=np.float64).T * gain)  # (n, n_sig): the file's sample order
+    np.clip(scaled, WFDB_INVALID_16 + 1, 32767, out=scaled)  # real samples never read back as 'invalid'
+    nan = np.isnan(scaled)
+    if nan.any():
+        scaled[nan] = WFDB_INVALID_16
+    samples = scaled.astype("<i2")
+    n, n_sig = samples.shape
+    name = base.name
+    base.with_name(name + ".dat").write_bytes(samples.tobytes())
+    digital = samples.T
+    checksums = samples.sum(axis=0, dtype=np.int64) % 65536
+    lines = [f"{name} {n_sig} {fs} {n}" + (f" {base_time}" if base_time else "")]
+    for i, lead in enumerate(lead_names):
+        lines.append(f"{name}.dat 16 {gain:.1f}(0)/mV 16 0 {int(digital[i, 0]) if n else 0} {int(checksums[i])} 0 {lead}")
+    lines += [f"# {c}" for c in comments or []]
+    base.with_name(name + ".hea").write_text("\n".join(lines) + "\n")

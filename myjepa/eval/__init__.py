@@ -1,0 +1,1 @@
+"""Evaluation on PTB-XL: task labels, folds, metrics, probe heads, feature cache, encoder loading."""

@@ -1,0 +1,156 @@
+"""Load the encoder to evaluate, and check that it fits the data.
+
+`--encoder` is a pretraining output (`encoder.pt`, or `best_ckpt.pt` / `last_ckpt.pt` with the
+encoder under the `encoder.` prefix), a finetuning `best_ckpt.pt`, or a model config (shipped
+name or YAML) for a randomly initialised encoder: the baseline a pretrained encoder must beat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from myjepa.config import PRETRAIN_DIR, from_dict, load_config, read_yaml, resolve_config_path
+from myjepa.errors import UserError
+from myjepa.models.vit import VisionTransformer
+
+
+@dataclass
+class EncoderConfig:
+    """The fields that define a VisionTransformer and the signal it expects (PretrainConfig.encoder_config())."""
+
+    fs: int
+    leads: list[str]
+    channel_size: int
+    patch_size: int
+    dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float
+    num_registers: int
+
+
+ENCODER_KEYS = tuple(EncoderConfig.__dataclass_fields__)
+
+
+@dataclass
+class LoadedEncoder:
+    encoder: VisionTransformer
+    config: dict[str, Any]  # EncoderConfig as a dict
+    path: Path  # the checkpoint or YAML it came from
+    pretrained: bool
+    step: int | None
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def encoder_config_from(data: Any, source: str) -> dict[str, Any]:
+    """Validate the encoder fields of a (possibly larger) config mapping."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: no encoder config stored (expected a mapping under 'config')")
+    missing = [k for k in ENCODER_KEYS if k not in data]
+    if missing:
+        raise UserError(f"{source}: encoder config lacks {missing}; not a MyJEPA encoder")
+    return asdict(from_dict(EncoderConfig, {k: data[k] for k in ENCODER_KEYS}, source))  # type: ignore[arg-type]
+
+
+def build_encoder(cfg: dict[str, Any], source: str) -> VisionTransformer:
+    try:
+        return VisionTransformer.from_config(cfg)
+    except (AssertionError, ValueError, RuntimeError) as e:
+        raise UserError(f"{source}: cannot build an encoder from its config {cfg}: {e}") from None
+
+
+def load_state(encoder: VisionTransformer, state: dict[str, Any], source: str) -> None:
+    """Strict load with a readable message when the weights come from another architecture."""
+    own = encoder.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing weights (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected weights (e.g. {unexpected[:3]})")
+        if mismatched:
+            parts.append(f"{len(mismatched)} with other shapes (e.g. {mismatched[:2]})")
+        raise UserError(f"{source}: the stored encoder weights do not fit a VisionTransformer built from its config: " + "; ".join(parts) + ". Is this a checkpoint of another architecture?")
+    encoder.load_state_dict(state)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt or foreign files
+        raise UserError(f"{path}: cannot load as a checkpoint: {e}") from None
+    if not isinstance(ckpt, dict):
+        raise UserError(f"{path}: expected a checkpoint dict, got {type(ckpt).__name__}")
+    return ckpt
+
+
+def load_encoder(spec: str | Path, seed: int = 0) -> LoadedEncoder:
+    """Pretrained weights from a .pt file, or a fresh encoder (seeded) from a model config."""
+    p = Path(spec)
+    if p.suffix == ".pt" or (p.is_file() and p.suffix not in (".yaml", ".yml")):
+        if not p.is_file():
+            raise UserError(f"encoder checkpoint not found: {p}")
+        ckpt = read_checkpoint(p)
+        if isinstance(ckpt.get("encoder"), dict):  # encoder.pt, or a finetuning best_ckpt.pt
+            cfg = encoder_config_from(ckpt.get("config"), str(p))
+            state = ckpt["encoder"]
+        elif isinstance(ckpt.get("model"), dict):  # pretraining best_ckpt.pt / last_ckpt.pt
+            cfg = encoder_config_from(ckpt.get("config"), str(p))
+            state = {k[len("encoder.") :]: v for k, v in ckpt["model"].items() if k.startswith("encoder.")}
+            if not state:
+                raise UserError(f"{p}: the model holds no 'encoder.' weights; is this a MyJEPA pretraining checkpoint?")
+        else:
+            raise UserError(f"{p}: neither an 'encoder' nor a 'model' entry; expected encoder.pt, best_ckpt.pt or last_ckpt.pt from `myjepa pretrain`")
+        encoder = build_encoder(cfg, str(p))
+        load_state(encoder, state, str(p))
+        step = ckpt.get("step")
+        return LoadedEncoder(encoder, cfg, p, True, int(step) if isinstance(step, (int, float)) else None)
+    path = resolve_config_path(spec, PRETRAIN_DIR)
+    data = read_yaml(path)
+    if set(data) <= set(ENCODER_KEYS):
+        cfg = asdict(from_dict(EncoderConfig, data, str(path)))  # type: ignore[arg-type]
+    else:
+        cfg = load_config(path).encoder_config()
+    torch.manual_seed(seed)
+    return LoadedEncoder(build_encoder(cfg, str(path)), cfg, path, False, None)
+
+
+def check_compatible(cfg: dict[str, Any], source: str, dump_name: str, fs: int, leads: list[str], length: int, crop_s: float, stride_s: float) -> tuple[int, int]:
+    """Sampling rate, lead order and crop geometry must fit; returns (crop, stride) in samples."""
+    if int(cfg["fs"]) != int(fs):
+        raise UserError(f"{source} expects {cfg['fs']} Hz but {dump_name} is sampled at {fs} Hz; convert the dump with --fs {cfg['fs']}")
+    if list(cfg["leads"]) != list(leads):
+        raise UserError(f"{source} expects leads {list(cfg['leads'])} but {dump_name} holds {list(leads)}")
+    crop, stride = crop_s * fs, stride_s * fs
+    for name, seconds, samples in (("crop_s", crop_s, crop), ("stride_s", stride_s, stride)):
+        if samples <= 0 or abs(samples - round(samples)) > 1e-6:
+            raise UserError(f"config key {name!r}: {seconds} s is not a positive whole number of samples at {fs} Hz")
+    crop, stride = int(round(crop)), int(round(stride))
+    patch = int(cfg["patch_size"])
+    if crop % patch:
+        raise UserError(f"config key 'crop_s': {crop_s} s = {crop} samples is not a multiple of the encoder's patch_size {patch} ({source})")
+    if crop > int(cfg["channel_size"]):
+        raise UserError(f"config key 'crop_s': {crop} samples is longer than the encoder's channel_size {cfg['channel_size']} ({source})")
+    if crop > length:
+        raise UserError(f"config key 'crop_s': {crop} samples is longer than the records of {dump_name} ({length} samples)")
+    return crop, stride
+
+
+def describe(cfg: dict[str, Any]) -> str:
+    return yaml.safe_dump({k: cfg[k] for k in ("dim", "depth", "num_heads", "patch_size")}, default_flow_style=True).strip()

@@ -1,0 +1,154 @@
+"""Crops, train-fold normalisation, and the frozen-encoder feature cache.
+
+Evaluation splits each record into strided crops (2.5 s every 1.25 s: 7 per 10 s record) and
+averages the crop scores. With a frozen encoder those crops are encoded once into a float16 cache
+(records, crops, tokens, dim) and the probe trains on it, drawing training crops from the cached
+ones, instead of pushing every training batch through the encoder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+MEMORY_CACHE_LIMIT = 16 * 2**30  # larger caches go to a memmap next to the outputs
+
+
+def crop_starts(length: int, crop: int, stride: int) -> np.ndarray:
+    """Start samples of the strided crops covering a record of `length` samples (the last one ends at or before length)."""
+    return np.arange(0, length - crop + 1, stride)
+
+
+def norm_stats(signals: np.ndarray, rows: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Per-lead mean and std (12,) over the given records, accumulated in float64 in chunks."""
+    total = np.zeros(signals.shape[1])
+    total_sq = np.zeros(signals.shape[1])
+    count = 0
+    for i in range(0, len(rows), chunk):
+        x = np.asarray(signals[np.sort(rows[i : i + chunk])], dtype=np.float64)
+        total += x.sum(axis=(0, 2))
+        total_sq += (x * x).sum(axis=(0, 2))
+        count += x.shape[0] * x.shape[2]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+def normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    return (np.asarray(x, dtype=np.float32) - mean[:, None]) / std[:, None]
+
+
+def strided_crops(signals: np.ndarray, rows: np.ndarray, starts: np.ndarray, crop: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(len(rows) * len(starts), 12, crop) normalised crops, record-major."""
+    x = normalise(signals[rows], mean, std)
+    return np.stack([x[:, :, s : s + crop] for s in starts], axis=1).reshape(-1, x.shape[1], crop)
+
+
+def random_crops(signals: np.ndarray, rows: np.ndarray, crop: int, mean: np.ndarray, std: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(len(rows), 12, crop) normalised crops at uniformly random offsets."""
+    x = normalise(signals[rows], mean, std)
+    offsets = rng.integers(0, x.shape[2] - crop + 1, size=len(rows))
+    return np.stack([r[:, o : o + crop] for r, o in zip(x, offsets)])
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA when asked; CPU always runs float32 (bfloat16 is slow on most CPUs)."""
+    if device.type == "cuda" and amp == "bfloat16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def record_batches(rows: np.ndarray, batch_records: int) -> Iterator[tuple[int, np.ndarray]]:
+    for i in range(0, len(rows), batch_records):
+        yield i, rows[i : i + batch_records]
+
+
+@torch.no_grad()
+def encode_cache(
+    encoder: nn.Module,
+    signals: np.ndarray,
+    rows: np.ndarray,
+    starts: np.ndarray,
+    crop: int,
+    mean: np.ndarray,
+    std: np.ndarray,
+    device: torch.device,
+    batch_crops: int = 512,
+    amp: str = "float32",
+    memmap_dir: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Encode every strided crop of `rows` once: float16 (len(rows), len(starts), tokens, dim).
+
+    Held in memory, or in a memmap under `memmap_dir` when larger than MEMORY_CACHE_LIMIT.
+    """
+    encoder.eval()
+    n_crops = len(starts)
+    probe = encoder(torch.zeros(1, signals.shape[1], crop, device=device))
+    shape = (len(rows), n_crops, probe.shape[1], probe.shape[2])
+    nbytes = int(np.prod(shape)) * 2
+    if memmap_dir is not None and nbytes > MEMORY_CACHE_LIMIT:
+        memmap_dir.mkdir(parents=True, exist_ok=True)
+        cache = np.lib.format.open_memmap(memmap_dir / f"features_{len(rows)}.npy", mode="w+", dtype=np.float16, shape=shape)
+    else:
+        cache = np.empty(shape, dtype=np.float16)
+    batch_records = max(1, batch_crops // n_crops)
+    for i, chunk in record_batches(rows, batch_records):
+        x = torch.from_numpy(strided_crops(signals, chunk, starts, crop, mean, std)).to(device)
+        with autocast(device, amp):
+            tokens = encoder(x)
+        cache[i : i + len(chunk)] = tokens.float().view(len(chunk), n_crops, *tokens.shape[1:]).cpu().numpy().astype(np.float16)
+        if progress is not None:
+            progress(len(chunk))
+    return cache
+
+
+def scores_from_logits(logits: torch.Tensor, multiclass: bool) -> torch.Tensor:
+    return logits.softmax(-1) if multiclass else logits.sigmoid()
+
+
+@torch.no_grad()
+def predict_cached(head: nn.Module, cache: np.ndarray, device: torch.device, multiclass: bool, batch_records: int = 256) -> np.ndarray:
+    """(records, C) scores from cached crop tokens: the mean over each record's crop scores."""
+    head.eval()
+    out = []
+    for i in range(0, len(cache), batch_records):
+        feats = torch.from_numpy(np.asarray(cache[i : i + batch_records], dtype=np.float32)).to(device)
+        R, K = feats.shape[:2]
+        scores = scores_from_logits(head(feats.flatten(0, 1)).float(), multiclass)
+        out.append(scores.view(R, K, -1).mean(1).cpu().numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+@torch.no_grad()
+def predict_encoded(
+    encoder: nn.Module,
+    head: nn.Module,
+    signals: np.ndarray,
+    rows: np.ndarray,
+    starts: np.ndarray,
+    crop: int,
+    mean: np.ndarray,
+    std: np.ndarray,
+    device: torch.device,
+    multiclass: bool,
+    batch_crops: int = 512,
+    amp: str = "float32",
+) -> np.ndarray:
+    """(records, C) scores, encoding the strided crops on the fly (finetuning, or no cache)."""
+    encoder.eval()
+    head.eval()
+    n_crops = len(starts)
+    out = []
+    for _, chunk in record_batches(rows, max(1, batch_crops // n_crops)):
+        x = torch.from_numpy(strided_crops(signals, chunk, starts, crop, mean, std)).to(device)
+        with autocast(device, amp):
+            logits = head(encoder(x))
+        scores = scores_from_logits(logits.float(), multiclass)
+        out.append(scores.view(len(chunk), n_crops, -1).mean(1).cpu().numpy())
+    return np.concatenate(out).astype(np.float32)

@@ -1,0 +1,55 @@
+"""The attentive probe: one learned query cross-attends over an encoder's patch tokens, then a linear layer.
+
+The same head serves the linear protocol (frozen encoder, tokens possibly from the feature cache)
+and finetuning (encoder and head trained together).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class AttentiveProbe(nn.Module):
+    """(B, N, dim) tokens -> (B, num_classes) logits."""
+
+    def __init__(self, dim: int, num_classes: int, num_heads: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.query = nn.Parameter(torch.zeros(1, 1, dim))
+        self.norm = nn.LayerNorm(dim)
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.out_norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(dim, num_classes)
+        nn.init.trunc_normal_(self.query, std=0.02)
+        for m in (self.q, self.kv, self.proj, self.linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        B, N, D = tokens.shape
+        h = self.num_heads
+        x = self.norm(tokens)
+        q = self.q(self.query).expand(B, -1, -1).view(B, 1, h, D // h).transpose(1, 2)
+        k, v = self.kv(x).view(B, N, 2, h, D // h).permute(2, 0, 3, 1, 4)
+        pooled = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, D)
+        pooled = self.query[:, 0] + self.proj(pooled)
+        return self.linear(self.dropout(self.out_norm(pooled)))
+
+
+class Classifier(nn.Module):
+    """Encoder followed by the probe: (B, 12, T) crops -> (B, num_classes) logits."""
+
+    def __init__(self, encoder: nn.Module, head: AttentiveProbe) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))

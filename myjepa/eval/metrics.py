@@ -1,0 +1,65 @@
+"""ROC AUC per class, macro AUC over the classes where it is defined, and a bootstrap CI.
+
+A bootstrap resample of n records is the original set with integer weights (how often each record
+was drawn), so one sort per class serves all resamples: 1,000 resamples of the full test fold
+take about a second instead of minutes of repeated scikit-learn calls.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def weighted_auc(targets: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUC of one class under record weights: targets, scores (n,); weights (B, n) -> (B,), NaN where undefined.
+
+    Ties count one half, as in scikit-learn's roc_auc_score.
+    """
+    order = np.argsort(scores, kind="stable")
+    s, y, w = scores[order], targets[order].astype(bool), weights[:, order].astype(np.float64)
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # first position of each group of tied scores
+    pos = np.add.reduceat(np.where(y, w, 0.0), starts, axis=1)  # (B, G) positive weight per tie group
+    neg = np.add.reduceat(np.where(y, 0.0, w), starts, axis=1)
+    neg_below = np.cumsum(neg, axis=1) - neg
+    n_pos, n_neg = pos.sum(1), neg.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (pos * (neg_below + 0.5 * neg)).sum(1) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+
+
+def class_aucs(targets: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """(C,) AUC per class of targets, scores (n, C); NaN for a class without positives or negatives."""
+    ones = np.ones((1, len(targets)))
+    return np.array([weighted_auc(targets[:, j], scores[:, j], ones)[0] for j in range(targets.shape[1])])
+
+
+def macro_auc(targets: np.ndarray, scores: np.ndarray) -> float:
+    """Mean AUC over the classes where it is defined; NaN if none is."""
+    aucs = class_aucs(targets, scores)
+    return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
+
+
+def bootstrap_indices(n: int, samples: int, seed: int) -> np.ndarray:
+    """(samples, n) record indices drawn with replacement; fixed by seed."""
+    return np.random.default_rng(seed).integers(0, n, size=(samples, n))
+
+
+def bootstrap_macro_auc(targets: np.ndarray, scores: np.ndarray, samples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile CI of the macro AUC over `samples` resamples of the records.
+
+    Each resample averages the classes defined within it (a rare class can lose its positives).
+    """
+    n = len(targets)
+    idx = bootstrap_indices(n, samples, seed)
+    weights = np.zeros((samples, n))
+    np.add.at(weights, (np.repeat(np.arange(samples), n), idx.ravel()), 1.0)
+    per_class = np.stack([weighted_auc(targets[:, j], scores[:, j], weights) for j in range(targets.shape[1])], axis=1)
+    defined = np.isfinite(per_class)
+    with np.errstate(invalid="ignore"):
+        macro = np.where(defined, per_class, 0.0).sum(1) / defined.sum(1)
+    macro = macro[defined.any(1)]
+    if len(macro) == 0:
+        return float("nan"), float("nan")
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(macro, [alpha, 1 - alpha])
+    return float(lo), float(hi)

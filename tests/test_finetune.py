@@ -1,0 +1,208 @@
+"""`myjepa finetune` on small dumps written here: outputs, cache equivalence, normalisation, bad input."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from myjepa import LEADS
+from myjepa.errors import UserError
+from myjepa.eval.encoder_io import check_compatible, load_encoder
+from myjepa.eval.features import crop_starts, encode_cache, norm_stats, predict_cached, predict_encoded
+from myjepa.eval.heads import AttentiveProbe
+from myjepa.finetune import main
+from myjepa.models.vit import VisionTransformer
+
+SAMPLE = Path(__file__).parent / "data" / "ptb-xl-sample"
+FS, SECONDS = 100, 10
+ENCODER = {"fs": FS, "leads": list(LEADS), "channel_size": 1000, "patch_size": 25, "dim": 32, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "num_registers": 1}
+QUICK = ["--set", "steps=12", "--set", "eval_interval=4", "--set", "batch_size=16", "--set", "bootstrap_samples=50", "--set", "log_interval=4"]
+
+
+def write_dump(path: Path, db: pd.DataFrame, signals: np.ndarray, fs: int = FS, leads=LEADS) -> Path:
+    np.save(path, signals.astype(np.float16))
+    stem = path.with_suffix("")
+    index = db[["ecg_id", "patient_id", "strat_fold", "scp_codes"]].assign(file=db["filename_lr"])
+    index.to_csv(stem.with_name(stem.name + ".index.csv"), index=False)
+    x = signals.astype(np.float64)
+    stats = {"fs": fs, "leads": list(leads), "mean": x.mean((0, 2)).tolist(), "std": x.std((0, 2)).tolist(), "count": len(x), "nan_interpolated": 0, "skipped": [], "version": 1}
+    stem.with_name(stem.name + ".stats.json").write_text(json.dumps(stats))
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """353 real PTB-XL rows with synthetic 100 Hz signals; SR records carry a regular 1.2 Hz wave."""
+    root = tmp_path_factory.mktemp("ptbxl")
+    db = pd.read_csv(SAMPLE / "ptbxl_database.csv")
+    db = db[db.ecg_id <= 360].reset_index(drop=True)
+    db.to_csv(root / "ptbxl_database.csv", index=False)
+    (root / "scp_statements.csv").write_bytes((SAMPLE / "scp_statements.csv").read_bytes())
+    rng = np.random.default_rng(0)
+    t = np.arange(FS * SECONDS) / FS
+    sr = db.scp_codes.str.contains("'SR'").to_numpy()
+    signals = rng.normal(0, 0.3, (len(db), 12, FS * SECONDS))
+    signals[sr] += np.sin(2 * np.pi * 1.2 * t)[None, None]
+    signals[db.strat_fold.isin([9, 10]).to_numpy()] += 5.0  # val/test offset: must not leak into the normalisation
+    dump = write_dump(root / "ptb-xl.npy", db, signals)
+    enc_yaml = root / "enc.yaml"
+    enc_yaml.write_text(yaml.safe_dump(ENCODER))
+    return {"dir": root, "dump": dump, "encoder": enc_yaml, "db": db, "signals": signals}
+
+
+def run(data, out, *extra, task="rhythm", config="linear", encoder=None):
+    argv = ["--data-dir", str(data["dir"]), "--dump", str(data["dump"]), "--encoder", str(encoder or data["encoder"]), "--task", task, "--config", config, "--out", str(out), *QUICK, *extra]
+    assert main(argv) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def linear_run(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("linear")
+    return out, run(data, out, "--seed", "3", "--set", "steps=80", "--set", "eval_interval=20")
+
+
+def test_linear_outputs_follow_the_contract(data, linear_run):
+    out, res = linear_run
+    for key in ("task", "protocol", "seed", "encoder", "encoder_sha256", "config", "test_auc", "test_auc_ci", "val_best_auc", "classes", "n_train", "n_val", "n_test", "steps", "wall_time_s", "device"):
+        assert key in res, key
+    assert res["task"] == "rhythm" and res["protocol"] == "linear" and res["seed"] == 3
+    assert res["encoder"] == str(data["encoder"]) and len(res["encoder_sha256"]) == 64
+    assert res["config"]["steps"] == 80 and res["steps"] <= 80 and res["device"] == "cpu"
+    rhythm_codes = {"SR", "AFIB", "STACH", "SARRH", "SBRAD", "PACE", "SVARR", "BIGU", "AFLT", "SVTAC", "PSVT", "TRIGU"}
+    labelled = data["db"].scp_codes.map(lambda s: bool(rhythm_codes & set(eval(s))))
+    folds = data["db"].strat_fold[labelled]
+    assert 0 < labelled.sum() < len(labelled)  # records without a rhythm label are dropped
+    assert res["n_val"] == (folds == 9).sum() and res["n_test"] == (folds == 10).sum()
+    assert res["n_train"] == folds.between(1, 8).sum()
+    lo, hi = res["test_auc_ci"]
+    assert 0 <= lo <= res["test_auc"] <= hi <= 1
+    names = [c["name"] for c in res["classes"]]
+    assert "SR" in names and names == sorted(names)
+    defined = [c["auc"] for c in res["classes"] if c["auc"] is not None]
+    assert res["test_auc"] == pytest.approx(np.mean(defined))
+    # rare rhythm classes have no positive in fold 10 of 350 records: null AUC with a note, no crash
+    undefined = [c for c in res["classes"] if c["auc"] is None]
+    assert undefined and all(c["note"] and c["n_pos"] == 0 for c in undefined)
+    sr = next(c for c in res["classes"] if c["name"] == "SR")
+    assert sr["auc"] > 0.9  # the SR wave is easy to find
+    pred = np.load(out / "predictions.npz")
+    assert list(pred["classes"]) == names
+    assert pred["test_scores"].shape == pred["test_targets"].shape == (res["n_test"], len(names))
+    assert pred["val_scores"].shape == pred["val_targets"].shape == (res["n_val"], len(names))
+    assert ((pred["test_scores"] >= 0) & (pred["test_scores"] <= 1)).all()
+    assert pred["test_targets"][:, names.index("SR")].sum() == sr["n_pos"]
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    keys = set().union(*lines)
+    assert {"step", "train/loss", "train/lr", "val/auc", "val/best_auc", "test/auc", "test/auc/SR"} <= keys
+    ckpt = torch.load(out / "best_ckpt.pt", weights_only=True)
+    assert ckpt["classes"] == names and ckpt["task"] == "rhythm" and ckpt["config"] == ENCODER
+    assert not (out / ".feature_cache").exists()
+
+
+def test_normalisation_uses_train_folds_only(data, linear_run):
+    out, _ = linear_run
+    ckpt = torch.load(out / "best_ckpt.pt", weights_only=True)
+    x = data["signals"].astype(np.float16).astype(np.float64)
+    train = x[data["db"].strat_fold.between(1, 8).to_numpy()]
+    np.testing.assert_allclose(ckpt["norm_mean"], train.mean((0, 2)), atol=1e-4)
+    np.testing.assert_allclose(ckpt["norm_std"], train.std((0, 2)), rtol=1e-4)
+    assert abs(np.mean(ckpt["norm_mean"]) - x.mean()) > 1.0  # val/test (offset by 5 mV) would have shifted it
+
+
+def test_cached_and_uncached_predictions_match(data):
+    torch.manual_seed(0)
+    signals = np.load(data["dump"], mmap_mode="r")
+    rows = np.arange(20, 45)
+    mean, std = norm_stats(signals, np.arange(0, 200))
+    encoder = VisionTransformer.from_config(ENCODER).eval()
+    head = AttentiveProbe(ENCODER["dim"], 4, num_heads=2)
+    starts = crop_starts(signals.shape[2], 250, 125)
+    assert starts.tolist() == [0, 125, 250, 375, 500, 625, 750]
+    cache = encode_cache(encoder, signals, rows, starts, 250, mean, std, torch.device("cpu"), batch_crops=50)
+    assert cache.dtype == np.float16 and cache.shape == (25, 7, 10, ENCODER["dim"])
+    for multiclass in (False, True):
+        cached = predict_cached(head, cache, torch.device("cpu"), multiclass, batch_records=8)
+        direct = predict_encoded(encoder, head, signals, rows, starts, 250, mean, std, torch.device("cpu"), multiclass, batch_crops=64)
+        np.testing.assert_allclose(cached, direct, atol=2e-3)
+        assert np.abs(cached - direct).max() < 0.05 * cached.std()
+
+
+def test_uncached_linear_protocol_runs(data, tmp_path):
+    res = run(data, tmp_path, "--set", "feature_cache=false")
+    assert res["config"]["feature_cache"] is False and res["test_auc"] > 0.5
+
+
+def test_finetune_then_finetune_after_linear(data, linear_run, tmp_path):
+    linear_out, _ = linear_run
+    res = run(data, tmp_path / "ft", config="finetune", task="rhythm")
+    assert res["protocol"] == "finetune" and res["config"]["dropout"] == 0.05
+    res2 = run(data, tmp_path / "fal", "--init", str(linear_out / "best_ckpt.pt"), "--seed", "3", config="finetune_after_linear")
+    assert res2["protocol"] == "finetune_after_linear"
+    with pytest.raises(UserError, match="needs --init"):
+        run(data, tmp_path / "x", config="finetune_after_linear")
+    with pytest.raises(UserError, match="trained for task 'rhythm'"):
+        run(data, tmp_path / "y", "--init", str(linear_out / "best_ckpt.pt"), config="finetune_after_linear", task="form")
+
+
+def test_st_mem_is_multiclass(data, tmp_path):
+    res = run(data, tmp_path, task="ST-MEM")
+    pred = np.load(tmp_path / "predictions.npz")
+    assert (pred["test_targets"].sum(1) == 1).all()
+    np.testing.assert_allclose(pred["test_scores"].sum(1), 1.0, atol=1e-5)
+    assert [c["name"] for c in res["classes"]] == list(pred["classes"])
+
+
+def test_encoder_checkpoint_formats(data, tmp_path):
+    enc = VisionTransformer.from_config(ENCODER)
+    torch.save({"encoder": enc.state_dict(), "config": ENCODER, "pretrain_config": {}, "step": 7}, tmp_path / "encoder.pt")
+    model = {f"encoder.{k}": v for k, v in enc.state_dict().items()} | {"predictor.w": torch.zeros(2)}
+    torch.save({"model": model, "optimizer": {}, "step": 9, "config": dict(ENCODER, lr=1e-3)}, tmp_path / "last_ckpt.pt")
+    for name, step in (("encoder.pt", 7), ("last_ckpt.pt", 9)):
+        loaded = load_encoder(tmp_path / name)
+        assert loaded.pretrained and loaded.step == step and loaded.config == ENCODER
+        for k, v in enc.state_dict().items():
+            assert torch.equal(loaded.encoder.state_dict()[k], v)
+    res = run(data, tmp_path / "out", encoder=tmp_path / "encoder.pt")
+    assert res["encoder"] == str(tmp_path / "encoder.pt")
+    assert not load_encoder("tiny").pretrained  # a shipped pretraining config: random init
+
+
+def test_bad_input_is_a_clear_error(data, tmp_path):
+    with pytest.raises(UserError, match="unknown task 'rythm'"):
+        run(data, tmp_path, task="rythm")
+    with pytest.raises(UserError, match=r"unknown key 'stepz' \(did you mean 'steps'\?\)"):
+        run(data, tmp_path, "--set", "stepz=3")
+    with pytest.raises(UserError, match=r"val split \(fold 12\) has no records"):
+        run(data, tmp_path, "--val-fold", "12")
+    # a checkpoint of another architecture
+    other = VisionTransformer.from_config(dict(ENCODER, depth=2))
+    torch.save({"encoder": other.state_dict(), "config": ENCODER}, tmp_path / "other.pt")
+    with pytest.raises(UserError, match=r"other.pt: the stored encoder weights do not fit.*unexpected weights"):
+        run(data, tmp_path, encoder=tmp_path / "other.pt")
+    torch.save({"model": {"conv1.weight": torch.zeros(3)}, "config": ENCODER}, tmp_path / "resnet.pt")
+    with pytest.raises(UserError, match="no 'encoder.' weights"):
+        run(data, tmp_path, encoder=tmp_path / "resnet.pt")
+    # a dump that does not match the database
+    db = data["db"]
+    bad = write_dump(tmp_path / "bad.npy", db.iloc[:-1], data["signals"][:-1])
+    with pytest.raises(UserError, match=r"bad.npy: 352 records but .*ptbxl_database.csv lists 353"):
+        main(["--data-dir", str(data["dir"]), "--dump", str(bad), "--encoder", str(data["encoder"]), "--task", "rhythm", "--config", "linear", "--out", str(tmp_path)])
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_encoder_must_fit_the_data():
+    cfg = dict(ENCODER)
+    assert check_compatible(cfg, "enc", "dump", 100, list(LEADS), 1000, 2.5, 1.25) == (250, 125)
+    with pytest.raises(UserError, match="enc expects 100 Hz but dump is sampled at 500 Hz"):
+        check_compatible(cfg, "enc", "dump", 500, list(LEADS), 5000, 2.5, 1.25)
+    with pytest.raises(UserError, match="expects leads"):
+        check_compatible(cfg, "enc", "dump", 100, list(LEADS[::-1]), 1000, 2.5, 1.25)
+    with pytest.raises(UserError, match="not a multiple of the encoder's patch_size 25"):
+        check_compatible(cfg, "enc", "dump", 100, list(LEADS), 1000, 2.2, 1.0)
+    with pytest.raises(UserError, match="not a positive whole number of samples"):
+        check_compatible(cfg, "enc", "dump", 100, list(LEADS), 1000, 2.505, 1.25)

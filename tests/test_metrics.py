@@ -1,0 +1,72 @@
+"""Macro AUC and its bootstrap CI against scikit-learn on fixed predictions."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from myjepa.eval.metrics import bootstrap_indices, bootstrap_macro_auc, class_aucs, macro_auc, weighted_auc
+
+
+@pytest.fixture(scope="module")
+def preds():
+    rng = np.random.default_rng(3)
+    n, c = 300, 6
+    targets = (rng.random((n, c)) < [0.5, 0.3, 0.1, 0.05, 0.2, 0.4]).astype(np.uint8)
+    scores = targets * rng.normal(1.0, 1.0, (n, c)) + rng.normal(0.0, 1.0, (n, c))
+    scores[:, 1] = np.round(scores[:, 1], 1)  # many ties
+    return targets, scores.astype(np.float32)
+
+
+def test_class_aucs_match_sklearn(preds):
+    targets, scores = preds
+    ours = class_aucs(targets, scores)
+    ref = [roc_auc_score(targets[:, j], scores[:, j]) for j in range(targets.shape[1])]
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
+    assert macro_auc(targets, scores) == pytest.approx(np.mean(ref), abs=1e-12)
+
+
+def test_weighted_auc_equals_auc_of_repeated_records(preds):
+    targets, scores = preds
+    idx = np.random.default_rng(0).integers(0, len(targets), len(targets))
+    weights = np.bincount(idx, minlength=len(targets))[None].astype(float)
+    for j in range(targets.shape[1]):
+        ref = roc_auc_score(targets[idx, j], scores[idx, j])
+        assert weighted_auc(targets[:, j], scores[:, j], weights)[0] == pytest.approx(ref, abs=1e-12)
+
+
+def test_undefined_class_is_nan_and_left_out_of_macro(preds):
+    targets, scores = preds
+    targets = targets.copy()
+    targets[:, 3] = 0  # no positive
+    targets[:, 4] = 1  # no negative
+    aucs = class_aucs(targets, scores)
+    assert np.isnan(aucs[3]) and np.isnan(aucs[4])
+    defined = [roc_auc_score(targets[:, j], scores[:, j]) for j in (0, 1, 2, 5)]
+    assert macro_auc(targets, scores) == pytest.approx(np.mean(defined), abs=1e-12)
+    assert np.isnan(macro_auc(np.zeros((5, 2)), np.random.rand(5, 2)))
+
+
+def test_bootstrap_ci_matches_sklearn_on_the_same_resamples(preds):
+    targets, scores = preds
+    samples, seed = 200, 7
+    lo, hi = bootstrap_macro_auc(targets, scores, samples=samples, seed=seed)
+    ref = []
+    for idx in bootstrap_indices(len(targets), samples, seed):
+        t, s = targets[idx], scores[idx]
+        ref.append(np.mean([roc_auc_score(t[:, j], s[:, j]) for j in range(t.shape[1]) if 0 < t[:, j].sum() < len(t)]))
+    ref_lo, ref_hi = np.quantile(ref, [0.025, 0.975])
+    assert lo == pytest.approx(ref_lo, abs=1e-12) and hi == pytest.approx(ref_hi, abs=1e-12)
+    point = macro_auc(targets, scores)
+    assert lo < point < hi
+    assert 0.01 < hi - lo < 0.2
+    assert bootstrap_macro_auc(targets, scores, samples=samples, seed=seed) == (lo, hi)  # fixed by the seed
+
+
+def test_bootstrap_survives_a_class_with_one_positive():
+    rng = np.random.default_rng(1)
+    targets = np.zeros((50, 2), dtype=np.uint8)
+    targets[:25, 0] = 1
+    targets[0, 1] = 1  # most resamples lose this positive
+    scores = rng.random((50, 2))
+    lo, hi = bootstrap_macro_auc(targets, scores, samples=100, seed=0)
+    assert np.isfinite(lo) and np.isfinite(hi) and lo <= hi

@@ -1,0 +1,79 @@
+import torch
+
+from myjepa.config import load_config
+from myjepa.data import MaskCollator
+from myjepa.models import MyJEPA, Predictor, VisionTransformer
+
+
+def small_cfg(**kw):
+    return load_config("tiny", **{"channel_size": 1000, **kw})  # 40 patches
+
+
+def masks(cfg, batch, seed=0):
+    return MaskCollator(cfg.patch_size, 5, cfg.min_keep_ratio, cfg.max_keep_ratio).masks(batch, cfg.num_patches, torch.Generator().manual_seed(seed))
+
+
+def test_encoder_shapes_keep_and_registers():
+    enc = VisionTransformer(channel_size=1000, patch_size=25, dim=32, depth=2, num_heads=2, num_registers=2)
+    x = torch.randn(3, 12, 1000)
+    assert enc(x).shape == (3, 40, 32)
+    assert enc(x, return_registers=True).shape == (3, 42, 32)
+    keep = torch.tensor([[0, 5, 9], [1, 2, 3], [37, 38, 39]])
+    assert enc(x, keep=keep).shape == (3, 3, 32)
+    assert enc(x[:, :, :500]).shape == (3, 20, 32)  # shorter crops
+
+
+def test_kept_patches_carry_their_own_positions():
+    enc = VisionTransformer(channel_size=1000, patch_size=25, dim=32, depth=1, num_heads=2, num_registers=0).eval()
+    x = torch.randn(1, 12, 1000)
+    x[:, :, 25:50] = x[:, :, 50:75]  # patches 1 and 2 hold the same signal
+    out = enc(x, keep=torch.tensor([[1]]))
+    out2 = enc(x, keep=torch.tensor([[2]]))
+    assert not torch.allclose(out, out2)  # same content, different positions
+
+
+def test_predictor_returns_only_targets():
+    pred = Predictor(num_patches=40, dim=32, pred_dim=16, depth=2, num_heads=2)
+    ctx_idx, tgt_idx = torch.tensor([[0, 1, 2, 3]]).expand(2, -1), torch.arange(4, 40).expand(2, -1)
+    out = pred(torch.randn(2, 4, 32), ctx_idx, tgt_idx)
+    assert out.shape == (2, 36, 32)
+
+
+def test_myjepa_losses_and_combination():
+    cfg = small_cfg()
+    model = MyJEPA(cfg)
+    ctx_idx, tgt_idx = masks(cfg, 8)
+    out = model(torch.randn(8, 12, cfg.channel_size), ctx_idx, tgt_idx)
+    assert set(out) == {"loss", "pred_loss", "sigreg_loss"}
+    assert all(v.ndim == 0 and torch.isfinite(v) for v in out.values())
+    assert torch.allclose(out["loss"], out["pred_loss"] + cfg.sigreg_lambda * out["sigreg_loss"])
+    assert model.embed(torch.randn(4, 12, cfg.channel_size)).shape == (4, cfg.proj_dim)
+
+
+def test_gradients_reach_the_encoder_through_context_and_target_paths():
+    cfg = small_cfg()
+    model = MyJEPA(cfg)
+    outputs = []
+
+    def keep_output(module, inputs, output):
+        output.retain_grad()
+        outputs.append(output)
+
+    model.encoder.register_forward_hook(keep_output)
+    ctx_idx, tgt_idx = masks(cfg, 4)
+    model(torch.randn(4, 12, cfg.channel_size), ctx_idx, tgt_idx)["pred_loss"].backward()
+    z_ctx, z_full = outputs
+    assert z_ctx.shape[1] == ctx_idx.shape[1] and z_full.shape[1] == cfg.num_patches
+    assert z_ctx.grad.abs().sum() > 0  # context path (through the predictor)
+    assert z_full.grad.abs().sum() > 0  # target path: no stop-gradient
+    assert z_full.grad[torch.arange(4)[:, None], tgt_idx].abs().sum() > 0
+    assert all(p.grad is not None for p in model.encoder.parameters())
+
+
+def test_sigreg_term_reaches_the_projector_and_encoder():
+    cfg = small_cfg()
+    model = MyJEPA(cfg)
+    ctx_idx, tgt_idx = masks(cfg, 8)
+    model(torch.randn(8, 12, cfg.channel_size), ctx_idx, tgt_idx)["sigreg_loss"].backward()
+    assert model.projector.net[0].weight.grad.abs().sum() > 0
+    assert model.encoder.patch_embed.weight.grad.abs().sum() > 0

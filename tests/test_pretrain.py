@@ -1,0 +1,160 @@
+import json
+import os
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import myjepa.pretrain as pretrain
+from myjepa.config import load_config
+from myjepa.data.masks import MaskCollator
+from myjepa.data.pretrain_data import CropBatches, open_sources
+from myjepa.errors import UserError
+from myjepa.models import MyJEPA, VisionTransformer
+from conftest import synthetic_ecg, write_dump
+
+# fast variant of the tiny config: 100 patches per 5 s crop, small batch
+FAST = ["channel_size=2500", "batch_size=16", "log_interval=1", "checkpoint_interval=4", "best_loss_window=3", "warmup_steps=3"]
+
+
+def run(tmp_dump, out, *extra, steps=8):
+    return pretrain.main(["--data", f"mimic-iv-ecg={tmp_dump}", "--out", str(out), "--config", "tiny", "--set", *FAST, f"steps={steps}", *extra])
+
+
+def metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_run_writes_every_output(small_dump, tmp_path):
+    out = tmp_path / "run"
+    assert run(small_dump, out, steps=6) == 0
+    for name in ("encoder.pt", "best_ckpt.pt", "last_ckpt.pt", "metrics.jsonl", "config.yaml"):
+        assert (out / name).is_file(), name
+    lines = metrics(out)
+    assert [l["step"] for l in lines] == [1, 2, 3, 4, 5, 6]
+    for key in ("train/loss", "train/pred_loss", "train/sigreg_loss", "train/lr", "train/step_time", "train/throughput", "gradients/norm"):
+        assert all(np.isfinite(l[key]) for l in lines), key
+    enc = torch.load(out / "encoder.pt", weights_only=True)
+    assert enc["step"] == 6 and enc["config"]["channel_size"] == 2500 and enc["pretrain_config"]["steps"] == 6
+    encoder = VisionTransformer.from_config(enc["config"])
+    encoder.load_state_dict(enc["encoder"])
+    last = torch.load(out / "last_ckpt.pt", weights_only=True)
+    assert last["step"] == 6 and last["config"]["batch_size"] == 16 and "optimizer" in last
+    assert torch.equal(last["model"]["encoder.patch_embed.weight"], enc["encoder"]["patch_embed.weight"])
+    assert load_config(out / "config.yaml").steps == 6  # the resolved config is a valid config file
+    assert run(small_dump, out, steps=6) == 0  # a finished run is not trained again
+    assert len(metrics(out)) == 6
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(small_dump, tmp_path, monkeypatch):
+    assert run(small_dump, tmp_path / "straight", steps=8) == 0
+    schedule = pretrain.warmup_cosine
+
+    def preempt_at_step_3(step, *args):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # what SLURM sends before a time limit
+        return schedule(step, *args)
+
+    monkeypatch.setattr(pretrain, "warmup_cosine", preempt_at_step_3)
+    resumed = tmp_path / "resumed"
+    assert run(small_dump, resumed, steps=8) == 128 + signal.SIGTERM
+    assert torch.load(resumed / "last_ckpt.pt", weights_only=True)["step"] == 4
+    monkeypatch.setattr(pretrain, "warmup_cosine", schedule)
+    assert run(small_dump, resumed, steps=8) == 0
+    a, b = weights(tmp_path / "straight" / "last_ckpt.pt"), weights(resumed / "last_ckpt.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert int(b["sigreg.step"]) == 8
+    assert [l["step"] for l in metrics(resumed)] == list(range(1, 9))  # no duplicated lines
+    assert [l["train/loss"] for l in metrics(resumed)] == [l["train/loss"] for l in metrics(tmp_path / "straight")]
+
+
+def test_resume_with_another_config_is_refused(small_dump, tmp_path):
+    out = tmp_path / "run"
+    assert run(small_dump, out, steps=2) == 0
+    with pytest.raises(UserError, match="different config.*lr"):
+        run(small_dump, out, "lr=0.5", steps=4)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(small_dump, tmp_path, monkeypatch, capsys):
+    forward = pretrain.MyJEPA.forward
+    calls = {"n": 0}
+
+    def nan_from_call_6(self, *args):
+        calls["n"] += 1
+        out = forward(self, *args)
+        if calls["n"] >= 6:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(pretrain.MyJEPA, "forward", nan_from_call_6)
+    out = tmp_path / "run"
+    assert run(small_dump, out, steps=8) == pretrain.EXIT_NONFINITE
+    assert "non-finite loss at step 5" in capsys.readouterr().err
+    last = torch.load(out / "last_ckpt.pt", weights_only=True)
+    assert last["step"] == 4
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+
+
+def test_bad_inputs_are_user_errors(small_dump, tmp_path):
+    with pytest.raises(UserError, match="dump not found: .*missing.npy"):
+        pretrain.main(["--data", f"x={tmp_path / 'missing.npy'}", "--out", str(tmp_path / "o"), "--config", "tiny"])
+    with pytest.raises(UserError, match="NAME=PATH"):
+        pretrain.main(["--data", str(small_dump), "--out", str(tmp_path / "o"), "--config", "tiny"])
+    with pytest.raises(UserError, match="'other' has no weight"):
+        pretrain.main(["--data", f"mimic-iv-ecg={small_dump}", f"other={small_dump}", "--out", str(tmp_path / "o"), "--config", "tiny"])
+    bad_fs = write_dump(tmp_path / "fs250.npy", synthetic_ecg(4, length=5000), stats={"fs": 250})
+    with pytest.raises(UserError, match="fs 250"):
+        pretrain.main(["--data", f"a={bad_fs}", "--out", str(tmp_path / "o"), "--config", "tiny"])
+    with pytest.raises(UserError, match="not divisible"):
+        run(small_dump, tmp_path / "o", "accum_steps=3")
+
+
+def test_folds_and_weights_select_what_is_sampled(tmp_path):
+    """Each record is constant at its row number, so a crop shows which record it came from."""
+    n = 20
+    rows = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], (n, 12, 3000)).copy()
+    index = pd.DataFrame({"ecg_id": np.arange(1, n + 1), "patient_id": 0, "strat_fold": np.arange(n) % 10 + 1, "scp_codes": "{}", "file": "f"})
+    ptb = write_dump(tmp_path / "ptb.npy", rows, index, stats={"mean": [0.0] * 12, "std": [1.0] * 12})
+    other = write_dump(tmp_path / "other.npy", np.full((5, 12, 3000), -1.0, dtype=np.float32), stats={"mean": [0.0] * 12, "std": [1.0] * 12})
+    cfg = load_config("tiny", channel_size=2500, folds=[1, 2], datasets={"ptb-xl": 3.0, "other": 1.0})
+    sources = open_sources([("ptb-xl", ptb), ("other", other)], cfg)
+    assert sources[0].rows.tolist() == [0, 1, 10, 11] and sources[1].rows is None
+    batches = CropBatches(sources, 64, cfg.channel_size, MaskCollator(25, 10, 0.15, 0.25), seed=0)
+    seen = np.concatenate([batches[s][0][:, 0, 0].numpy() for s in range(10)])
+    assert set(seen.tolist()) == {0.0, 1.0, 10.0, 11.0, -1.0}
+    assert 0.65 < np.mean(seen >= 0) < 0.85  # weights 3:1
+    x, ctx, tgt = batches[3]
+    assert x.shape == (64, 12, 2500) and x.dtype == torch.float32 and ctx.size(1) + tgt.size(1) == 100
+    assert torch.equal(batches[3][0], x)  # a batch is a function of (seed, rank, step)
+    assert not torch.equal(CropBatches(sources, 64, 2500, MaskCollator(), seed=0, rank=1)[3][0], x)
+
+
+@pytest.mark.slow
+def test_tiny_training_lowers_the_loss_without_collapse(tmp_path):
+    """The shipped tiny config on synthetic ECG: loss falls, projected embeddings keep their spread."""
+    torch.set_num_threads(2)
+    dump = write_dump(tmp_path / "demo.npy", synthetic_ecg(256, seed=3))
+    out = tmp_path / "tiny"
+    assert pretrain.main(["--data", f"mimic-iv-ecg={dump}", "--out", str(out), "--config", "tiny", "--set", "steps=80", "log_interval=1"]) == 0
+    losses = [l["train/loss"] for l in metrics(out)]
+    assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:5])
+    ckpt = torch.load(out / "last_ckpt.pt", weights_only=True)
+    cfg = load_config("tiny")
+    model = MyJEPA(cfg)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    x = torch.from_numpy(synthetic_ecg(128, seed=99))
+    stats = json.loads((tmp_path / "demo.stats.json").read_text())
+    x = (x - torch.tensor(stats["mean"])[:, None]) / torch.tensor(stats["std"])[:, None]
+    with torch.no_grad():
+        z = model.embed(x)
+    per_dim_std = z.std(dim=0)
+    assert per_dim_std.min() > 0.1, per_dim_std

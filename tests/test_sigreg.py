@@ -1,0 +1,77 @@
+import math
+
+import numpy as np
+import torch
+
+from myjepa.models import SIGReg
+from myjepa.models.sigreg import random_directions
+
+
+def test_small_for_gaussian_large_for_collapsed_or_shrunk():
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(512, 64, generator=gen)
+    gaussian = SIGReg(num_slices=256, seed=1)(z).item()
+    collapsed = SIGReg(num_slices=256, seed=1)(torch.zeros(512, 64) + torch.randn(1, 64, generator=gen)).item()
+    shrunk = SIGReg(num_slices=256, seed=1)(0.1 * z).item()
+    rank_one = SIGReg(num_slices=256, seed=1)(torch.randn(512, 1, generator=gen) * torch.ones(1, 64)).item()
+    assert gaussian < 2.0
+    assert collapsed > 50 * gaussian and shrunk > 50 * gaussian and rank_one > 10 * gaussian
+
+
+def test_one_dimension_matches_direct_epps_pulley_integral():
+    z = torch.randn(300, 1, generator=torch.Generator().manual_seed(2), dtype=torch.float32) * 1.3 + 0.2
+    sig = SIGReg(num_slices=4, num_points=2001, t_max=3.0)
+    value = sig(z).item()
+    # N * integral over [-3, 3] of |ecf(t) - exp(-t^2/2)|^2 exp(-t^2/2) dt, by a fine Riemann sum
+    t = np.linspace(-3.0, 3.0, 60001)
+    x = z.double().numpy()[:, 0]
+    ecf = np.exp(1j * np.outer(t, x)).mean(axis=1)
+    integrand = np.abs(ecf - np.exp(-(t**2) / 2)) ** 2 * np.exp(-(t**2) / 2)
+    direct = len(x) * float(np.sum(integrand[:-1] + integrand[1:]) / 2 * (t[1] - t[0]))
+    assert math.isclose(value, direct, rel_tol=1e-4)
+
+
+def test_published_17_point_rule_is_close_to_the_integral():
+    z = torch.randn(400, 1, generator=torch.Generator().manual_seed(5)) * 0.7
+    coarse, fine = SIGReg(num_slices=2, num_points=17)(z).item(), SIGReg(num_slices=2, num_points=2001)(z).item()
+    assert math.isclose(coarse, fine, rel_tol=0.02)
+
+
+def test_float32_under_bfloat16_autocast():
+    sig = SIGReg(num_slices=64)
+    lin = torch.nn.Linear(16, 16)
+    x = torch.randn(64, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = lin(x)
+        assert z.dtype == torch.bfloat16
+        out = sig(z)
+    assert out.dtype == torch.float32
+    ref = SIGReg(num_slices=64)(z.float())
+    assert torch.allclose(out, ref)
+
+
+def test_directions_follow_seed_and_forward_count():
+    z = torch.randn(128, 8)
+    a, b = SIGReg(num_slices=32, seed=7), SIGReg(num_slices=32, seed=7)
+    first = a(z)
+    assert torch.equal(first, b(z))  # same seed, same step: same slices
+    assert int(a.step) == 1
+    second = a(z)
+    assert not torch.equal(first, second)  # a new step draws new slices
+    at_one = SIGReg(num_slices=32, seed=7)
+    at_one.step.fill_(1)
+    assert torch.equal(second, at_one(z))  # the value depends on (seed, step) only
+    other_seed = SIGReg(num_slices=32, seed=8)
+    assert not torch.equal(first, other_seed(z))
+    evaluated = SIGReg(num_slices=32, seed=7).eval()
+    evaluated(z)
+    assert int(evaluated.step) == 0  # eval calls do not advance the step
+    assert int(a.state_dict()["step"]) == 2  # the step is checkpointed with the model
+    d = random_directions(8, 32, 7, 3)
+    assert torch.allclose(d.norm(dim=0), torch.ones(32))
+
+
+def test_gradient_flows_to_inputs():
+    z = torch.randn(64, 8, requires_grad=True)
+    (SIGReg(num_slices=16)(0.2 * z)).backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
