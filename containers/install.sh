@@ -6,7 +6,8 @@
 # It makes a venv on top of the base image's python (--system-site-packages, so a base image's
 # CUDA torch is used as is and pinned: pip never swaps it for another build), installs torch from
 # TORCH_SPEC only when the base has none, installs this package from /opt/myjepa/src (copied in by
-# %files) and checks that what got installed is the pinned MYJEPA_VERSION and imports.
+# %files), puts a `myjepa` that names the image into /opt/myjepa/bin, and checks that what got
+# installed is the pinned MYJEPA_VERSION and imports.
 #
 # Environment:
 #   MYJEPA_VERSION  required: the version the definition pins; the build fails on any other
@@ -52,9 +53,21 @@ echo "torch==$torch_version" >"$ROOT/constraints.txt"
 PIP_CONSTRAINT=$ROOT/constraints.txt "$PY" -m pip install "$SRC"
 rm -rf "$SRC"
 
+# `myjepa` on the image's PATH names the image on stderr, then runs the real entry point: the
+# workflow pipes each command's output into the rule's log, so every log shows the job ran in here.
+mkdir -p "$ROOT/bin"
+cat >"$ROOT/bin/myjepa" <<WRAPPER
+#!/bin/sh
+echo "myjepa: in container \${MYJEPA_CONTAINER:-?}" >&2
+exec "$VENV/bin/myjepa" "\$@"
+WRAPPER
+chmod 0755 "$ROOT/bin/myjepa"
+
 installed=$("$PY" -c 'import importlib.metadata as m; print(m.version("myjepa"))')
 [ "$installed" = "$MYJEPA_VERSION" ] || fail "installed myjepa $installed, expected $MYJEPA_VERSION"
-"$VENV/bin/myjepa" --help >/dev/null || fail "'myjepa --help' fails in the image"
+"$ROOT/bin/myjepa" --help >/dev/null 2>&1 || fail "'myjepa --help' fails in the image"
+marker=$(MYJEPA_CONTAINER=check "$ROOT/bin/myjepa" --version 2>&1 >/dev/null)
+[ "$marker" = "myjepa: in container check" ] || fail "the myjepa wrapper printed '$marker', not the marker"
 "$PY" -c 'import myjepa.models.vit, myjepa.data.dump' || fail "the package's modules do not import"
 
 # What went in, for `apptainer exec IMAGE cat /opt/myjepa/image.txt` and bug reports.

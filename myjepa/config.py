@@ -84,6 +84,7 @@ class PretrainConfig:
         check(sorted(l.lower() for l in self.leads) == sorted(l.lower() for l in LEADS), f"leads must be the 12 standard leads, got {self.leads}")
         check(self.batch_size > 0 and self.steps > 0 and self.accum_steps > 0, "batch_size, steps and accum_steps must be positive")
         check(bool(self.datasets) and all(w > 0 for w in self.datasets.values()), "datasets needs at least one name with a positive weight")
+        check(min(self.log_interval, self.checkpoint_interval, self.best_loss_window) > 0, "log_interval, checkpoint_interval and best_loss_window must be positive")
 
     @property
     def num_patches(self) -> int:

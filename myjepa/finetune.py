@@ -162,11 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger = MetricsLogger(out, args.wandb, name=f"{task}-{cfg.protocol}-s{args.seed}", config={"task": task, "seed": args.seed, "encoder": str(loaded.path), **to_dict(cfg)})
     try:
         caches: dict[str, np.ndarray] = {}
+        t_cache = time.time()
         if use_cache:
             bar = Progress(len(train_rows) + len(val_rows) + len(test_rows), "encoding crops", "records")
             for split, rows in (("train", train_rows), ("val", val_rows), ("test", test_rows)):
                 caches[split] = encode_cache(encoder, dump.signals, rows, starts, crop, mean, std, device, cfg.eval_batch_size, cfg.amp, cache_dir, bar.update)
             bar.close()
+        t_train = time.time()
+        cache_s = t_train - t_cache
 
         def predict(split: str, rows: np.ndarray) -> np.ndarray:
             if use_cache:
@@ -174,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return predict_encoded(encoder, head, dump.signals, rows, starts, crop, mean, std, device, multiclass, cfg.eval_batch_size, cfg.amp)
 
         best_auc, best_step, best_state, best_val_scores = float("nan"), 0, None, None
-        evals_since_best, loss_sum, loss_count, step = 0, 0.0, 0, 0
+        evals_since_best, loss_sum, loss_count, step, eval_s = 0, 0.0, 0, 0, 0.0
         bar = Progress(cfg.steps, f"{cfg.protocol} {task}", "steps")
         for step in range(1, cfg.steps + 1):
             lr = lr_at(step - 1, cfg)
@@ -208,7 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loss_sum, loss_count = 0.0, 0
             bar.update(1, loss=f"{loss_value:.4f}")
             if step % cfg.eval_interval == 0 or step == cfg.steps:
+                t_eval = time.time()
                 val_scores = predict("val", val_rows)
+                eval_s += time.time() - t_eval
                 aucs = class_aucs(splits.targets["val"], val_scores)
                 val_auc = float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
                 improved = best_state is None or (math.isfinite(val_auc) and (not math.isfinite(best_auc) or val_auc > best_auc))
@@ -224,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     break
         bar.close()
         steps_run = step
+        train_s = time.time() - t_train
 
         # the best step, scored on the test fold
         assert best_state is not None and best_val_scores is not None
@@ -288,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "steps": steps_run,
             "wall_time_s": round(time.time() - start_time, 2),
             "device": device_name(device),
+            "timing": {"cache_s": round(cache_s, 2), "train_s": round(train_s, 2), "eval_s": round(eval_s, 2)},
         }
         write_json(out / "results.json", results)
         print(f"finetune: test macro AUC {test_auc:.4f} [{ci[0]:.4f}, {ci[1]:.4f}] (best val {best_auc:.4f} at step {best_step}/{steps_run}), "

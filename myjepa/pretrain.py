@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from myjepa.config import PretrainConfig, config_from_dict, load, parse_overrides, to_dict
 from myjepa.data.masks import MaskCollator
-from myjepa.data.pretrain_data import CropBatches, open_sources, parse_data_args
+from myjepa.data.pretrain_data import CropBatches, ignore_stop_signals, open_sources, parse_data_args
 from myjepa.errors import UserError, run_cli
 from myjepa.models import MyJEPA
 from myjepa.utils import checkpoint, distributed
@@ -176,7 +176,7 @@ def train(cfg: PretrainConfig, data: list[tuple[str, Path]], args: argparse.Name
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
         prefetch_factor=4 if cfg.num_workers else None,
-        persistent_workers=False,
+        worker_init_fn=ignore_stop_signals,
     )
     train_model: torch.nn.Module = torch.compile(model) if args.compile else model
     if dist_info.enabled:
@@ -231,7 +231,7 @@ def train(cfg: PretrainConfig, data: list[tuple[str, Path]], args: argparse.Name
             if not all(math.isfinite(v) for v in (loss, pred_loss, sigreg_loss)):
                 if master:
                     kept = f"{last_path} holds step {checkpoint.load(last_path)['step']}" if last_path.is_file() else "no checkpoint was written yet"
-                    print(f"myjepa: error: non-finite loss at step {step} (loss {loss}, pred_loss {pred_loss}, sigreg_loss {sigreg_loss}); stopping, {kept}", file=sys.stderr)
+                    print(f"myjepa: error: non-finite loss at step {step + 1} (loss {loss}, pred_loss {pred_loss}, sigreg_loss {sigreg_loss}); stopping, {kept}", file=sys.stderr)
                 return EXIT_NONFINITE
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
             optimizer.step()

@@ -141,7 +141,7 @@ def summarise(jobs: pd.DataFrame) -> pd.DataFrame:
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, float_format="%.17g")
+        frame.to_csv(tmp, index=False)  # floats as repr: they read back bit for bit
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
@@ -377,9 +377,10 @@ def render(jobs: pd.DataFrame, summary: pd.DataFrame, per_class: pd.DataFrame, r
 
 def read_csv(path: str) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, keep_default_na=True).fillna({"baseline": "", "note": ""})
+        frame = pd.read_csv(path, dtype={"baseline": str, "note": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise UserError(f"{path}: cannot read table: {e}") from None
+    return frame.fillna({c: "" for c in ("baseline", "note") if c in frame})
 
 
 def cmd_html(args: argparse.Namespace) -> None:

@@ -57,3 +57,15 @@ def write_dump(path: str | Path, signals: np.ndarray, index_df: pd.DataFrame | N
 def small_dump(tmp_path: Path) -> Path:
     """A 64-record MIMIC-layout dump of synthetic ECG at 500 Hz, 10 s."""
     return write_dump(tmp_path / "mimic.npy", synthetic_ecg(64, seed=1))
+
+
+@pytest.fixture
+def single_thread():
+    """One torch thread: the CI machine has 2 cores shared by parallel jobs, and oversubscribed
+    OpenMP threads slow small models down many times over."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -9,14 +9,20 @@ reason (MYJEPA_APPTAINER_SKIP); once apptainer is there they run and can fail.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
+import yaml
 
 import myjepa
 
@@ -27,6 +33,7 @@ INSTALL = REPO / "containers" / "install.sh"
 SETUP = REPO / ".ci" / "apptainer"
 CACHE = Path(os.environ.get("MYJEPA_CI_CACHE", Path.home() / ".cache" / "myjepa-ci"))
 SHARED_SECTIONS = ("files", "environment", "runscript", "test")
+MARKER = f"myjepa: in container myjepa-{myjepa.__version__}"
 
 
 # ---- definition files, parsed here (no parser library checks what we need) ----------------------
@@ -116,7 +123,7 @@ def test_definition_installs_this_package_at_its_version_through_install_sh(path
     for source, _ in files:  # %files sources are relative to the repository root (the build's cwd)
         assert (REPO / source).exists(), f"{path.name}: %files source {source} does not exist"
     assert "export MYJEPA_CONTAINER=myjepa-{{ MYJEPA_VERSION }}" in sections["environment"]
-    assert "export PATH=/opt/myjepa/venv/bin:$PATH" in sections["environment"]
+    assert "export PATH=/opt/myjepa/bin:/opt/myjepa/venv/bin:$PATH" in sections["environment"]
     assert sections["runscript"] == 'exec myjepa "$@"'
     assert "myjepa --help" in sections["test"].splitlines()
 
@@ -162,7 +169,8 @@ def test_setup_failure_is_one_line_and_a_skip_reason(tmp_path):
     assert result.returncode == 3, result.stderr
     reason_lines = [line for line in result.stderr.splitlines() if "apptainer unavailable" in line]
     assert len(reason_lines) == 1
-    assert "sid" in reason_lines[0] and "127.0.0.1:9" in reason_lines[0]
+    # the mirror is named (or, on a machine without the host tools and root, what is missing)
+    assert "sid suite at http://127.0.0.1:9/debian failed" in reason_lines[0] or "missing" in reason_lines[0]
     exported = load_env_lines(result.stdout)
     assert list(exported) == ["MYJEPA_APPTAINER_SKIP"]
     assert exported["MYJEPA_APPTAINER_SKIP"] == reason_lines[0].removeprefix("ci/apptainer: ")
@@ -206,7 +214,24 @@ def apptainer() -> tuple[Path, Path]:
     binary, image = Path(setup["MYJEPA_APPTAINER"]), Path(setup.get("MYJEPA_CI_IMAGE", ""))
     assert binary.is_file(), f"MYJEPA_APPTAINER={binary} does not exist: rerun .ci/apptainer"
     assert image.is_file(), f"MYJEPA_CI_IMAGE={image} does not exist: rerun .ci/apptainer"
+    built_from = re.fullmatch(r"myjepa-ci-([0-9a-f]{16})\.sif", image.name)
+    if built_from:
+        assert built_from.group(1) == image_inputs_hash(), f"{image} holds other sources than this tree: rerun .ci/apptainer"
     return binary, image
+
+
+def image_inputs_hash() -> str:
+    """.ci/apptainer's key of the image's inputs (containers/, myjepa/, pyproject.toml), redone here."""
+    import hashlib
+
+    paths = sorted(
+        str(p.relative_to(REPO))
+        for folder in ("containers", "myjepa")
+        for p in (REPO / folder).rglob("*")
+        if p.is_file() and p.suffix not in (".pyc", ".sif")
+    )
+    lines = "".join(f"{hashlib.sha256((REPO / p).read_bytes()).hexdigest()}  {p}\n" for p in [*paths, "pyproject.toml"])
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
 
 
 def run(cmd: list[str], timeout: float = 120, **kw) -> subprocess.CompletedProcess:
@@ -235,3 +260,171 @@ def test_image_runs_myjepa_and_torch_with_the_marker_set(apptainer, tmp_path):
     )
     out = run([str(binary), "exec", "--bind", f"{tmp_path}:/data", str(image), "bash", "-c", script]).stdout
     assert out.splitlines() == [f"marker=myjepa-{myjepa.__version__}", "sum 3.0", "/opt/myjepa/venv/bin/python"]
+    # `myjepa` in the image names it on stderr: the line every rule log gets
+    result = run([str(binary), "exec", str(image), "myjepa", "--version"])
+    assert result.stdout.strip() == f"myjepa {myjepa.__version__}"
+    assert result.stderr.splitlines() == [MARKER]
+
+
+# ---- the workflow's jobs inside the image, locally and through SLURM -----------------------------
+
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
+TARGETS = ("results/pretrain/tiny/s42/encoder.pt", "results/finetune/tiny-s42/rhythm/linear/s0/results.json")
+
+
+def slurm_apptainer_args() -> str:
+    """The apptainer-args users run with (profiles/slurm), binds for the data directories included."""
+    return yaml.safe_load(SLURM_PROFILE.read_text())["apptainer-args"]
+
+
+def bind_sources(args: str) -> list[Path]:
+    """Host paths of the --bind/-B options in apptainer arguments."""
+    words, sources = shlex.split(args), []
+    for i, word in enumerate(words):
+        if word in ("--bind", "-B") and i + 1 < len(words):
+            spec = words[i + 1]
+        elif word.startswith("--bind="):
+            spec = word.split("=", 1)[1]
+        else:
+            continue
+        sources += [Path(part.split(":", 1)[0]) for part in spec.split(",") if part]
+    return sources
+
+
+def test_bind_sources_parses_apptainer_args():
+    assert bind_sources("--nv --bind /a,/b:/c -B /d --bind=/e:/f:ro") == [Path(p) for p in ("/a", "/b", "/d", "/e")]
+    assert bind_sources(slurm_apptainer_args()), "profiles/slurm binds no data directory"
+
+
+def host_env(apptainer_bin: Path) -> dict[str, str]:
+    """The environment snakemake runs in: apptainer on PATH, but no host `myjepa` (nor this venv's
+    bin), so a job that did not run inside the image fails with 'myjepa: command not found'."""
+    venv_bin = Path(sys.executable).parent
+    path = [str(apptainer_bin.parent)] + [
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != venv_bin.resolve()
+    ]
+    env = dict(os.environ, PATH=os.pathsep.join(path), OMP_NUM_THREADS="2", WANDB_MODE="disabled")
+    assert shutil.which("myjepa", path=env["PATH"]) is None, "a host myjepa is on PATH: the test would prove nothing"
+    return env
+
+
+@pytest.fixture(scope="module")
+def external_ptbxl(apptainer, tmp_path_factory):
+    """A synthetic PTB-XL in the real layout under the first data directory profiles/slurm binds
+    (e.g. /data/physionet), i.e. outside the project, the working directory, /tmp and $HOME."""
+    binary, image = apptainer
+    base = bind_sources(slurm_apptainer_args())[0]
+    created = not base.exists()
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        pytest.fail(f"cannot create {base}, the data directory profiles/slurm binds: {e}")
+    root = Path(tempfile.mkdtemp(prefix="myjepa-ci-", dir=base))
+    try:
+        ptbxl = root / "ptb-xl"
+        run([sys.executable, "-m", "myjepa", "synth", "--layout", "ptb-xl", "--out", str(ptbxl), "--records", "200", "--seed", "0"], timeout=300)
+        assert (ptbxl / "ptbxl_database.csv").is_file()
+        # without the profile's bind the image does not see it: the bind is what makes it reachable
+        unbound = subprocess.run([str(binary), "exec", str(image), "test", "-e", str(ptbxl)], capture_output=True, timeout=120)
+        assert unbound.returncode == 1, unbound.stderr
+        yield ptbxl
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        if created:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def workflow_config(path: Path, image: Path, ptbxl: Path, mimic: bool) -> Path:
+    """config/ci.yaml cut down, PTB-XL read from the external directory. mimic: pretrain on a
+    synthetic MIMIC-IV-ECG (synth, one conversion shard, merge), else on PTB-XL's training folds."""
+    config = {
+        "container": {"image": str(image)},
+        "data": {"ptb_xl": {"raw": str(ptbxl), "source_rate": 500}},
+        "synth": {"mimic_iv_ecg_records": 40},
+        "convert": {"shards": 1},
+        "evaluate": {"baseline": False},
+    }
+    if not mimic:
+        run = yaml.safe_load((REPO / "config" / "ci.yaml").read_text())["pretrain"]["runs"][0]
+        config["pretrain"] = {"runs": [{**run, "datasets": {"ptb-xl": 1.0}}]}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_workflow(work: Path, image: Path, ptbxl: Path, env: dict[str, str], mimic: bool, *profile_args: str) -> str:
+    config = workflow_config(work / "container.yaml", image, ptbxl, mimic)
+    cmd = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(work),
+        "--configfile", str(REPO / "config" / "config.yaml"), str(REPO / "config" / "ci.yaml"), str(config),
+        "--sdm", "apptainer", f"--apptainer-args={slurm_apptainer_args()}", "--printshellcmds",
+        *profile_args, *TARGETS,
+    ]  # fmt: skip
+    result = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=1200)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, f"snakemake failed ({result.returncode}):\n{out[-8000:]}"
+    return out
+
+
+def check_outputs(work: Path, image: Path, ptbxl: Path, out: str, rules: tuple[str, ...]) -> None:
+    jobs = re.findall(r"^rule (\w+):", out, re.M)
+    assert sorted(jobs) == sorted(rules), out[-4000:]
+    # each rule's log carries the line the image's `myjepa` prints: the job ran inside the image
+    logs = sorted((work / "logs").rglob("*.log"))
+    assert len(logs) == len(rules), logs
+    for log in logs:
+        assert MARKER in log.read_text().splitlines(), f"{log} lacks {MARKER!r}:\n{log.read_text()[-2000:]}"
+    assert f"--src {ptbxl} " in out  # the conversion read the external directory ...
+    index = pd.read_csv(work / "results" / "data" / "ptb-xl.index.csv")
+    assert len(index) == 200 == len(pd.read_csv(ptbxl / "ptbxl_database.csv"))  # ... all of it
+    encoder = torch.load(work / TARGETS[0], weights_only=True, map_location="cpu")
+    assert encoder["step"] == 6 and encoder["encoder"]
+    results = json.loads((work / TARGETS[1]).read_text())
+    assert results["task"] == "rhythm" and 0.0 <= results["test_auc"] <= 1.0
+    assert results["n_train"] + results["n_val"] + results["n_test"] <= 200
+
+
+@pytest.mark.apptainer
+@pytest.mark.slow
+def test_workflow_torch_rules_run_inside_the_image(apptainer, external_ptbxl, tmp_path):
+    """`snakemake --sdm apptainer` with profiles/slurm's apptainer-args on this machine: every job of
+    synth -> conversions -> pretraining -> finetune runs in the CI image and reads the bound data."""
+    binary, image = apptainer
+    rules = ("synth_mimic", "convert_mimic_shard", "merge_mimic", "convert_ptbxl", "pretrain", "finetune")
+    out = run_workflow(tmp_path, image, external_ptbxl, host_env(binary), True, "--cores", "2")
+    check_outputs(tmp_path, image, external_ptbxl, out, rules)
+    assert out.count(f"Activating singularity image {image}") == len(rules), out[-4000:]
+
+
+def slurm_controller_down() -> str | None:
+    """None when a SLURM controller answers with a usable node, else why not."""
+    if not shutil.which("sbatch") or not shutil.which("sinfo"):
+        return "no SLURM client here (CI starts a cluster with .ci/slurm)"
+    result = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0 or not {"idle", "mixed", "allocated"} & set(result.stdout.split()):
+        return f"no SLURM controller with a usable node: {(result.stderr or result.stdout).strip() or 'no nodes'}"
+    return None
+
+
+@pytest.mark.apptainer
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_workflow_torch_rules_run_inside_the_image_through_slurm(apptainer, external_ptbxl, tmp_path):
+    """The chain users run: snakemake -> sbatch -> jobstep -> apptainer exec -> torch, with the CI
+    cluster's profile (profiles/slurm-ci) and profiles/slurm's apptainer settings. Kept to three
+    jobs (conversion, pretraining, finetune): each SLURM hop costs seconds of status polling."""
+    why_not = slurm_controller_down()
+    if why_not:
+        if os.environ.get("MYJEPA_REQUIRE_SLURM") == "1":
+            pytest.fail(f"MYJEPA_REQUIRE_SLURM=1 but {why_not}")
+        pytest.skip(why_not)
+    binary, image = apptainer
+    rules = ("convert_ptbxl", "pretrain", "finetune")
+    out = run_workflow(tmp_path, image, external_ptbxl, host_env(binary), False, "--profile", str(REPO / "profiles" / "slurm-ci"))
+    check_outputs(tmp_path, image, external_ptbxl, out, rules)
+    submitted = re.findall(r"submitted with SLURM jobid (\d+)", out)
+    assert len(submitted) == len(rules), out[-4000:]
+    job_logs = {p.stem: p.read_text() for p in (tmp_path / ".snakemake" / "slurm_logs").rglob("*.log")}
+    assert sorted(job_logs) == sorted(submitted)
+    for job_id, text in job_logs.items():  # the jobstep inside each SLURM job started the image
+        assert f"Activating singularity image {image}" in text, f"SLURM job {job_id}:\n{text[-3000:]}"

@@ -251,3 +251,16 @@ def test_set_npy_rows_shrinks_a_dump_in_place(tmp_path):
     b = np.load(path)
     assert b.shape == (7, 12, 50) and (b[:, 0, 0] == np.arange(7)).all()
     assert path.stat().st_size == len(open(path, "rb").read(256).split(b"\n")[0]) + 1 + 7 * 12 * 50 * 2
+
+
+def test_values_beyond_float16_are_skipped_not_stored_as_inf(tmp_path):
+    from myjepa.data.convert import load_ecg
+    from myjepa.data.wfdb_io import RecordError
+
+    write_record(tmp_path / "r", np.full((12, 5000), 30.0), 500, list(LEADS), gain=1000.0)
+    x, n_nan, _ = load_ecg(tmp_path / "r", 500)
+    assert x.dtype == np.float16 and (x == 30.0).all() and n_nan == 0
+    hea = tmp_path / "r.hea"
+    hea.write_text(hea.read_text().replace("1000.0(0)/mV", "0.0001(0)/mV"))  # 30000 adu -> 3e8 mV
+    with pytest.raises(RecordError, match="beyond the float16 range"):
+        load_ecg(tmp_path / "r", 500)

@@ -206,3 +206,16 @@ def test_encoder_must_fit_the_data():
         check_compatible(cfg, "enc", "dump", 100, list(LEADS), 1000, 2.2, 1.0)
     with pytest.raises(UserError, match="not a positive whole number of samples"):
         check_compatible(cfg, "enc", "dump", 100, list(LEADS), 1000, 2.505, 1.25)
+
+
+def test_probe_forward_equals_textbook_cross_attention():
+    torch.manual_seed(0)
+    head = AttentiveProbe(48, 5, num_heads=4).double()
+    with torch.no_grad():
+        head.kv.bias.normal_()  # key bias must not matter, value bias must
+        head.query.normal_()
+    tokens = torch.randn(6, 11, 48, dtype=torch.float64)
+    torch.testing.assert_close(head(tokens), head.reference_forward(tokens), rtol=1e-10, atol=1e-10)
+    grad_fast = torch.autograd.grad(head(tokens).square().sum(), head.kv.weight)[0]
+    grad_ref = torch.autograd.grad(head.reference_forward(tokens).square().sum(), head.kv.weight)[0]
+    torch.testing.assert_close(grad_fast, grad_ref, rtol=1e-8, atol=1e-10)

@@ -5,6 +5,8 @@ import torch
 
 from myjepa.data import MaskCollator
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 def runs(mask_row: torch.Tensor) -> list[int]:
     """Lengths of the maximal runs of True in a 1-D bool tensor."""

@@ -15,6 +15,8 @@ from myjepa.errors import UserError
 from myjepa.models import MyJEPA, VisionTransformer
 from conftest import synthetic_ecg, write_dump
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 # fast variant of the tiny config: 100 patches per 5 s crop, small batch
 FAST = ["channel_size=2500", "batch_size=16", "log_interval=1", "checkpoint_interval=4", "best_loss_window=3", "warmup_steps=3"]
 
@@ -140,10 +142,9 @@ def test_folds_and_weights_select_what_is_sampled(tmp_path):
 @pytest.mark.slow
 def test_tiny_training_lowers_the_loss_without_collapse(tmp_path):
     """The shipped tiny config on synthetic ECG: loss falls, projected embeddings keep their spread."""
-    torch.set_num_threads(2)
     dump = write_dump(tmp_path / "demo.npy", synthetic_ecg(256, seed=3))
     out = tmp_path / "tiny"
-    assert pretrain.main(["--data", f"mimic-iv-ecg={dump}", "--out", str(out), "--config", "tiny", "--set", "steps=80", "log_interval=1"]) == 0
+    assert pretrain.main(["--data", f"mimic-iv-ecg={dump}", "--out", str(out), "--config", "tiny", "--set", "steps=40", "log_interval=1"]) == 0
     losses = [l["train/loss"] for l in metrics(out)]
     assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:5])
     ckpt = torch.load(out / "last_ckpt.pt", weights_only=True)
@@ -157,4 +158,5 @@ def test_tiny_training_lowers_the_loss_without_collapse(tmp_path):
     with torch.no_grad():
         z = model.embed(x)
     per_dim_std = z.std(dim=0)
-    assert per_dim_std.min() > 0.1, per_dim_std
+    # at initialisation the smallest is about 0.06 and the mean about 0.1; SIGReg pushes them towards 1
+    assert per_dim_std.min() > 0.15 and per_dim_std.mean() > 0.4, per_dim_std

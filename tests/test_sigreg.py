@@ -5,6 +5,9 @@ import torch
 
 from myjepa.models import SIGReg
 from myjepa.models.sigreg import random_directions
+import pytest
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_small_for_gaussian_large_for_collapsed_or_shrunk():

@@ -7,14 +7,13 @@ rerun checks are dry runs (`-n`) against that completed run with changed config 
 
 from __future__ import annotations
 
-import copy
+import hashlib
 import html
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,57 +22,7 @@ import pytest
 import yaml
 
 from myjepa import report
-
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEFILE = ROOT / "workflow" / "Snakefile"
-BIN = Path(sys.executable).parent
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def env() -> dict[str, str]:
-    e = dict(os.environ)
-    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
-    e.setdefault("OMP_NUM_THREADS", "2")
-    e["WANDB_MODE"] = "disabled"
-    return e
-
-
-def snakemake(*args: str, cwd: Path, config: Path | None = None, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run snakemake on this repository's workflow in `cwd`, with `config` on top of the demo default."""
-    cmd = [*SNAKEMAKE, "--snakefile", str(SNAKEFILE), "--directory", str(cwd)]
-    if config is not None:
-        cmd += ["--configfile", str(ROOT / "config" / "config.yaml"), str(config)]
-    proc = subprocess.run([*cmd, *args], cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def job_counts(text: str) -> dict[str, int]:
-    """The 'Job stats' table of a snakemake (dry) run: rule -> count."""
-    counts: dict[str, int] = {}
-    block = text.split("Job stats:", 1)
-    if len(block) < 2:
-        return counts
-    for line in block[1].splitlines()[3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        counts[parts[0]] = int(parts[1])
-    counts.pop("total", None)
-    return counts
-
-
-def write_config(path: Path, base: Path | dict, **changes) -> Path:
-    cfg = yaml.safe_load(base.read_text()) if isinstance(base, Path) else copy.deepcopy(base)
-    for dotted, value in changes.items():
-        node = cfg
-        *parents, last = dotted.split("__")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+from workflow_helpers import BIN, ROOT, SNAKEFILE, SNAKEMAKE, env, job_counts, snakemake, write_config
 
 
 # ---- static checks -----------------------------------------------------------------------------
@@ -186,7 +135,7 @@ def test_dry_run_demo_default(tmp_path):
         ({"pretrain__runs": [{"name": "a", "datasets": {"ptbxl": 1.0}}]}, "pretrain.runs.0.datasets: 'ptbxl' is not one of"),
         ({"evaluate__protocols": [{"name": "ft", "config": "finetune_after_linear"}]}, "finetune_after_linear needs `init"),
         ({"data__ptb_xl__raw": "/no/such/dir"}, "data.ptb_xl.raw: /no/such/dir is not a directory"),
-        ({"pretrain__runs": [{"name": "a", "config": "ViTM_mimic"}]}, "unknown config 'ViTM_mimic'"),
+        ({"pretrain__runs": [{"name": "a", "config": "ViTM_mimic"}]}, "config: pretrain.runs[a].config: unknown config 'ViTM_mimic'"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, changes, message):
@@ -304,8 +253,6 @@ def test_report_image_digest(fabricated, tmp_path):
     image = tmp_path / "img.sif"
     image.write_bytes(b"apptainer image bytes")
     page = run_report(fabricated, image=str(image))["html"].read_text()
-    import hashlib
-
     assert f"sha256:{hashlib.sha256(b'apptainer image bytes').hexdigest()}" in page
 
 
@@ -321,3 +268,120 @@ def test_aggregate_bad_results_file_is_a_clear_error(fabricated, capsys):
     assert exit_.value.code == 2
     assert f"{bad}: results lack the key 'test_auc'" in capsys.readouterr().err
     assert not Path("a.csv").exists()
+
+
+# ---- the demo DAG end to end on the CI config, then rerun-only-stale against it -----------------
+
+CI_CONFIG = ROOT / "config" / "ci.yaml"
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory) -> Path:
+    """The whole demo DAG on the CI config, run once in a fresh working directory."""
+    work = tmp_path_factory.mktemp("ci-demo")
+    proc = snakemake("--cores", "2", cwd=work, config=CI_CONFIG, timeout=1200)
+    (work / "run.log").write_text(proc.stdout + proc.stderr)
+    return work
+
+
+def ci_config(work: Path, name: str, **changes) -> Path:
+    return write_config(work / name, CI_CONFIG, **changes)
+
+
+def dry_counts(work: Path, config: Path) -> dict[str, int]:
+    proc = snakemake("-n", "--quiet", "rules", cwd=work, config=config)
+    return job_counts(proc.stdout + proc.stderr)
+
+
+def test_demo_end_to_end(ci_run):
+    work = ci_run
+    log = (work / "run.log").read_text()
+    assert "12 of 12 steps (100%) done" in log
+    for path in ("results/report.html", "results/auc.csv", "results/auc_summary.csv", "results/auc_per_class.csv",
+                 "results/data/ptb-xl.npy", "results/data/mimic-iv-ecg.npy", "results/pretrain/tiny/s42/encoder.pt",
+                 "results/pretrain/tiny/s42/metrics.jsonl", "results/pretrain/tiny/s42/last_ckpt.pt"):
+        assert (work / path).is_file(), path
+    # every job wrote its log, and the commands' own progress lines are in it
+    for log_file in ("synth/ptb-xl", "synth/mimic-iv-ecg", "convert/ptb-xl", "convert/mimic-iv-ecg-part-1",
+                     "convert/mimic-iv-ecg-part-2", "convert/mimic-iv-ecg-merge", "pretrain/tiny-s42",
+                     "finetune/tiny-s42/rhythm/linear/s0", "finetune/random-tiny/rhythm/linear/s0", "aggregate", "report"):
+        assert (work / "logs" / f"{log_file}.log").stat().st_size > 0, log_file
+    # the merged MIMIC dump holds both shards
+    stats = json.loads((work / "results/data/mimic-iv-ecg.stats.json").read_text())
+    assert stats["count"] == 80
+    # the report's numbers are the finetune results'
+    jobs = pd.read_csv(work / "results/auc.csv")
+    assert sorted(jobs["encoder"]) == ["random-tiny", "tiny-s42"]
+    page = (work / "results/report.html").read_text()
+    for row in jobs.itertuples():
+        result = json.loads((work / row.results).read_text())
+        assert row.test_auc == result["test_auc"]
+        assert f"<td>{result['test_auc']:.3f}</td>" in page
+
+
+def test_nothing_to_do_after_a_complete_run(ci_run):
+    proc = snakemake("-n", cwd=ci_run, config=CI_CONFIG)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_evaluation_setting_reruns_finetunes_and_report_only(ci_run):
+    protocols = yaml.safe_load(CI_CONFIG.read_text())["evaluate"]["protocols"]
+    protocols[0]["set"]["steps"] += 1
+    counts = dry_counts(ci_run, ci_config(ci_run, "eval.yaml", evaluate__protocols=protocols))
+    assert counts == {"finetune": 2, "aggregate": 1, "report": 1, "all": 1}
+    proc = snakemake("--summary", cwd=ci_run, config=ci_run / "eval.yaml")
+    status = {line.split("\t")[0]: line.split("\t")[4:] for line in proc.stdout.splitlines() if "\t" in line}
+    assert status["results/finetune/tiny-s42/rhythm/linear/s0/results.json"] == ["params changed", "update pending"]
+    assert status["results/pretrain/tiny/s42/encoder.pt"] == ["ok", "no update"]
+    assert status["results/data/ptb-xl.npy"] == ["ok", "no update"]
+
+
+def test_model_setting_reruns_its_pretraining_and_downstream(ci_run):
+    runs = yaml.safe_load(CI_CONFIG.read_text())["pretrain"]["runs"]
+    runs[0]["set"]["steps"] += 1
+    counts = dry_counts(ci_run, ci_config(ci_run, "model.yaml", pretrain__runs=runs))
+    # the random-init baseline does not depend on pretraining
+    assert counts == {"pretrain": 1, "finetune": 1, "aggregate": 1, "report": 1, "all": 1}
+
+
+def test_adding_a_task_or_seed_adds_only_its_jobs(ci_run):
+    assert dry_counts(ci_run, ci_config(ci_run, "task.yaml", evaluate__tasks=["rhythm", "form"])) == {"finetune": 2, "aggregate": 1, "report": 1, "all": 1}
+    assert dry_counts(ci_run, ci_config(ci_run, "seed.yaml", evaluate__seeds=[0, 1])) == {"finetune": 2, "aggregate": 1, "report": 1, "all": 1}
+    assert dry_counts(ci_run, ci_config(ci_run, "pseed.yaml", pretrain__seeds=[42, 43])) == {"pretrain": 1, "finetune": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert dry_counts(ci_run, ci_config(ci_run, "wandb.yaml", wandb__enabled=True)) == {"report": 1, "all": 1}
+
+
+def test_input_content_change_reruns_dependents(ci_run):
+    """Checksums, not mtimes: new content in an input reruns its consumers; the same content does not."""
+    scp = ci_run / "results/raw/ptb-xl/scp_statements.csv"
+    original = scp.read_bytes()
+    try:
+        os.utime(scp)  # touch only: nothing to do
+        assert "Nothing to be done" in snakemake("-n", cwd=ci_run, config=CI_CONFIG).stdout
+        scp.write_bytes(original + b"\n")
+        assert dry_counts(ci_run, CI_CONFIG) == {"finetune": 2, "aggregate": 1, "report": 1, "all": 1}
+        proc = snakemake("--summary", cwd=ci_run, config=CI_CONFIG)
+        assert "results/finetune/tiny-s42/rhythm/linear/s0/results.json" in proc.stdout
+        assert "updated input files" in proc.stdout
+    finally:
+        scp.write_bytes(original)
+    assert "Nothing to be done" in snakemake("-n", cwd=ci_run, config=CI_CONFIG).stdout
+
+
+def test_failing_job_is_reported_as_failed(ci_run, tmp_path):
+    """A job whose command fails: snakemake exits non-zero naming the rule and its log, the log holds
+    the command's one-line error, and no output of the failed job is left behind."""
+    work = tmp_path / "work"
+    shutil.copytree(ci_run, work, symlinks=True)
+    protocols = yaml.safe_load(CI_CONFIG.read_text())["evaluate"]["protocols"]
+    protocols[0]["set"]["no_such_key"] = 1
+    config = ci_config(work, "bad.yaml", evaluate__protocols=protocols)
+    proc = snakemake("--cores", "2", "--keep-going", cwd=work, config=config, check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Error in rule finetune" in text
+    assert "logs/finetune/tiny-s42/rhythm/linear/s0.log" in text
+    log = (work / "logs/finetune/tiny-s42/rhythm/linear/s0.log").read_text()
+    assert "myjepa: error:" in log and "no_such_key" in log
+    assert not (work / "results/finetune/tiny-s42/rhythm/linear/s0/results.json").exists()
+    assert "Exiting because a job execution failed" in text or "failed" in text.lower()

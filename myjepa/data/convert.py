@@ -160,17 +160,19 @@ def interpolate_nans(x: np.ndarray) -> int:
 
 
 @lru_cache(maxsize=64)
-def _lookup(gain: float, baseline: int, mv: float) -> tuple[np.ndarray, np.ndarray]:
+def _lookup(gain: float, baseline: int, mv: float) -> tuple[np.ndarray, np.ndarray, bool]:
     """Every int16 sample's value as float16 and as int64 in units of 2^-24 mV, indexed by uint16 bits.
 
     Converting through the table rounds once, from float64 like wfdb's p_signal, and is several
-    times faster than numpy's float32 -> float16 cast.
+    times faster than numpy's float32 -> float16 cast. The flag says every entry is finite.
     """
     digital = np.arange(65536, dtype=np.uint16).view(np.int16).astype(np.float64)
-    f16 = ((digital - baseline) / gain * mv).astype(np.float16)
-    fixed = to_fixed(f16)
+    with np.errstate(over="ignore"):  # out-of-range entries become inf; records using them are skipped
+        f16 = ((digital - baseline) / gain * mv).astype(np.float16)
+    finite = bool(np.isfinite(f16).all())
+    fixed = to_fixed(np.where(np.isfinite(f16), f16, 0))
     f16[WFDB_INVALID_16 & 0xFFFF] = np.nan
-    return f16, fixed
+    return f16, fixed, finite
 
 
 def to_fixed(x16: np.ndarray) -> np.ndarray:
@@ -181,12 +183,13 @@ def to_fixed(x16: np.ndarray) -> np.ndarray:
 def exact_sums(fixed: np.ndarray) -> tuple[list[int], list[int]]:
     """Per-lead sum (units 2^-24 mV) and sum of squares (units 2^-48 mV^2) as Python ints, exactly.
 
-    Splitting m = hi * 2^20 + lo keeps every product and partial sum below 2^53 in int64, so the
-    result does not depend on summation order (shards and merges reproduce it bit for bit).
+    |m| <= 2^40 for any float16; splitting m = hi * 2^20 + lo keeps every product below 2^40 and
+    every per-record sum far below 2^63 in int64, so nothing rounds and the result does not depend
+    on summation order (shards and merges reproduce it bit for bit).
     """
     hi, lo = fixed >> 20, fixed & ((1 << 20) - 1)
     s1 = fixed.sum(axis=1)
-    hh, hl, ll = (hi * hi).sum(axis=1), (hi * lo).sum(axis=1), (lo * lo).sum(axis=1)
+    hh, hl, ll = (np.einsum("ij,ij->i", a, b) for a, b in ((hi, hi), (hi, lo), (lo, lo)))  # no temporaries
     return [int(v) for v in s1], [(int(a) << 40) + (int(b) << 21) + int(c) for a, b, c in zip(hh, hl, ll)]
 
 
@@ -194,7 +197,8 @@ def load_ecg(record_path: str | os.PathLike, fs: int, duration_s: int = DURATION
     """One record as float16 (12, duration*fs) mV in canonical lead order, its NaN count, and `to_fixed` of it.
 
     Leads are matched by header name (case-insensitive); the first 10 s are kept; other rates
-    are resampled; NaN runs are interpolated. The fixed-point copy feeds the exact statistics. Raises RecordError for anything that makes the record unusable.
+    are resampled; NaN runs are interpolated. The fixed-point copy feeds the exact statistics.
+    Raises RecordError for anything that makes the record unusable.
     """
     base = Path(record_path)
     hdr = read_header(base.with_name(base.name + ".hea"))
@@ -217,10 +221,15 @@ def load_ecg(record_path: str | os.PathLike, fs: int, duration_s: int = DURATION
         keys = {(s.gain, s.baseline, m) for s, m in zip(sigs, mv)}
         bits = digital.view(np.uint16)
         if len(keys) == 1:
-            f16, f64 = _lookup(*keys.pop())
-            return f16[bits], 0, f64[bits]
-        tables = [_lookup(s.gain, s.baseline, m) for s, m in zip(sigs, mv)]
-        return np.stack([t[0][b] for t, b in zip(tables, bits)]), 0, np.stack([t[1][b] for t, b in zip(tables, bits)])
+            f16, fixed, finite = _lookup(*keys.pop())
+            out, out_fixed = f16[bits], fixed[bits]
+        else:
+            tables = [_lookup(s.gain, s.baseline, m) for s, m in zip(sigs, mv)]
+            finite = all(t[2] for t in tables)
+            out, out_fixed = np.stack([t[0][b] for t, b in zip(tables, bits)]), np.stack([t[1][b] for t, b in zip(tables, bits)])
+        if finite or np.isfinite(out).all():
+            return out, 0, out_fixed
+        raise RecordError("values beyond the float16 range (|x| > 65504 mV)")
     gain = np.array([s.gain for s in sigs])[:, None]
     baseline = np.array([s.baseline for s in sigs])[:, None]
     x = (digital - baseline) / gain * mv[:, None]
@@ -234,7 +243,8 @@ def load_ecg(record_path: str | os.PathLike, fs: int, duration_s: int = DURATION
     n_out = duration_s * fs
     if x.shape[1] < n_out:
         raise RecordError(f"resampling {hdr.fs:g} -> {fs} Hz gave {x.shape[1]} of {n_out} samples")
-    out = x[:, :n_out].astype(np.float16)
+    with np.errstate(over="ignore"):
+        out = x[:, :n_out].astype(np.float16)
     if not np.isfinite(out).all():
         raise RecordError("values beyond the float16 range (|x| > 65504 mV)")
     return out, n_nan, to_fixed(out)

@@ -34,7 +34,7 @@ def random_compositions(total: torch.Tensor, parts: torch.Tensor, max_parts: int
 def select(mask: torch.Tensor, count: int) -> torch.Tensor:
     """Sorted column indices of the True entries of mask (B, N), which has `count` per row (no sort)."""
     B, N = mask.shape
-    slot = torch.where(mask, mask.long().cumsum(dim=1) - 1, count)  # False entries go to a spare column
+    slot = torch.where(mask, mask.cumsum(dim=1, dtype=torch.int32) - 1, count).long()  # False -> spare column
     out = torch.empty(B, count + 1, dtype=torch.long)
     out.scatter_(1, slot, torch.arange(N).expand(B, -1))
     return out[:, :count]
@@ -72,10 +72,11 @@ class MaskCollator:
         # run lengths interleaved: gap0, block1, gap1, block2, ... ; unused blocks have length 0
         runs = torch.stack([gaps[:, :-1], lengths], dim=2).reshape(B, 2 * r_max)
         starts = runs.cumsum(dim=1)[:, 0::2]  # end of gap j = start of block j
-        delta = torch.zeros(B, N + 1, dtype=torch.long)
-        delta.scatter_add_(1, starts, torch.ones_like(starts))
-        delta.scatter_add_(1, starts + lengths, -torch.ones_like(starts))
-        is_tgt = delta.cumsum(dim=1)[:, :N] > 0
+        delta = torch.zeros(B, N + 1, dtype=torch.int32)
+        ones = torch.ones(starts.shape, dtype=torch.int32)
+        delta.scatter_add_(1, starts, ones)
+        delta.scatter_add_(1, starts + lengths, -ones)
+        is_tgt = delta.cumsum(dim=1, dtype=torch.int32)[:, :N] > 0
         return select(~is_tgt, K), select(is_tgt, M)
 
     def __call__(self, batch: Sequence[torch.Tensor] | torch.Tensor, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

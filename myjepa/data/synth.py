@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing as mp
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -216,13 +217,13 @@ def _mimic_record(task: tuple[Path, int, int, int, str, float]) -> dict[str, Any
 
 def _run(fn: Any, tasks: list[Any], workers: int, desc: str, progress: bool) -> list[dict[str, Any]]:
     """fn over tasks in order, in `workers` processes; each record depends only on its task."""
-    bar = Progress(len(tasks), desc, unit="rec") if progress else None
     rows = []
     with contextlib.ExitStack() as stack:
         if workers > 1 and len(tasks) > 1:
             results = stack.enter_context(mp.get_context("fork").Pool(workers)).imap(fn, tasks, chunksize=8)
         else:
             results = map(fn, tasks)
+        bar = Progress(len(tasks), desc, unit="rec") if progress else None  # after the fork: tqdm runs a thread
         for row in results:
             rows.append(row)
             if bar:
@@ -296,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int | None:
     parser.add_argument("--out", required=True, help="dataset folder to create")
     parser.add_argument("--records", type=int, required=True, help="number of records")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (the output does not depend on it)")
+    parser.add_argument("--workers", type=int, default=min(8, len(os.sched_getaffinity(0))), help="worker processes (default: the CPUs available, at most 8; the output does not depend on it)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)

@@ -180,7 +180,7 @@ def simulate(h: Heart, fs: int = 500, duration: float = 10.0, rng: np.random.Gen
     mean_rr = 60.0 / h.heart_rate
     template = _render(beat_waves(h, mean_rr), fs, tpl_t0, tpl_len)
     p_wave = _render([Wave(tuple(h.p_amp * np.array([0.5, 0.8, 0.2])), -h.pr, 0.022)], fs, tpl_t0, tpl_len)
-    ectopic_tpl = _render(beat_waves(h, mean_rr, ectopic=True), fs, tpl_t0, tpl_len)
+    ectopic_tpl = _render(beat_waves(h, mean_rr, ectopic=True), fs, tpl_t0, tpl_len) if h.pvc_count else None
     inside = np.flatnonzero((times > 0.5) & (times < duration - 0.8))
     pvcs = set(rng.choice(inside, size=min(h.pvc_count, len(inside)), replace=False).tolist()) if h.pvc_count and len(inside) else set()
     sinus = h.rhythm not in ("AFIB", "AFLT")
@@ -204,8 +204,13 @@ def simulate(h: Heart, fs: int = 500, duration: float = 10.0, rng: np.random.Gen
     measured = [0, 1, 6, 7, 8, 9, 10, 11]
     m = len(measured)
     amp, hz, phase = rng.uniform(0.3, 1.0, (m, 1)), rng.uniform(0.05, 0.4, (m, 1)), rng.uniform(0, 2 * np.pi, (m, 1))
-    noise = h.wander_mv * amp * np.sin(2 * np.pi * hz * t + phase)
-    noise += h.wander_mv * 0.5 * np.sin(2 * np.pi * h.resp_hz * t + resp)[None] * rng.uniform(-1, 1, (m, 1))
+    coarse = np.linspace(0.0, duration, 101)  # wander is below 0.5 Hz: 10 points/s, then linear interpolation
+    wander = h.wander_mv * amp * np.sin(2 * np.pi * hz * coarse + phase)
+    wander += h.wander_mv * 0.5 * np.sin(2 * np.pi * h.resp_hz * coarse + resp)[None] * rng.uniform(-1, 1, (m, 1))
+    pos = t * (100 / duration)
+    k = np.minimum(pos.astype(np.int64), 99)
+    frac = pos - k
+    noise = wander[:, k] * (1 - frac) + wander[:, k + 1] * frac
     noise += h.noise_mv * rng.standard_normal((m, n), dtype=np.float32)
     if h.hum_mv:
         noise += h.hum_mv * np.sin(2 * np.pi * 50.0 * t + rng.uniform(0, 2 * np.pi))[None]

@@ -6,7 +6,7 @@ full record, and SIGReg on the projected record embedding is what prevents colla
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,17 @@ from torch import nn
 from myjepa.models.predictor import Predictor
 from myjepa.models.sigreg import SIGReg
 from myjepa.models.vit import VisionTransformer, gather_tokens
+
+
+class Losses(NamedTuple):
+    """The three losses: unpack them (`loss, pred, sig = model(...)`) or index by name (`out["loss"]`)."""
+
+    loss: torch.Tensor
+    pred_loss: torch.Tensor
+    sigreg_loss: torch.Tensor
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
 
 
 class Projector(nn.Module):
@@ -37,16 +48,17 @@ class MyJEPA(nn.Module):
         self.projector = Projector(cfg.dim, cfg.proj_hidden, cfg.proj_dim)
         self.sigreg = SIGReg(cfg.sigreg_slices, cfg.sigreg_points, cfg.sigreg_t_max, seed=seed)
 
-    def forward(self, x: torch.Tensor, ctx_idx: torch.Tensor, tgt_idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        """x (B, 12, T), ctx_idx (B, K_ctx), tgt_idx (B, K_tgt) -> {loss, pred_loss, sigreg_loss}."""
-        z_ctx = self.encoder(x, keep=ctx_idx)
-        z_full = self.encoder(x)
+    def forward(self, x: torch.Tensor, ctx_idx: torch.Tensor, tgt_idx: torch.Tensor) -> Losses:
+        """x (B, 12, T), ctx_idx (B, K_ctx), tgt_idx (B, K_tgt) -> Losses(loss, pred_loss, sigreg_loss)."""
+        tokens = self.encoder.embed(x)  # the patch embedding is shared by both passes
+        z_ctx = self.encoder.encode(tokens, keep=ctx_idx)
+        z_full = self.encoder.encode(tokens)
         z_tgt = gather_tokens(z_full, tgt_idx)  # no stop-gradient: SIGReg prevents collapse
         z_pred = self.predictor(z_ctx, ctx_idx, tgt_idx)
         pred_loss = F.smooth_l1_loss(z_pred.float(), z_tgt.float())
         sigreg_loss = self.sigreg(self.projector(z_full.mean(dim=1)))
         loss = pred_loss + self.sigreg_lambda * sigreg_loss
-        return {"loss": loss, "pred_loss": pred_loss, "sigreg_loss": sigreg_loss}
+        return Losses(loss, pred_loss, sigreg_loss)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Projected record embeddings (B, proj_dim): what SIGReg sees; used to check for collapse."""

@@ -126,8 +126,15 @@ class VisionTransformer(nn.Module):
 
         Returns (B, K or N, dim), with the register tokens first when return_registers.
         """
-        tokens = self.patch_embed(x).transpose(1, 2)  # (B, N, dim)
-        tokens = tokens + self.pos_embed[:, : tokens.size(1)]
+        return self.encode(self.embed(x), keep, return_registers)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch tokens with positions (B, N, dim): computed once when several views share a record."""
+        tokens = self.patch_embed(x).transpose(1, 2)
+        return tokens + self.pos_embed[:, : tokens.size(1)]
+
+    def encode(self, tokens: torch.Tensor, keep: torch.Tensor | None = None, return_registers: bool = False) -> torch.Tensor:
+        """Run the transformer on embedded tokens (B, N, dim), or only on the patches in `keep`."""
         if keep is not None:
             tokens = gather_tokens(tokens, keep)
         if self.registers is not None:

@@ -38,7 +38,9 @@ def validate_config(cfg):
     try:
         validate(cfg, "../schemas/config.schema.yaml")
     except WorkflowError as e:
-        error = e.__context__  # validate() raises from inside its `except ValidationError`
+        error = (
+            e.__context__
+        )  # validate() raises from inside its `except ValidationError`
         if not isinstance(error, jsonschema.ValidationError):
             raise
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
@@ -74,12 +76,12 @@ def _load_myjepa_config():
 MC = _load_myjepa_config()
 
 
-def config_file(name_or_path, kind):
+def config_file(name_or_path, kind, key="config"):
     """Path of a shipped config name or a YAML path (an input, so editing it reruns its jobs)."""
     try:
         return str(MC.resolve_config_path(name_or_path, MC.CONFIG_ROOT / kind))
     except MC.UserError as e:
-        config_error(f"{kind} config: {e}")
+        config_error(f"{key}: {e}")
 
 
 # ---- data: synthetic unless a raw directory or a ready-made dump is configured -------------------
@@ -194,6 +196,16 @@ for protocol in PROTOCOLS.values():
         config_error(
             f"evaluate.protocols[{protocol['name']}].init: {init!r} is not another protocol of evaluate.protocols ({', '.join(PROTOCOLS)})"
         )
+for (
+    run
+) in (
+    RUNS.values()
+):  # resolve every config file now: a wrong name is an error before any job
+    config_file(run["config"], "pretrain", f"pretrain.runs[{run['name']}].config")
+for protocol in PROTOCOLS.values():
+    config_file(
+        protocol["config"], "finetune", f"evaluate.protocols[{protocol['name']}].config"
+    )
 TASKS = config["evaluate"]["tasks"]
 SEEDS_EVAL = config["evaluate"]["seeds"]
 if config["evaluate"]["val_fold"] == config["evaluate"]["test_fold"]:

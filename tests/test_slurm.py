@@ -1,0 +1,130 @@
+"""The workflow through a real SLURM controller (`.ci/slurm` starts a single-node cluster).
+
+`snakemake --profile profiles/slurm-ci` runs a small part of the demo DAG: synthetic PTB-XL and its
+conversion on the `cpu` partition, a few pretraining steps on the `gpu` partition with a GRES gpu
+request. SLURM's own accounting (`sacct`) must show where each job ran and what it asked for.
+Skipped when no controller answers, unless MYJEPA_REQUIRE_SLURM=1 (set by .ci/run after starting
+SLURM), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflow_helpers import ROOT, job_counts, snakemake
+
+pytestmark = pytest.mark.slurm
+
+
+def slurm_unavailable() -> str | None:
+    """Why SLURM cannot be used here, or None when a controller answers and a node is up."""
+    if not shutil.which("sinfo") or not shutil.which("sbatch") or not shutil.which("sacct"):
+        return "SLURM client commands (sinfo, sbatch, sacct) are not installed; run .ci/slurm"
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%P %T"], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return "sinfo timed out: no SLURM controller answers"
+    if proc.returncode != 0:
+        return f"no SLURM controller reachable: {proc.stderr.strip()[:200]}"
+    partitions = {line.split()[0].rstrip("*") for line in proc.stdout.splitlines() if line.strip()}
+    if not {"cpu", "gpu"} <= partitions:
+        return f"the cluster lacks the partitions cpu and gpu (has {sorted(partitions)}); run .ci/slurm"
+    if subprocess.run(["sacct", "-n", "-X", "-S", "now-1minutes"], capture_output=True, timeout=20).returncode != 0:
+        return "sacct does not answer: no accounting (slurmdbd); run .ci/slurm"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    reason = slurm_unavailable()
+    if reason is not None:
+        if os.environ.get("MYJEPA_REQUIRE_SLURM") == "1":
+            pytest.fail(f"MYJEPA_REQUIRE_SLURM=1 but {reason}")
+        pytest.skip(reason)
+
+
+def sacct_jobs(since: str, workdir: Path) -> dict[str, dict[str, str]]:
+    """job id -> SLURM's accounting record, for the jobs submitted from `workdir` since `since`."""
+    fields = ["JobID", "JobName", "Partition", "ReqTRES", "AllocTRES", "State", "WorkDir"]
+    proc = subprocess.run(["sacct", "-X", "-n", "-P", "-S", since, "-o", ",".join(fields)], capture_output=True, text=True, timeout=30, check=True)
+    jobs = {}
+    for line in proc.stdout.splitlines():
+        record = dict(zip(fields, line.split("|")))
+        if Path(record.get("WorkDir", "")).resolve() == workdir.resolve():
+            jobs[record["JobID"]] = record
+    return jobs
+
+
+def slurm_job_rules(workdir: Path) -> dict[str, str]:
+    """job id -> rule, from the executor plugin's log layout .snakemake/slurm_logs/rule_NAME/.../ID.log."""
+    out = {}
+    for log in (workdir / ".snakemake" / "slurm_logs").rglob("*.log"):
+        rule_dir = next(p for p in log.relative_to(workdir / ".snakemake" / "slurm_logs").parts if p.startswith("rule_"))
+        out[log.stem] = rule_dir[len("rule_"):]
+    return out
+
+
+TARGET = "results/pretrain/tiny/s42/encoder.pt"
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm, tmp_path_factory) -> dict:
+    """synth_ptbxl and convert_ptbxl (cpu partition), pretrain (gpu partition) through SLURM."""
+    work = tmp_path_factory.mktemp("slurm")
+    overlay = work / "slurm.yaml"
+    ci = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
+    ci["synth"]["ptb_xl_records"] = 100
+    ci["pretrain"]["runs"][0]["datasets"] = {"ptb-xl": 1.0}  # PTB-XL folds 1-8 only: no MIMIC jobs
+    ci["pretrain"]["runs"][0]["set"]["steps"] = 3
+    overlay.write_text(yaml.safe_dump(ci))
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
+    dry = snakemake(TARGET, "-n", "--quiet", "rules", cwd=work, config=overlay)
+    proc = snakemake(TARGET, "--profile", str(ROOT / "profiles" / "slurm-ci"), cwd=work, config=overlay, check=False, timeout=900)
+    return {"work": work, "overlay": overlay, "since": since, "dry": dry.stdout + dry.stderr, "proc": proc}
+
+
+def test_workflow_on_slurm_uses_cpu_and_gpu_partitions(slurm_run):
+    work, proc = slurm_run["work"], slurm_run["proc"]
+    assert job_counts(slurm_run["dry"]) == {"synth_ptbxl": 1, "convert_ptbxl": 1, "pretrain": 1}
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text[-6000:]
+    assert (work / TARGET).is_file()
+    assert "3 of 3 steps (100%) done" in text
+
+    rules = slurm_job_rules(work)
+    jobs = sacct_jobs(slurm_run["since"], work)
+    by_rule = {rule: jobs[job_id] for job_id, rule in rules.items() if job_id in jobs}
+    assert set(by_rule) == {"synth_ptbxl", "convert_ptbxl", "pretrain"}, (rules, jobs)
+    for rule in ("synth_ptbxl", "convert_ptbxl"):
+        assert by_rule[rule]["Partition"] == "cpu", by_rule[rule]
+        assert "gres/gpu" not in by_rule[rule]["ReqTRES"], by_rule[rule]
+    pretrain = by_rule["pretrain"]
+    assert pretrain["Partition"] == "gpu", pretrain
+    assert "gres/gpu=1" in pretrain["ReqTRES"] and "gres/gpu=1" in pretrain["AllocTRES"], pretrain
+    assert all(job["State"] == "COMPLETED" for job in by_rule.values()), by_rule
+    assert (work / "results/pretrain/tiny/s42/metrics.jsonl").stat().st_size > 0
+
+
+def test_failing_slurm_job_is_reported_as_failed(slurm_run):
+    """A job that fails on SLURM: snakemake exits non-zero naming the rule; sacct says FAILED."""
+    work = slurm_run["work"]
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
+    shutil.rmtree(work / "results/raw/ptb-xl/records500")  # every record unreadable: the converter fails
+    target = "results/data/ptb-xl.npy"
+    proc = snakemake(target, "--forcerun", "convert_ptbxl", "--profile", str(ROOT / "profiles" / "slurm-ci"), cwd=work, config=slurm_run["overlay"], check=False, timeout=600)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Error in rule convert_ptbxl" in text, text[-4000:]
+    rules = slurm_job_rules(work)
+    jobs = sacct_jobs(since, work)
+    failed = [jobs[j] for j, rule in rules.items() if rule == "convert_ptbxl" and j in jobs]
+    assert len(failed) == 1 and failed[0]["State"] == "FAILED", (rules, jobs)
+    assert not (work / target).exists()
+    assert "myjepa: error:" in (work / "logs/convert/ptb-xl.log").read_text()
