@@ -5,7 +5,9 @@
 
 Model FLOPs (forward + backward + SIGReg) are counted with torch.utils.flop_counter on the real step;
 the reference throughput is a large dense float32 matmul (bfloat16 on GPU) on the same device and
-thread count, so the fraction is an MFU against what this machine actually delivers.
+thread count, so the fraction is an MFU against what this machine actually delivers. On a shared
+CPU the per-CPU-second fraction (process time, not wall time) is the one that waiting for a core
+does not distort.
 """
 
 from __future__ import annotations
@@ -26,18 +28,18 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_flops(device: torch.device, dtype: torch.dtype, n: int, reps: int) -> float:
-    """Dense matmul FLOP/s: the best of `reps` timed (n x n) @ (n x n) products."""
+def matmul_flops(device: torch.device, dtype: torch.dtype, n: int, reps: int) -> tuple[float, float]:
+    """Dense matmul FLOP/s of (n x n) @ (n x n): (per wall second, per CPU second), best of `reps`."""
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b
     sync(device)
-    best = float("inf")
+    wall = cpu = float("inf")
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         a @ b
         sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best
+        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
+    return 2 * n**3 / wall, 2 * n**3 / cpu
 
 
 def bench_step(config: str, batch: int, steps: int, device: torch.device, amp: torch.dtype | None) -> dict[str, float]:
@@ -64,14 +66,15 @@ def bench_step(config: str, batch: int, steps: int, device: torch.device, amp: t
     for _ in range(2):
         step()
     sync(device)
-    times = []
+    times, cpu_times = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         sync(device)
         times.append(time.perf_counter() - t0)
-    t = sorted(times)[len(times) // 2]
-    return {"step_time": t, "samples_per_s": batch / t, "flops_per_step": flops, "flops_per_s": flops / t}
+        cpu_times.append(time.process_time() - c0)
+    t, c = sorted(times)[len(times) // 2], sorted(cpu_times)[len(cpu_times) // 2]
+    return {"step_time": t, "samples_per_s": batch / t, "flops_per_step": flops, "flops_per_s": flops / t, "flops_per_cpu_s": flops / c}
 
 
 def main() -> None:
@@ -88,17 +91,18 @@ def main() -> None:
     for device in devices:
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
-            peak = matmul_flops(device, torch.bfloat16, 8192, 20)
+            peak, _ = matmul_flops(device, torch.bfloat16, 8192, 20)
             amp, label = torch.bfloat16, f"cuda ({torch.cuda.get_device_name()}), bf16 autocast"
         else:
-            peak = matmul_flops(device, torch.float32, 2048, 10)
+            peak, peak_cpu = matmul_flops(device, torch.float32, 2048, 10)
             amp, label = None, f"cpu, {torch.get_num_threads()} threads, float32"
-        print(f"{label}: dense matmul {peak / 1e9:.1f} GFLOP/s")
+        print(f"{label}: dense matmul {peak / 1e9:.1f} GFLOP/s" + (f" ({peak_cpu / 1e9:.1f} per CPU-second)" if device.type == "cpu" else ""))
         for config in args.configs:
             r = bench_step(config, args.batch, args.steps, device, amp)
             print(
                 f"  {config:<12} B={args.batch}: step {r['step_time'] * 1000:.0f} ms, {r['samples_per_s']:.1f} samples/s, "
                 f"{r['flops_per_step'] / 1e9:.1f} GFLOP/step, {r['flops_per_s'] / 1e9:.1f} GFLOP/s = {r['flops_per_s'] / peak:.0%} of matmul"
+                + (f"; per CPU-second {r['flops_per_cpu_s'] / 1e9:.1f} GFLOP = {r['flops_per_cpu_s'] / peak_cpu:.0%} of matmul" if device.type == "cpu" else "")
             )
 
 

@@ -40,7 +40,7 @@ src_version=$(sed -n 's/^version *= *"\([^"]*\)".*/\1/p' "$SRC/pyproject.toml")
 PY=$VENV/bin/python
 export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
-if ! base_torch=$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null); then
+if ! "$PY" -c 'import torch' 2>/dev/null; then
     [ -n "${TORCH_SPEC:-}" ] || fail "the base python has no torch and TORCH_SPEC is not set"
     if [ -n "${TORCH_INDEX:-}" ]; then
         "$PY" -m pip install --extra-index-url "$TORCH_INDEX" "$TORCH_SPEC"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import signal
 import sys
@@ -78,7 +79,7 @@ def truncate_metrics(path: Path, step: int) -> None:
     """Drop metrics.jsonl lines logged after the checkpoint being resumed (they will be logged again)."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and yaml.safe_load(line).get("step", 0) <= step]
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
     with atomic_path(path) as tmp:
         tmp.write_text("".join(line + "\n" for line in keep))
 

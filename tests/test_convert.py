@@ -208,9 +208,19 @@ def test_too_many_skips_fail_and_leave_nothing_behind(bad_tree, tmp_path):
     assert "skipped, more than --max-skip-fraction 0.01" in message and "missing file" in message and "no dump written" in message
     assert list(out.parent.iterdir()) == []
     # the full count appears when the limit only breaks at the end
-    with pytest.raises(UserError, match=r"6 of 12 records skipped"):
+    with pytest.raises(UserError, match=r": 6 of 12 records skipped"):
         convert("mimic-iv-ecg", root, out, max_skip_fraction=0.45, progress=False)
     assert list(out.parent.iterdir()) == []
+
+
+def test_conversion_stops_at_the_first_chunk_that_breaks_the_limit(bad_tree, tmp_path, monkeypatch):
+    import myjepa.data.convert as convert_module
+
+    root, _ = bad_tree
+    monkeypatch.setattr(convert_module, "CHUNK", 2)  # the first chunk holds the missing and the truncated file
+    with pytest.raises(UserError, match=r"at least 2 of 12 records skipped.*missing file.*truncated file"):
+        convert("mimic-iv-ecg", root, tmp_path / "d.npy", workers=2, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["bad"]  # no dump, no sidecar, no temporary file
 
 
 def test_unusable_metadata_names_the_file_and_column(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+import conftest
 from myjepa import LEADS
 from myjepa.errors import UserError
 from myjepa.eval.encoder_io import check_compatible, load_encoder
@@ -23,15 +24,10 @@ ENCODER = {"fs": FS, "leads": list(LEADS), "channel_size": 1000, "patch_size": 2
 QUICK = ["--set", "steps=12", "--set", "eval_interval=4", "--set", "batch_size=16", "--set", "bootstrap_samples=50", "--set", "log_interval=4"]
 
 
-def write_dump(path: Path, db: pd.DataFrame, signals: np.ndarray, fs: int = FS, leads=LEADS) -> Path:
-    np.save(path, signals.astype(np.float16))
-    stem = path.with_suffix("")
+def write_dump(path: Path, db: pd.DataFrame, signals: np.ndarray) -> Path:
+    """A 100 Hz PTB-XL-layout dump of `signals` for the database rows `db`."""
     index = db[["ecg_id", "patient_id", "strat_fold", "scp_codes"]].assign(file=db["filename_lr"])
-    index.to_csv(stem.with_name(stem.name + ".index.csv"), index=False)
-    x = signals.astype(np.float64)
-    stats = {"fs": fs, "leads": list(leads), "mean": x.mean((0, 2)).tolist(), "std": x.std((0, 2)).tolist(), "count": len(x), "nan_interpolated": 0, "skipped": [], "version": 1}
-    stem.with_name(stem.name + ".stats.json").write_text(json.dumps(stats))
-    return path
+    return conftest.write_dump(path, signals, index, {"fs": FS})
 
 
 @pytest.fixture(scope="module")

@@ -93,7 +93,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(small_dump, tmp_pa
         calls["n"] += 1
         out = forward(self, *args)
         if calls["n"] >= 6:
-            out["loss"] = out["loss"] * float("nan")
+            out = out._replace(loss=out.loss * float("nan"))
         return out
 
     monkeypatch.setattr(pretrain.MyJEPA, "forward", nan_from_call_6)

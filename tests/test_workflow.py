@@ -385,3 +385,69 @@ def test_failing_job_is_reported_as_failed(ci_run, tmp_path):
     assert "myjepa: error:" in log and "no_such_key" in log
     assert not (work / "results/finetune/tiny-s42/rhythm/linear/s0/results.json").exists()
     assert "Exiting because a job execution failed" in text or "failed" in text.lower()
+
+
+def test_snakemake_report_zip(ci_run):
+    """`snakemake --report report.zip` packs the annotated outputs with their captions."""
+    import zipfile
+
+    snakemake("--report", "report.zip", cwd=ci_run, config=CI_CONFIG)
+    names = zipfile.ZipFile(ci_run / "report.zip").namelist()
+    for name in ("report.html", "auc.csv", "auc_summary.csv", "auc_per_class.csv"):
+        assert any(n.endswith(f"/{name}") for n in names if "/data/raw/" in n), (name, names)
+
+
+# ---- profiles ----------------------------------------------------------------------------------
+
+
+def all_rules() -> set[str]:
+    proc = subprocess.run([*SNAKEMAKE, "--snakefile", str(SNAKEFILE), "--list-rules"], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120, check=True)
+    return {line.strip() for line in proc.stdout.splitlines() if line.strip()} - {"all"}
+
+
+@pytest.mark.parametrize("profile", ["slurm", "slurm-ci"])
+def test_slurm_profiles_map_every_rule_to_a_partition(profile):
+    cfg = yaml.safe_load((ROOT / "profiles" / profile / "config.yaml").read_text())
+    assert cfg["executor"] == "slurm"
+    assert {"slurm_partition", "runtime", "mem_mb"} <= set(cfg["default-resources"])
+    resources = cfg["set-resources"]
+    assert set(resources) == all_rules()
+    for rule, res in resources.items():
+        gpu = rule in ("pretrain", "finetune")
+        assert res["slurm_partition"] == ("gpu" if gpu else "cpu"), rule
+        assert (res.get("gpu", 0) >= 1) == gpu, rule
+        # one torchrun per job: the plugin must not start the command once per GPU
+        assert "tasks" not in res and "tasks_per_gpu" not in res, rule
+    if profile == "slurm":
+        assert cfg["software-deployment-method"] == "apptainer"
+        assert "--nv" in cfg["apptainer-args"].split() and "--bind" in cfg["apptainer-args"]
+        assert cfg["retries"] >= 1
+        assert {"gpu_model", "cpus_per_gpu"} <= set(resources["pretrain"])
+    else:  # CI runs without apptainer (tests/test_container.py covers it)
+        assert "software-deployment-method" not in cfg
+
+
+def test_multi_gpu_pretraining_starts_one_torchrun(tmp_path):
+    proc = snakemake("results/pretrain/tiny/s42/encoder.pt", "-n", "-p", "--set-resources", "pretrain:gpu=4", cwd=tmp_path, config=CI_CONFIG)
+    assert "if [ 4 -gt 1 ]" in proc.stdout
+    assert 'launch="torchrun --standalone --nproc_per_node=4 -m myjepa.pretrain"' in proc.stdout
+
+
+def test_pretraining_checkpoints_follow_the_settings(ci_run, tmp_path):
+    """The pretrain rule keeps last_ckpt.pt for retries, but never resumes a run with other settings,
+    and a forced rerun of a complete run trains afresh instead of leaving no encoder.pt."""
+    work = tmp_path / "work"
+    shutil.copytree(ci_run, work, symlinks=True)
+    target = "results/pretrain/tiny/s42/encoder.pt"
+    log = work / "logs/pretrain/tiny-s42.log"
+
+    snakemake(target, "--cores", "2", "--forcerun", "pretrain", cwd=work, config=CI_CONFIG)
+    assert "nothing to do" in log.read_text()  # same settings: the complete checkpoint was found ...
+    assert (work / target).stat().st_size > 0  # ... and the run was redone from scratch
+
+    runs = yaml.safe_load(CI_CONFIG.read_text())["pretrain"]["runs"]
+    runs[0]["set"]["steps"] += 2  # `steps` alone would let the command resume; the stamp forbids it
+    snakemake(target, "--cores", "2", cwd=work, config=ci_config(work, "model.yaml", pretrain__runs=runs))
+    assert "resuming from" not in log.read_text()
+    steps = [json.loads(line)["step"] for line in (work / "results/pretrain/tiny/s42/metrics.jsonl").read_text().splitlines()]
+    assert steps[0] <= runs[0]["set"]["log_interval"] and steps[-1] == runs[0]["set"]["steps"]

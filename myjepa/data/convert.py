@@ -335,7 +335,7 @@ def finish_stats(stats: dict[str, Any]) -> dict[str, Any]:
     return stats
 
 
-def _skip_message(n_skipped: int, n_total: int, max_fraction: float, skipped: list[dict[str, Any]], what: str) -> str:
+def _skip_message(n_skipped: int | str, n_total: int, max_fraction: float, skipped: list[dict[str, Any]], what: str) -> str:
     reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:5])
     return f"{what}: {n_skipped} of {n_total} records skipped, more than --max-skip-fraction {max_fraction:g} allows; first: {reasons}"
 
@@ -368,6 +368,7 @@ def convert(source: str, src: str | os.PathLike, out: str | os.PathLike, source_
             results = map(convert_chunk, tasks)
         bar = Progress(n, f"convert {source}" + (f" shard {shard[0]}/{shard[1]}" if shard != (1, 1) else ""), unit="rec") if progress else None
         sums = stats["exact_sums"]
+        done = 0
         try:
             for res in results:
                 array[len(kept) : len(kept) + len(res.kept)] = res.signals
@@ -378,8 +379,10 @@ def convert(source: str, src: str | os.PathLike, out: str | os.PathLike, source_
                 sums["samples"] += res.stats_records * n_time
                 sums["sum"] = [a + b for a, b in zip(sums["sum"], res.sum)]
                 sums["sum_sq"] = [a + b for a, b in zip(sums["sum_sq"], res.sum_sq)]
-                if len(stats["skipped"]) > max_skips:
-                    raise UserError(_skip_message(len(stats["skipped"]), n, max_skip_fraction, stats["skipped"], str(src)) + "; no dump written")
+                done += len(res.kept) + len(res.skipped)
+                if len(stats["skipped"]) > max_skips:  # stop at once: the run can only fail
+                    count = len(stats["skipped"]) if done == n else f"at least {len(stats['skipped'])}"
+                    raise UserError(_skip_message(count, n, max_skip_fraction, stats["skipped"], str(src)) + "; no dump written")
                 if bar:
                     bar.update(len(res.kept) + len(res.skipped), skipped=len(stats["skipped"]))
         finally:
