@@ -357,7 +357,9 @@ def run_workflow(work: Path, image: Path, ptbxl: Path, env: dict[str, str], mimi
     cmd = [
         sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(work),
         "--configfile", str(REPO / "config" / "config.yaml"), str(REPO / "config" / "ci.yaml"), str(config),
-        "--sdm", "apptainer", f"--apptainer-args={slurm_apptainer_args()}", "--printshellcmds",
+        # + the repository read-only: users run from it (the working directory, bound by default),
+        # and rules read its files (e.g. the pretraining config) by their host paths
+        "--sdm", "apptainer", f"--apptainer-args={slurm_apptainer_args()} --bind {REPO}:{REPO}:ro", "--printshellcmds",
         *profile_args, *TARGETS,
     ]  # fmt: skip
     result = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=1200)
@@ -367,7 +369,7 @@ def run_workflow(work: Path, image: Path, ptbxl: Path, env: dict[str, str], mimi
 
 
 def check_outputs(work: Path, image: Path, ptbxl: Path, out: str, rules: tuple[str, ...]) -> None:
-    jobs = re.findall(r"^rule (\w+):", out, re.M)
+    jobs = re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", out)
     assert sorted(jobs) == sorted(rules), out[-4000:]
     # each rule's log carries the line the image's `myjepa` prints: the job ran inside the image
     logs = sorted((work / "logs").rglob("*.log"))

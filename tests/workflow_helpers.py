@@ -18,7 +18,8 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 def env() -> dict[str, str]:
     e = dict(os.environ)
-    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
+    # as after `.ci/install` without an activated venv: the workflow must find `myjepa` by itself
+    e["PATH"] = os.pathsep.join(p for p in e.get("PATH", "").split(os.pathsep) if p and Path(p) != BIN)
     e.setdefault("OMP_NUM_THREADS", "2")
     e["WANDB_MODE"] = "disabled"
     return e

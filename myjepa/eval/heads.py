@@ -20,7 +20,7 @@ class AttentiveProbe(nn.Module):
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.query = nn.Parameter(torch.zeros(1, 1, dim))
-        self.norm = nn.LayerNorm(dim)
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False)  # an affine here would only rescale the key/value weights
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -47,9 +47,10 @@ class AttentiveProbe(nn.Module):
         x = self.norm(tokens)
         q = self.q(self.query).view(h, d) * d**-0.5
         w_k, w_v = self.kv.weight[:D].view(h, d, D), self.kv.weight[D:].view(h, d, D)
-        scores = torch.einsum("bnc,hc->bhn", x, torch.einsum("hd,hdc->hc", q, w_k))  # the key bias shifts a head's scores equally
-        pooled = torch.einsum("bhn,bnc->bhc", scores.softmax(-1), x)
-        values = torch.einsum("bhc,hdc->bhd", pooled, w_v) + self.kv.bias[D:].view(h, d)
+        u = (q.unsqueeze(1) @ w_k).squeeze(1)  # (h, D): the query seen through each head's key weights
+        scores = (x.reshape(B * N, D) @ u.t()).view(B, N, h).transpose(1, 2)  # the key bias shifts a head's scores equally
+        pooled = torch.bmm(scores.softmax(-1), x)  # (B, h, D)
+        values = torch.bmm(pooled.transpose(0, 1), w_v.transpose(1, 2)).transpose(0, 1) + self.kv.bias[D:].view(h, d)
         return self.finish(values.reshape(B, D))
 
     def reference_forward(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -238,6 +239,10 @@ def set_args(overrides):
 os.environ.update(
     MYJEPA_WANDB="--wandb" if config["wandb"]["enabled"] else "",
     WANDB_PROJECT=config["wandb"]["project"],
+    # `.venv/bin/snakemake` without an activated venv: jobs still find `myjepa` and its python
+    PATH=os.pathsep.join(
+        [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+    ),
 )
 
 

@@ -7,6 +7,8 @@ rule synth_ptbxl:
         scp="results/raw/ptb-xl/scp_statements.csv",
     log:
         "logs/synth/ptb-xl.log",
+    benchmark:
+        "logs/benchmarks/synth/ptb-xl.tsv"
     threads: res("synth", "threads")
     resources:
         mem_mb=res("synth", "mem_mb"),
@@ -25,6 +27,8 @@ rule synth_mimic:
         records="results/raw/mimic-iv-ecg/record_list.csv",
     log:
         "logs/synth/mimic-iv-ecg.log",
+    benchmark:
+        "logs/benchmarks/synth/mimic-iv-ecg.tsv"
     threads: res("synth", "threads")
     resources:
         mem_mb=res("synth", "mem_mb"),
@@ -45,6 +49,8 @@ rule convert_ptbxl:
         **dump_files("results/data/ptb-xl.npy"),
     log:
         "logs/convert/ptb-xl.log",
+    benchmark:
+        "logs/benchmarks/convert/ptb-xl.tsv"
     threads: res("convert", "threads")
     resources:
         mem_mb=res("convert", "mem_mb"),
@@ -67,6 +73,8 @@ rule convert_mimic_shard:
         **dump_files("results/data/mimic-iv-ecg/part-{shard}.npy"),
     log:
         "logs/convert/mimic-iv-ecg-part-{shard}.log",
+    benchmark:
+        "logs/benchmarks/convert/mimic-iv-ecg-part-{shard}.tsv"
     threads: res("convert", "threads")
     resources:
         mem_mb=res("convert", "mem_mb"),
@@ -91,6 +99,8 @@ rule merge_mimic:
         **dump_files("results/data/mimic-iv-ecg.npy"),
     log:
         "logs/convert/mimic-iv-ecg-merge.log",
+    benchmark:
+        "logs/benchmarks/convert/mimic-iv-ecg-merge.tsv"
     threads: res("merge", "threads")
     resources:
         mem_mb=res("merge", "mem_mb"),

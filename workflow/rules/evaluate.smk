@@ -12,6 +12,8 @@ rule finetune:
         metrics=f"{FINETUNE_DIR}/metrics.jsonl",
     log:
         "logs/finetune/{encoder}/{task}/{protocol}/s{seed}.log",
+    benchmark:
+        "logs/benchmarks/finetune/{encoder}/{task}/{protocol}/s{seed}.tsv"
     threads: res("finetune", "threads")
     resources:
         mem_mb=res("finetune", "mem_mb"),

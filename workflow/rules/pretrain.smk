@@ -14,6 +14,8 @@ rule pretrain:
         encoder="results/pretrain/{run}/s{seed}/encoder.pt",
     log:
         "logs/pretrain/{run}-s{seed}.log",
+    benchmark:
+        "logs/benchmarks/pretrain/{run}-s{seed}.tsv"
     threads: res("pretrain", "threads")
     resources:
         mem_mb=res("pretrain", "mem_mb"),

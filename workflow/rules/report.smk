@@ -25,6 +25,8 @@ rule aggregate:
         ),
     log:
         "logs/aggregate.log",
+    benchmark:
+        "logs/benchmarks/aggregate.tsv"
     threads: res("report", "threads")
     resources:
         mem_mb=res("report", "mem_mb"),
@@ -53,6 +55,8 @@ rule report:
         ),
     log:
         "logs/report.log",
+    benchmark:
+        "logs/benchmarks/report.tsv"
     threads: res("report", "threads")
     resources:
         mem_mb=res("report", "mem_mb"),
