@@ -194,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     x = torch.from_numpy(random_crops(dump.signals, train_rows[idx], crop, mean, std, rng)).to(device)
                     with torch.set_grad_enabled(not cfg.frozen):
                         tokens = encoder(x)
-                logits = head(tokens).float()
+                logits = head(tokens, normed=use_cache).float()
             y = train_targets[idx].to(device)
             loss = F.cross_entropy(logits, y.argmax(1)) if multiclass else F.binary_cross_entropy_with_logits(logits, y)
             optimizer.zero_grad(set_to_none=True)

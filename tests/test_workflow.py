@@ -35,7 +35,8 @@ def test_lint_is_clean():
 
 
 def test_snakefmt_check():
-    proc = subprocess.run([str(BIN / "snakefmt"), "--check", "workflow"], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
+    tools = {**env(), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # snakefmt runs shfmt from the venv
+    proc = subprocess.run([str(BIN / "snakefmt"), "--check", "workflow"], cwd=ROOT, env=tools, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

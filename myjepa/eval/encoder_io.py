@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from myjepa.config import PRETRAIN_DIR, from_dict, load_config, read_yaml, resolve_config_path
 from myjepa.errors import UserError
@@ -151,6 +150,3 @@ def check_compatible(cfg: dict[str, Any], source: str, dump_name: str, fs: int, 
         raise UserError(f"config key 'crop_s': {crop} samples is longer than the records of {dump_name} ({length} samples)")
     return crop, stride
 
-
-def describe(cfg: dict[str, Any]) -> str:
-    return yaml.safe_dump({k: cfg[k] for k in ("dim", "depth", "num_heads", "patch_size")}, default_flow_style=True).strip()

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from myjepa.eval.heads import normalise_tokens
+
 MEMORY_CACHE_LIMIT = 16 * 2**30  # larger caches go to a memmap next to the outputs
 
 
@@ -85,6 +87,9 @@ def encode_cache(
 ) -> np.ndarray:
     """Encode every strided crop of `rows` once: float16 (len(rows), len(starts), tokens, dim).
 
+    Stores the tokens after the probe's fixed input norm (`normalise_tokens`): the probe skips it
+    with `normed=True`, and unit-scale values keep float16's relative precision.
+
     Held in memory, or in a memmap under `memmap_dir` when larger than MEMORY_CACHE_LIMIT.
     """
     encoder.eval()
@@ -101,7 +106,7 @@ def encode_cache(
     for i, chunk in record_batches(rows, batch_records):
         x = torch.from_numpy(strided_crops(signals, chunk, starts, crop, mean, std)).to(device)
         with autocast(device, amp):
-            tokens = encoder(x)
+            tokens = normalise_tokens(encoder(x).float())
         cache[i : i + len(chunk)] = tokens.float().view(len(chunk), n_crops, *tokens.shape[1:]).cpu().numpy().astype(np.float16)
         if progress is not None:
             progress(len(chunk))
@@ -120,7 +125,7 @@ def predict_cached(head: nn.Module, cache: np.ndarray, device: torch.device, mul
     for i in range(0, len(cache), batch_records):
         feats = torch.from_numpy(np.asarray(cache[i : i + batch_records], dtype=np.float32)).to(device)
         R, K = feats.shape[:2]
-        scores = scores_from_logits(head(feats.flatten(0, 1)).float(), multiclass)
+        scores = scores_from_logits(head(feats.flatten(0, 1), normed=True).float(), multiclass)
         out.append(scores.view(R, K, -1).mean(1).cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 

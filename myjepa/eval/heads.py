@@ -1,7 +1,7 @@
 """The attentive probe: one learned query cross-attends over an encoder's patch tokens, then a linear layer.
 
 The same head serves the linear protocol (frozen encoder, tokens possibly from the feature cache)
-and finetuning (encoder and head trained together).
+and finetuning (encoder and head trained together, `head(encoder(x))`).
 """
 
 from __future__ import annotations
@@ -9,6 +9,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def normalise_tokens(tokens: torch.Tensor) -> torch.Tensor:
+    """The probe's input LayerNorm. It has no affine part (that would only rescale the key/value
+    weights), so it is a fixed function of a frozen encoder's tokens and the cache can store its output."""
+    return F.layer_norm(tokens, tokens.shape[-1:])
 
 
 class AttentiveProbe(nn.Module):
@@ -20,7 +26,6 @@ class AttentiveProbe(nn.Module):
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.query = nn.Parameter(torch.zeros(1, 1, dim))
-        self.norm = nn.LayerNorm(dim, elementwise_affine=False)  # an affine here would only rescale the key/value weights
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -32,7 +37,7 @@ class AttentiveProbe(nn.Module):
             nn.init.trunc_normal_(m.weight, std=0.02)
             nn.init.zeros_(m.bias)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, normed: bool = False) -> torch.Tensor:
         """Cross-attention of the one query over the tokens, computed without projecting every token.
 
         With a single query, each head's scores are q_h . (W_k x + b_k) = (W_k^T q_h) . x + const, and
@@ -40,11 +45,12 @@ class AttentiveProbe(nn.Module):
         head and pooled, and the key/value weights act on the pooled vectors: about 2 * heads
         instead of 3 * dim multiply-adds per token and channel. This keeps the probe cheap next to
         the encoder, which is what makes training it on cached features fast. `reference_forward`
-        is the textbook computation; both give the same logits.
+        is the textbook computation; both give the same logits. `normed`: the tokens already went
+        through `normalise_tokens` (the feature cache stores them that way).
         """
         B, N, D = tokens.shape
         h, d = self.num_heads, D // self.num_heads
-        x = self.norm(tokens)
+        x = tokens if normed else normalise_tokens(tokens)
         q = self.q(self.query).view(h, d) * d**-0.5
         w_k, w_v = self.kv.weight[:D].view(h, d, D), self.kv.weight[D:].view(h, d, D)
         u = (q.unsqueeze(1) @ w_k).squeeze(1)  # (h, D): the query seen through each head's key weights
@@ -57,7 +63,7 @@ class AttentiveProbe(nn.Module):
         """Keys and values for every token, then scaled dot-product attention: slow, for tests."""
         B, N, D = tokens.shape
         h = self.num_heads
-        x = self.norm(tokens)
+        x = normalise_tokens(tokens)
         q = self.q(self.query).expand(B, -1, -1).view(B, 1, h, D // h).transpose(1, 2)
         k, v = self.kv(x).view(B, N, 2, h, D // h).permute(2, 0, 3, 1, 4)
         return self.finish(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, D))
@@ -66,14 +72,3 @@ class AttentiveProbe(nn.Module):
         pooled = self.query[:, 0] + self.proj(attended)
         return self.linear(self.dropout(self.out_norm(pooled)))
 
-
-class Classifier(nn.Module):
-    """Encoder followed by the probe: (B, 12, T) crops -> (B, num_classes) logits."""
-
-    def __init__(self, encoder: nn.Module, head: AttentiveProbe) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))

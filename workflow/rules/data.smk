@@ -35,7 +35,7 @@ rule synth_mimic:
         runtime=res("synth", "runtime"),
     params:
         records=config["synth"]["mimic_iv_ecg_records"],
-        seed=config["synth"]["seed"],
+        seed=config["synth"]["seed"] + 1,  # other records than the synthetic PTB-XL's
         out=lambda w, output: os.path.dirname(output.records),
     shell:
         "myjepa synth --layout mimic-iv-ecg --out {params.out} --records {params.records}"
