@@ -73,7 +73,9 @@ marker=$(MYJEPA_CONTAINER=check "$ROOT/bin/myjepa" --version 2>&1 >/dev/null)
 # What went in, for `apptainer exec IMAGE cat /opt/myjepa/image.txt` and bug reports.
 {
     echo "myjepa $installed"
-    "$PY" -c 'import sys, torch; print("python", sys.version.split()[0]); print("torch", torch.__version__, "cuda", torch.version.cuda)'
+    "$PY" -W ignore -c 'import sys, torch
+print("python", sys.version.split()[0])
+print("torch", torch.__version__, "cuda", torch.version.cuda)'
     echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } >"$ROOT/image.txt"
 cat "$ROOT/image.txt"

@@ -357,7 +357,7 @@ def render(jobs: pd.DataFrame, summary: pd.DataFrame, per_class: pd.DataFrame, r
         f"<h1>MyJEPA report</h1><p class='muted'>generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} · {len(jobs)} finetune jobs · "
         f"{len(runs)} pretraining run(s)</p><p><b>{esc(verdict)}</b></p>",
         "<h2>Test macro AUC</h2><p class='muted'>Mean ± sample std over seeds (pretraining × finetuning); the bootstrap CI "
-        "(1,000 resamples of the test records) is averaged over seeds. Δ: pretrained minus random-init mean.</p>" + auc_table(summary),
+        "(resamples of the test records; `bootstrap_samples` in each job's config) is averaged over seeds. Δ: pretrained minus random-init mean.</p>" + auc_table(summary),
         f"<h2>Published reference numbers</h2>{refs}<p class='muted'>¹ {esc(PTBXL_SOURCE)}.<br>² {esc(ECGJEPA_SOURCE)}. "
         "Reference numbers are on real PTB-XL; the demo's synthetic data is not comparable with them.</p>",
         f"<h2>Every finetune job</h2>{jobs_table(jobs)}",

@@ -216,7 +216,9 @@ def apptainer() -> tuple[Path, Path]:
     assert image.is_file(), f"MYJEPA_CI_IMAGE={image} does not exist: rerun .ci/apptainer"
     built_from = re.fullmatch(r"myjepa-ci-([0-9a-f]{16})\.sif", image.name)
     if built_from:
-        assert built_from.group(1) == image_inputs_hash(), f"{image} holds other sources than this tree: rerun .ci/apptainer"
+        assert (
+            built_from.group(1) == image_inputs_hash()
+        ), f"{image} holds other sources than this tree: rerun .ci/apptainer"
     return binary, image
 
 
@@ -255,7 +257,7 @@ def test_image_runs_myjepa_and_torch_with_the_marker_set(apptainer, tmp_path):
     (tmp_path / "x.txt").write_text("3\n")
     script = (
         'echo "marker=$MYJEPA_CONTAINER"; '
-        'python -c "import torch; print(\'sum\', torch.ones(int(open(\'/data/x.txt\').read())).sum().item())"; '
+        "python -c \"import torch; print('sum', torch.ones(int(open('/data/x.txt').read())).sum().item())\"; "
         "command -v python"
     )
     out = run([str(binary), "exec", "--bind", f"{tmp_path}:/data", str(image), "bash", "-c", script]).stdout
@@ -310,12 +312,12 @@ def host_env(apptainer_bin: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def external_ptbxl(apptainer, tmp_path_factory):
+def external_ptbxl(apptainer):
     """A synthetic PTB-XL in the real layout under the first data directory profiles/slurm binds
     (e.g. /data/physionet), i.e. outside the project, the working directory, /tmp and $HOME."""
     binary, image = apptainer
     base = bind_sources(slurm_apptainer_args())[0]
-    created = not base.exists()
+    created = next((p for p in reversed([base, *base.parents]) if not p.exists()), None)  # the topmost new folder
     try:
         base.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -323,16 +325,34 @@ def external_ptbxl(apptainer, tmp_path_factory):
     root = Path(tempfile.mkdtemp(prefix="myjepa-ci-", dir=base))
     try:
         ptbxl = root / "ptb-xl"
-        run([sys.executable, "-m", "myjepa", "synth", "--layout", "ptb-xl", "--out", str(ptbxl), "--records", "200", "--seed", "0"], timeout=300)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "myjepa",
+                "synth",
+                "--layout",
+                "ptb-xl",
+                "--out",
+                str(ptbxl),
+                "--records",
+                "200",
+                "--seed",
+                "0",
+            ],
+            timeout=300,
+        )
         assert (ptbxl / "ptbxl_database.csv").is_file()
         # without the profile's bind the image does not see it: the bind is what makes it reachable
-        unbound = subprocess.run([str(binary), "exec", str(image), "test", "-e", str(ptbxl)], capture_output=True, timeout=120)
+        unbound = subprocess.run(
+            [str(binary), "exec", str(image), "test", "-e", str(ptbxl)], capture_output=True, timeout=120
+        )
         assert unbound.returncode == 1, unbound.stderr
         yield ptbxl
     finally:
         shutil.rmtree(root, ignore_errors=True)
-        if created:
-            shutil.rmtree(base, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
 
 
 def workflow_config(path: Path, image: Path, ptbxl: Path, mimic: bool) -> Path:
@@ -422,7 +442,9 @@ def test_workflow_torch_rules_run_inside_the_image_through_slurm(apptainer, exte
         pytest.skip(why_not)
     binary, image = apptainer
     rules = ("convert_ptbxl", "pretrain", "finetune")
-    out = run_workflow(tmp_path, image, external_ptbxl, host_env(binary), False, "--profile", str(REPO / "profiles" / "slurm-ci"))
+    out = run_workflow(
+        tmp_path, image, external_ptbxl, host_env(binary), False, "--profile", str(REPO / "profiles" / "slurm-ci")
+    )
     check_outputs(tmp_path, image, external_ptbxl, out, rules)
     submitted = re.findall(r"submitted with SLURM jobid (\d+)", out)
     assert len(submitted) == len(rules), out[-4000:]
