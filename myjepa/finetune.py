@@ -47,7 +47,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--config", required=True, help="linear | finetune | finetune_after_linear | PATH.yaml")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--init", help="linear probe best_ckpt.pt to start from (finetune_after_linear)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    p.add_argument("--set", dest="set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="override config keys")
     p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (offline without an API key)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-fold", type=int, default=9)
