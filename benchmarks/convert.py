@@ -1,18 +1,18 @@
 """Converter throughput: `myjepa convert` against the reference `wfdb.rdrecord(...).p_signal` loop.
 
-    python benchmarks/convert.py [--records 2000] [--workers 1 2] [--dir /tmp/convert-bench]
+    python benchmarks/convert.py [--records 4000] [--workers 1 2] [--repeat 3] [--dir /tmp/convert-bench]
 
 Generates a MIMIC-IV-ECG-layout tree (500 Hz, 10 s, format 16, MIMIC lead order), reads every file
 once so both paths run on page-cached files, then times (a) the reference dump loop in one process
-and (b) `convert` with each worker count. Prints records/s by wall clock and per CPU-second (the
-latter is what "per core" means on a shared machine), and the ratio.
+and (b) `convert` with each worker count, best of `--repeat` runs each after one untimed warm-up
+run. Prints records/s by wall clock and per CPU-second (what "per core" means on a shared
+machine), the ratio to the reference, and each worker count's speed-up over one worker.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import sys
 import time
@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from myjepa import LEADS  # noqa: E402
 from myjepa.data.convert import convert  # noqa: E402
 from myjepa.data.wfdb_io import write_record  # noqa: E402
+
+from timing import best_of, machine  # noqa: E402
 
 MIMIC_NAMES = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
 
@@ -42,11 +44,6 @@ def make_tree(root: Path, n: int) -> None:
     pd.DataFrame(rows).to_csv(root / "record_list.csv", index=False)
 
 
-def cpu_seconds() -> float:
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
 def reference(root: Path, paths: list[str]) -> np.ndarray:
     """The reference dump script: wfdb.rdrecord per record, leads by name, float16."""
     import wfdb
@@ -61,8 +58,9 @@ def reference(root: Path, paths: list[str]) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--records", type=int, default=4000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per path; the fastest counts")
     parser.add_argument("--dir", default="/tmp/myjepa-convert-bench")
     args = parser.parse_args()
     root = Path(args.dir)
@@ -75,25 +73,25 @@ def main() -> None:
     for dirpath, _, files in os.walk(root):  # warm the page cache
         for f in files:
             Path(dirpath, f).read_bytes()
+    n = len(paths)
 
-    import wfdb  # noqa: F401  (import cost is not part of the per-record figure)
-
-    c0, t0 = cpu_seconds(), time.perf_counter()
-    ref = reference(root, paths)
-    ref_wall, ref_cpu = time.perf_counter() - t0, cpu_seconds() - c0
-    print(f"wfdb.rdrecord reference, 1 process: {len(paths) / ref_wall:7.0f} records/s wall, {len(paths) / ref_cpu:7.0f} records/CPU-s")
+    ref = reference(root, paths)  # warm-up; also the expected output
+    ref_wall, ref_cpu = best_of(lambda: reference(root, paths), args.repeat)
+    print(f"wfdb.rdrecord reference, 1 process: {n / ref_wall:7.0f} records/s wall, {n / ref_cpu:7.0f} records/CPU-s")
+    out = root.parent / f"{root.name}-dump.npy"
+    remove = lambda: [p.unlink(missing_ok=True) for p in (out, out.with_suffix(".index.csv"), out.with_suffix(".stats.json"))]  # noqa: E731
+    one_worker = None
     for workers in args.workers:
-        out = root.parent / f"{root.name}-dump-w{workers}.npy"
-        c0, t0 = cpu_seconds(), time.perf_counter()
-        convert("mimic-iv-ecg", root, out, workers=workers, progress=False)
-        wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-        dump = np.load(out, mmap_mode="r")
-        assert np.array_equal(dump, ref), "converter output differs from the reference"
-        print(f"myjepa convert, {workers} worker(s):   {len(paths) / wall:7.0f} records/s wall, {len(paths) / cpu:7.0f} records/CPU-s"
-              f"  -> {ref_wall / wall:.1f}x the reference wall rate, {ref_cpu / cpu:.1f}x per CPU-s")
-        for p in (out, out.with_suffix(".index.csv"), out.with_suffix(".stats.json")):
-            p.unlink(missing_ok=True)
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
+        run = lambda: convert("mimic-iv-ecg", root, out, workers=workers, progress=False)  # noqa: E731
+        run()
+        assert np.array_equal(np.load(out, mmap_mode="r"), ref), "converter output differs from the reference"
+        remove()
+        wall, cpu = best_of(run, args.repeat, cleanup=remove)
+        one_worker = one_worker or (workers, wall)
+        scaling = f", {one_worker[1] / wall:.2f}x the {one_worker[0]}-worker wall rate" if workers != one_worker[0] else ""
+        print(f"myjepa convert, {workers} worker(s):   {n / wall:7.0f} records/s wall, {n / cpu:7.0f} records/CPU-s"
+              f"  -> {ref_wall / wall:.1f}x the reference wall rate, {ref_cpu / cpu:.1f}x per CPU-s{scaling}")
+    print(machine())
 
 
 if __name__ == "__main__":

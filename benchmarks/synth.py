@@ -9,8 +9,6 @@ depend on what else the machine is running.
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import shutil
 import sys
 import time
@@ -20,11 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from myjepa.data.synth import synth  # noqa: E402
 
-
-def cpu_seconds() -> float:
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
+from timing import cpu_seconds, machine  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -41,7 +35,7 @@ def main() -> None:
             wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
             print(f"synth {layout:13s} {workers} worker(s): {args.records / wall:6.0f} records/s wall, {args.records / cpu:6.0f} records/CPU-s")
             shutil.rmtree(out)
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
+    print(machine())
 
 
 if __name__ == "__main__":

@@ -168,7 +168,11 @@ def bad_tree(tmp_path) -> tuple[Path, dict[int, str]]:
     return root, fix
 
 
-def test_bad_records_are_skipped_with_reasons_or_repaired(bad_tree, tmp_path):
+@pytest.mark.parametrize("chunk", [16, 3])  # one chunk in-process; four chunks, kept rows moved up across them
+def test_bad_records_are_skipped_with_reasons_or_repaired(bad_tree, tmp_path, monkeypatch, chunk):
+    import myjepa.data.convert as convert_module
+
+    monkeypatch.setattr(convert_module, "CHUNK", chunk)
     root, fix = bad_tree
     out = tmp_path / "d.npy"
     stats = convert("mimic-iv-ecg", root, out, workers=2, max_skip_fraction=0.5, progress=False)
@@ -268,7 +272,7 @@ def test_values_beyond_float16_are_skipped_not_stored_as_inf(tmp_path):
     from myjepa.data.wfdb_io import RecordError
 
     write_record(tmp_path / "r", np.full((12, 5000), 30.0), 500, list(LEADS), gain=1000.0)
-    x, n_nan, _ = load_ecg(tmp_path / "r", 500)
+    x, n_nan = load_ecg(tmp_path / "r", 500)
     assert x.dtype == np.float16 and (x == 30.0).all() and n_nan == 0
     hea = tmp_path / "r.hea"
     hea.write_text(hea.read_text().replace("1000.0(0)/mV", "0.0001(0)/mV"))  # 30000 adu -> 3e8 mV

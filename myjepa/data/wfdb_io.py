@@ -54,10 +54,37 @@ _FMT_RE = re.compile(r"^(\d+)(?:x\d+)?(?::\d+)?(?:\+(\d+))?$")
 _GAIN_RE = re.compile(r"^([-+0-9.eE]+)(?:\(([-+]?\d+)\))?(?:/(\S+))?$")
 
 
+def _signal(ln: str, where: str) -> Signal:
+    """One signal line: `file format gain(baseline)/units resolution adc_zero init checksum block name`."""
+    f = ln.split(maxsplit=8)
+    if len(f) < 2:
+        raise RecordError(f"unreadable header {where}: bad signal line {ln!r}")
+    fmt, byte_offset = f[1], 0
+    if not fmt.isdigit():  # 16x2:5+24 style modifiers are rare: leave them to the regex
+        m = _FMT_RE.match(fmt)
+        if not m:
+            raise RecordError(f"unreadable header {where}: bad format field {fmt!r}")
+        fmt, byte_offset = m.group(1), int(m.group(2) or 0)
+    gain, baseline, units, adc_zero = DEFAULT_GAIN, None, "mV", 0
+    try:
+        if len(f) > 2:
+            g = _GAIN_RE.match(f[2])
+            if not g:
+                raise ValueError(f[2])
+            gain = float(g.group(1)) or DEFAULT_GAIN
+            baseline = int(g.group(2)) if g.group(2) is not None else None
+            units = g.group(3) or "mV"
+        if len(f) > 4:
+            adc_zero = int(f[4])
+    except ValueError:
+        raise RecordError(f"unreadable header {where}: bad signal line {ln!r}") from None
+    name = f[8].strip() if len(f) > 8 else ""
+    return Signal(f[0], fmt, gain, adc_zero if baseline is None else baseline, units, adc_zero, byte_offset, name)
+
+
 def parse_header(text: str, where: str = "header") -> Header:
     """Parse a WFDB header (single-segment records); raise RecordError naming what is wrong."""
-    lines = [ln.strip() for ln in text.splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    lines = [ln for ln in map(str.strip, text.splitlines()) if ln and ln[0] != "#"]
     if not lines:
         raise RecordError(f"unreadable header {where}: empty")
     rec = lines[0].split()
@@ -73,53 +100,36 @@ def parse_header(text: str, where: str = "header") -> Header:
         raise RecordError(f"unreadable header {where}: bad record line {lines[0]!r}")
     if len(lines) - 1 < n_sig:
         raise RecordError(f"unreadable header {where}: declares {n_sig} signals but has {len(lines) - 1} signal lines")
-    signals = []
-    for ln in lines[1 : 1 + n_sig]:
-        f = ln.split(maxsplit=8)
-        if len(f) < 2:
-            raise RecordError(f"unreadable header {where}: bad signal line {ln!r}")
-        m = _FMT_RE.match(f[1])
-        if not m:
-            raise RecordError(f"unreadable header {where}: bad format field {f[1]!r}")
-        gain, baseline, units = DEFAULT_GAIN, None, "mV"
-        adc_zero = 0
-        try:
-            if len(f) > 2:
-                g = _GAIN_RE.match(f[2])
-                if not g:
-                    raise ValueError(f[2])
-                gain = float(g.group(1)) or DEFAULT_GAIN
-                baseline = int(g.group(2)) if g.group(2) is not None else None
-                units = g.group(3) or "mV"
-            if len(f) > 4:
-                adc_zero = int(f[4])
-        except ValueError:
-            raise RecordError(f"unreadable header {where}: bad signal line {ln!r}") from None
-        name = f[8].strip() if len(f) > 8 else ""
-        signals.append(Signal(f[0], m.group(1), gain, adc_zero if baseline is None else baseline, units, adc_zero, int(m.group(2) or 0), name))
-    return Header(rec[0], fs, n_samples, signals)
+    return Header(rec[0], fs, n_samples, [_signal(ln, where) for ln in lines[1 : 1 + n_sig]])
+
+
+def _read_bytes(path: str, what: str, offset: int = 0, size: int = -1) -> bytes:
+    """`size` bytes of a file from `offset`; a missing or unreadable file is a RecordError."""
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            if offset:
+                fh.seek(offset)
+            return fh.read(size)
+    except FileNotFoundError:
+        raise RecordError(f"missing file {what}") from None
+    except OSError as e:
+        raise RecordError(f"cannot read {what}: {e.strerror}") from None
 
 
 def read_header(hea_path: str | os.PathLike) -> Header:
     """Read and parse `RECORD.hea`; a missing or unreadable file is a RecordError."""
-    p = Path(hea_path)
-    try:
-        text = p.read_text(errors="replace")
-    except FileNotFoundError:
-        raise RecordError(f"missing file {p.name}") from None
-    except OSError as e:
-        raise RecordError(f"cannot read {p.name}: {e.strerror}") from None
-    return parse_header(text, p.name)
+    name = os.path.basename(hea_path)
+    return parse_header(_read_bytes(os.fspath(hea_path), name).decode("latin-1"), name)
 
 
 def read_digital(record_path: str | os.PathLike, n_samples: int | None = None, header: Header | None = None) -> tuple[np.ndarray, Header]:
-    """Raw samples (n_sig, n) int16 (a transposed view of the file's order) of a format-16 record.
+    """Raw samples (n_sig, n) int16 (a transposed, read-only view of the file's order) of a format-16 record.
 
     Reads only the first `n_samples` samples when given (e.g. 10 s of a longer record); pass the
     already parsed `header` to avoid reading it twice.
     """
-    base = Path(record_path)
-    hdr = header or read_header(base.with_name(base.name + ".hea"))
+    base = os.fspath(record_path)
+    hdr = header or read_header(base + ".hea")
     sigs = hdr.signals
     if any(s.fmt != "16" for s in sigs):
         raise RecordError(f"unsupported WFDB format {sorted({s.fmt for s in sigs})} (only 16 is read)")
@@ -128,17 +138,11 @@ def read_digital(record_path: str | os.PathLike, n_samples: int | None = None, h
     n_sig, n = len(sigs), hdr.n_samples
     if n_samples is not None:
         n = min(n, n_samples)
-    dat = base.parent / sigs[0].file
-    try:
-        with open(dat, "rb") as fh:
-            fh.seek(sigs[0].byte_offset)
-            raw = np.fromfile(fh, dtype="<i2", count=n * n_sig)
-    except FileNotFoundError:
-        raise RecordError(f"missing file {dat.name}") from None
-    except OSError as e:
-        raise RecordError(f"cannot read {dat.name}: {e.strerror}") from None
+    dat = sigs[0].file
+    buf = _read_bytes(os.path.join(os.path.dirname(base), dat), dat, sigs[0].byte_offset, 2 * n * n_sig)
+    raw = np.frombuffer(buf, dtype="<i2", count=len(buf) // 2)  # a truncated file may end mid-sample
     if raw.size < n * n_sig:
-        raise RecordError(f"truncated file {dat.name}: {raw.size // n_sig} of {n} samples per signal")
+        raise RecordError(f"truncated file {dat}: {raw.size // n_sig} of {n} samples per signal")
     return raw.reshape(n, n_sig).T, hdr
 
 
