@@ -26,8 +26,8 @@ T = TypeVar("T")
 
 
 @dataclass
-class PretrainConfig:
-    """Everything that defines a pretraining run: encoder, predictor, SIGReg, masking, optimisation."""
+class EncoderConfig:
+    """What defines an encoder and the signal it expects: stored in encoder.pt, checked against the data at evaluation."""
 
     # signal
     fs: int
@@ -40,6 +40,19 @@ class PretrainConfig:
     num_heads: int
     mlp_ratio: float
     num_registers: int
+
+    def encoder_config(self) -> dict[str, Any]:
+        """The encoder's fields alone, as a dict (what `VisionTransformer.from_config` takes)."""
+        return {k: getattr(self, k) for k in ENCODER_KEYS}
+
+
+ENCODER_KEYS = tuple(f.name for f in dataclasses.fields(EncoderConfig))
+
+
+@dataclass
+class PretrainConfig(EncoderConfig):
+    """Everything that defines a pretraining run: the encoder's fields, then predictor, SIGReg, masking, optimisation."""
+
     # predictor
     pred_dim: int
     pred_depth: int
@@ -89,11 +102,6 @@ class PretrainConfig:
     @property
     def num_patches(self) -> int:
         return self.channel_size // self.patch_size
-
-    def encoder_config(self) -> dict[str, Any]:
-        """The fields that define the encoder alone: stored in encoder.pt, checked against the data at finetuning."""
-        keys = ("fs", "leads", "channel_size", "patch_size", "dim", "depth", "num_heads", "mlp_ratio", "num_registers")
-        return {k: getattr(self, k) for k in keys}
 
 
 def check(ok: bool, message: str) -> None:

@@ -30,7 +30,7 @@ from myjepa.data.dump import Dump, open_dump
 from myjepa.errors import UserError, run_cli
 from myjepa.eval.config import FinetuneConfig, load_finetune_config
 from myjepa.eval.encoder_io import check_compatible, load_encoder, read_checkpoint, sha256
-from myjepa.eval.features import autocast, crop_starts, encode_cache, norm_stats, predict_cached, predict_encoded, random_crops
+from myjepa.eval.features import StridedCrops, autocast, crop_starts, encode_cache, norm_stats, predict_cached, predict_encoded, random_crops
 from myjepa.eval.heads import AttentiveProbe
 from myjepa.eval.labels import TASKS, Splits, check_dump_index, check_task, is_multiclass, make_splits, read_database, read_statements, task_labels
 from myjepa.eval.metrics import bootstrap_macro_auc, class_aucs
@@ -140,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     crop, stride = check_compatible(loaded.config, str(loaded.path), str(dump.path), dump.fs, dump.leads, length, cfg.crop_s, cfg.stride_s)
     starts = crop_starts(length, crop, stride)
     mean, std = norm_stats(dump.signals, train_fold_rows)
+    crops = StridedCrops(dump.signals, starts, crop, mean, std)
     classes = splits.classes
     train_rows, val_rows, test_rows = splits.rows["train"], splits.rows["val"], splits.rows["test"]
     train_targets = torch.from_numpy(splits.targets["train"].astype(np.float32))
@@ -166,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if use_cache:
             bar = Progress(len(train_rows) + len(val_rows) + len(test_rows), "encoding crops", "records")
             for split, rows in (("train", train_rows), ("val", val_rows), ("test", test_rows)):
-                caches[split] = encode_cache(encoder, dump.signals, rows, starts, crop, mean, std, device, cfg.eval_batch_size, cfg.amp, cache_dir, bar.update)
+                caches[split] = encode_cache(encoder, crops, rows, device, cfg.eval_batch_size, cfg.amp, cache_dir, bar.update)
             bar.close()
         t_train = time.time()
         cache_s = t_train - t_cache
@@ -174,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         def predict(split: str, rows: np.ndarray) -> np.ndarray:
             if use_cache:
                 return predict_cached(head, caches[split], device, multiclass)
-            return predict_encoded(encoder, head, dump.signals, rows, starts, crop, mean, std, device, multiclass, cfg.eval_batch_size, cfg.amp)
+            return predict_encoded(encoder, head, crops, rows, device, multiclass, cfg.eval_batch_size, cfg.amp)
 
         best_auc, best_step, best_state, best_val_scores = float("nan"), 0, None, None
         evals_since_best, loss_sum, loss_count, step, eval_s = 0, 0.0, 0, 0, 0.0

@@ -75,6 +75,11 @@ def check_resumable(stored: dict[str, Any], cfg: PretrainConfig, seed: int, stor
         raise UserError(f"{path} was written with --seed {stored_seed}, not {seed}; use another --out or the same seed")
 
 
+def save_encoder(model: MyJEPA, cfg: PretrainConfig, step: int, path: Path) -> None:
+    """encoder.pt: the encoder's weights and config, all that evaluation needs."""
+    checkpoint.save({"encoder": model.encoder.state_dict(), "config": cfg.encoder_config(), "pretrain_config": to_dict(cfg), "step": step}, path)
+
+
 def truncate_metrics(path: Path, step: int) -> None:
     """Drop metrics.jsonl lines logged after the checkpoint being resumed (they will be logged again)."""
     if not path.is_file():
@@ -158,6 +163,8 @@ def train(cfg: PretrainConfig, data: list[tuple[str, Path]], args: argparse.Name
             print(f"resuming from {last_path} at step {start_step}", file=sys.stderr)
         if start_step >= cfg.steps:
             if master:
+                if not encoder_path.is_file():  # e.g. deleted by Snakemake before a forced rerun
+                    save_encoder(model, cfg, start_step, encoder_path)
                 print(f"{out}: already trained for {start_step} >= {cfg.steps} steps; nothing to do", file=sys.stderr)
             return 0
     if master:
@@ -200,8 +207,7 @@ def train(cfg: PretrainConfig, data: list[tuple[str, Path]], args: argparse.Name
 
     def save_last(step: int) -> None:
         checkpoint.save(state(step), last_path)
-        enc = {"encoder": model.encoder.state_dict(), "config": cfg.encoder_config(), "pretrain_config": to_dict(cfg), "step": step}
-        checkpoint.save(enc, encoder_path)
+        save_encoder(model, cfg, step, encoder_path)
 
     stop = StopFlag()
     model.train()

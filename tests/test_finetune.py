@@ -13,7 +13,7 @@ import conftest
 from myjepa import LEADS
 from myjepa.errors import UserError
 from myjepa.eval.encoder_io import check_compatible, load_encoder
-from myjepa.eval.features import crop_starts, encode_cache, norm_stats, predict_cached, predict_encoded
+from myjepa.eval.features import StridedCrops, crop_starts, encode_cache, norm_stats, predict_cached, predict_encoded
 from myjepa.eval.heads import AttentiveProbe
 from myjepa.finetune import main
 from myjepa.models.vit import VisionTransformer
@@ -119,11 +119,12 @@ def test_cached_and_uncached_predictions_match(data):
     head = AttentiveProbe(ENCODER["dim"], 4, num_heads=2)
     starts = crop_starts(signals.shape[2], 250, 125)
     assert starts.tolist() == [0, 125, 250, 375, 500, 625, 750]
-    cache = encode_cache(encoder, signals, rows, starts, 250, mean, std, torch.device("cpu"), batch_crops=50)
+    crops = StridedCrops(signals, starts, 250, mean, std)
+    cache = encode_cache(encoder, crops, rows, torch.device("cpu"), batch_crops=50)
     assert cache.dtype == np.float16 and cache.shape == (25, 7, 10, ENCODER["dim"])
     for multiclass in (False, True):
         cached = predict_cached(head, cache, torch.device("cpu"), multiclass, batch_records=8)
-        direct = predict_encoded(encoder, head, signals, rows, starts, 250, mean, std, torch.device("cpu"), multiclass, batch_crops=64)
+        direct = predict_encoded(encoder, head, crops, rows, torch.device("cpu"), multiclass, batch_crops=64)
         np.testing.assert_allclose(cached, direct, atol=2e-3)
         assert np.abs(cached - direct).max() < 0.05 * cached.std()
 

@@ -52,6 +52,10 @@ def test_run_writes_every_output(small_dump, tmp_path):
     assert load_config(out / "config.yaml").steps == 6  # the resolved config is a valid config file
     assert run(small_dump, out, steps=6) == 0  # a finished run is not trained again
     assert len(metrics(out)) == 6
+    (out / "encoder.pt").unlink()  # as Snakemake does before a forced rerun
+    assert run(small_dump, out, steps=6) == 0 and len(metrics(out)) == 6
+    again = torch.load(out / "encoder.pt", weights_only=True)
+    assert again["step"] == 6 and all(torch.equal(again["encoder"][k], v) for k, v in enc["encoder"].items())
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(small_dump, tmp_path, monkeypatch):

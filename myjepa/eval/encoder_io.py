@@ -14,33 +14,15 @@ from typing import Any
 
 import torch
 
-from myjepa.config import PRETRAIN_DIR, from_dict, load_config, read_yaml, resolve_config_path
+from myjepa.config import ENCODER_KEYS, PRETRAIN_DIR, EncoderConfig, from_dict, load_config, read_yaml, resolve_config_path
 from myjepa.errors import UserError
 from myjepa.models.vit import VisionTransformer
 
 
 @dataclass
-class EncoderConfig:
-    """The fields that define a VisionTransformer and the signal it expects (PretrainConfig.encoder_config())."""
-
-    fs: int
-    leads: list[str]
-    channel_size: int
-    patch_size: int
-    dim: int
-    depth: int
-    num_heads: int
-    mlp_ratio: float
-    num_registers: int
-
-
-ENCODER_KEYS = tuple(EncoderConfig.__dataclass_fields__)
-
-
-@dataclass
 class LoadedEncoder:
     encoder: VisionTransformer
-    config: dict[str, Any]  # EncoderConfig as a dict
+    config: dict[str, Any]  # EncoderConfig as a dict (encoder_config())
     path: Path  # the checkpoint or YAML it came from
     pretrained: bool
     step: int | None

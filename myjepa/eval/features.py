@@ -9,6 +9,7 @@ ones, instead of pushing every training batch through the encoder.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -65,20 +66,29 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
     return contextlib.nullcontext()
 
 
-def record_batches(rows: np.ndarray, batch_records: int) -> Iterator[tuple[int, np.ndarray]]:
-    for i in range(0, len(rows), batch_records):
-        yield i, rows[i : i + batch_records]
+@dataclass
+class StridedCrops:
+    """How evaluation sees a dump: crops of `crop` samples at `starts`, normalised with the train folds' mean/std."""
+
+    signals: np.ndarray  # (N, 12, T) float16 dump
+    starts: np.ndarray
+    crop: int
+    mean: np.ndarray
+    std: np.ndarray
+
+    def batches(self, rows: np.ndarray, batch_crops: int, device: torch.device) -> Iterator[tuple[int, np.ndarray, torch.Tensor]]:
+        """(offset in rows, the records, their crops record-major on `device`), about `batch_crops` crops at a time."""
+        per = max(1, batch_crops // len(self.starts))
+        for i in range(0, len(rows), per):
+            chunk = rows[i : i + per]
+            yield i, chunk, torch.from_numpy(strided_crops(self.signals, chunk, self.starts, self.crop, self.mean, self.std)).to(device)
 
 
 @torch.no_grad()
 def encode_cache(
     encoder: nn.Module,
-    signals: np.ndarray,
+    crops: StridedCrops,
     rows: np.ndarray,
-    starts: np.ndarray,
-    crop: int,
-    mean: np.ndarray,
-    std: np.ndarray,
     device: torch.device,
     batch_crops: int = 512,
     amp: str = "float32",
@@ -93,8 +103,8 @@ def encode_cache(
     Held in memory, or in a memmap under `memmap_dir` when larger than MEMORY_CACHE_LIMIT.
     """
     encoder.eval()
-    n_crops = len(starts)
-    probe = encoder(torch.zeros(1, signals.shape[1], crop, device=device))
+    n_crops = len(crops.starts)
+    probe = encoder(torch.zeros(1, crops.signals.shape[1], crops.crop, device=device))
     shape = (len(rows), n_crops, probe.shape[1], probe.shape[2])
     nbytes = int(np.prod(shape)) * 2
     if memmap_dir is not None and nbytes > MEMORY_CACHE_LIMIT:
@@ -102,9 +112,7 @@ def encode_cache(
         cache = np.lib.format.open_memmap(memmap_dir / f"features_{len(rows)}.npy", mode="w+", dtype=np.float16, shape=shape)
     else:
         cache = np.empty(shape, dtype=np.float16)
-    batch_records = max(1, batch_crops // n_crops)
-    for i, chunk in record_batches(rows, batch_records):
-        x = torch.from_numpy(strided_crops(signals, chunk, starts, crop, mean, std)).to(device)
+    for i, chunk, x in crops.batches(rows, batch_crops, device):
         with autocast(device, amp):
             tokens = normalise_tokens(encoder(x).float())
         cache[i : i + len(chunk)] = tokens.float().view(len(chunk), n_crops, *tokens.shape[1:]).cpu().numpy().astype(np.float16)
@@ -131,29 +139,14 @@ def predict_cached(head: nn.Module, cache: np.ndarray, device: torch.device, mul
 
 
 @torch.no_grad()
-def predict_encoded(
-    encoder: nn.Module,
-    head: nn.Module,
-    signals: np.ndarray,
-    rows: np.ndarray,
-    starts: np.ndarray,
-    crop: int,
-    mean: np.ndarray,
-    std: np.ndarray,
-    device: torch.device,
-    multiclass: bool,
-    batch_crops: int = 512,
-    amp: str = "float32",
-) -> np.ndarray:
+def predict_encoded(encoder: nn.Module, head: nn.Module, crops: StridedCrops, rows: np.ndarray, device: torch.device, multiclass: bool, batch_crops: int = 512, amp: str = "float32") -> np.ndarray:
     """(records, C) scores, encoding the strided crops on the fly (finetuning, or no cache)."""
     encoder.eval()
     head.eval()
-    n_crops = len(starts)
     out = []
-    for _, chunk in record_batches(rows, max(1, batch_crops // n_crops)):
-        x = torch.from_numpy(strided_crops(signals, chunk, starts, crop, mean, std)).to(device)
+    for _, chunk, x in crops.batches(rows, batch_crops, device):
         with autocast(device, amp):
             logits = head(encoder(x))
         scores = scores_from_logits(logits.float(), multiclass)
-        out.append(scores.view(len(chunk), n_crops, -1).mean(1).cpu().numpy())
+        out.append(scores.view(len(chunk), len(crops.starts), -1).mean(1).cpu().numpy())
     return np.concatenate(out).astype(np.float32)

@@ -29,26 +29,14 @@ rule pretrain:
         dir=lambda w, output: os.path.dirname(output.encoder),
     shell:
         """
-        fresh() (
-            rm -f {params.dir}/last_ckpt.pt {params.dir}/best_ckpt.pt {params.dir}/metrics.jsonl
-        )
         stamp="{params.stamp} $(cat {params.stamp_files} | cksum | cut -d' ' -f1)"
         if [ "$(cat {params.dir}/.stamp 2>/dev/null)" != "$stamp" ]; then
-            fresh
+            rm -f {params.dir}/last_ckpt.pt {params.dir}/best_ckpt.pt {params.dir}/metrics.jsonl
             mkdir -p {params.dir} && echo "$stamp" >{params.dir}/.stamp
         fi
         launch="myjepa pretrain"
         if [ {resources.gpu} -gt 1 ]; then
             launch="torchrun --standalone --nproc_per_node={resources.gpu} -m myjepa.pretrain"
         fi
-        train() (
-            $launch {params.args} --out {params.dir} --seed {wildcards.seed} ${{MYJEPA_WANDB:-}}
-        )
-        : >{log}
-        train 2>&1 | tee -a {log}
-        # a complete last_ckpt.pt (a forced rerun) writes no encoder.pt: train afresh
-        if [ ! -s {output.encoder} ]; then
-            fresh
-            train 2>&1 | tee -a {log}
-        fi
+        $launch {params.args} --out {params.dir} --seed {wildcards.seed} ${{MYJEPA_WANDB:-}} 2>&1 | tee {log}
         """
