@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -79,10 +80,14 @@ def main() -> None:
     ref_wall, ref_cpu = best_of(lambda: reference(root, paths), args.repeat)
     print(f"wfdb.rdrecord reference, 1 process: {n / ref_wall:7.0f} records/s wall, {n / ref_cpu:7.0f} records/CPU-s")
     out = root.parent / f"{root.name}-dump.npy"
-    remove = lambda: [p.unlink(missing_ok=True) for p in (out, out.with_suffix(".index.csv"), out.with_suffix(".stats.json"))]  # noqa: E731
+
+    def remove() -> None:
+        for p in (out, out.with_suffix(".index.csv"), out.with_suffix(".stats.json")):
+            p.unlink(missing_ok=True)
+
     one_worker = None
     for workers in args.workers:
-        run = lambda: convert("mimic-iv-ecg", root, out, workers=workers, progress=False)  # noqa: E731
+        run = partial(convert, "mimic-iv-ecg", root, out, workers=workers, progress=False)
         run()
         assert np.array_equal(np.load(out, mmap_mode="r"), ref), "converter output differs from the reference"
         remove()
