@@ -314,9 +314,18 @@ def pretrain_inputs(wildcards):
     return inputs
 
 
-def pretrain_stamp_files(wildcards):
-    """Small files whose content identifies the run's data and model (not the dumps themselves)."""
-    return [v for k, v in pretrain_inputs(wildcards).items() if not k.endswith("_npy")]
+def pretrain_stamp(wildcards):
+    """Settings and model YAML content; the shell adds the dumps' stats (they do not exist yet here).
+
+    The YAML is read here, on the host: inside a container its path may not exist.
+    """
+    model_yaml = Path(pretrain_inputs(wildcards)["model"]).read_text()
+    return stamp({**pretrain_settings(wildcards), "model_yaml": model_yaml})
+
+
+def pretrain_stats_files(wildcards):
+    """The dumps' stats.json: small files whose content identifies the data (not the dumps themselves)."""
+    return [v for k, v in pretrain_inputs(wildcards).items() if k.endswith("_stats")]
 
 
 def pretrain_args(wildcards):

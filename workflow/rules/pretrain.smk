@@ -24,12 +24,12 @@ rule pretrain:
     params:
         settings=pretrain_settings,
         args=pretrain_args,
-        stamp=lambda w: stamp(pretrain_settings(w)),
-        stamp_files=pretrain_stamp_files,
+        stamp=pretrain_stamp,
+        stats=pretrain_stats_files,
         dir=lambda w, output: os.path.dirname(output.encoder),
     shell:
         """
-        stamp="{params.stamp} $(cat {params.stamp_files} | cksum | cut -d' ' -f1)"
+        stamp="{params.stamp} $(cat {params.stats} | cksum | cut -d' ' -f1)"
         if [ "$(cat {params.dir}/.stamp 2>/dev/null)" != "$stamp" ]; then
             rm -f {params.dir}/last_ckpt.pt {params.dir}/best_ckpt.pt {params.dir}/metrics.jsonl
             mkdir -p {params.dir} && echo "$stamp" >{params.dir}/.stamp
