@@ -246,10 +246,5 @@ def load_config(name_or_path: str | Path, **overrides: Any) -> PretrainConfig:
     return load(PretrainConfig, name_or_path, overrides)
 
 
-def config_from_dict(data: Mapping[str, Any], source: str = "checkpoint") -> PretrainConfig:
-    """Rebuild a PretrainConfig stored as a dict (in a checkpoint)."""
-    return from_dict(PretrainConfig, data, source)  # type: ignore[return-value]
-
-
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)

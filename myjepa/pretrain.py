@@ -27,7 +27,7 @@ import torch
 import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from myjepa.config import PretrainConfig, config_from_dict, load, parse_overrides, to_dict
+from myjepa.config import PretrainConfig, load, parse_overrides, to_dict
 from myjepa.data.masks import MaskCollator
 from myjepa.data.pretrain_data import CropBatches, ignore_stop_signals, open_sources, parse_data_args
 from myjepa.errors import UserError, run_cli

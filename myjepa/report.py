@@ -21,7 +21,6 @@ import io
 import json
 import math
 import platform
-import sys
 import time
 from importlib import metadata
 from pathlib import Path

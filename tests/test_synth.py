@@ -148,7 +148,6 @@ def test_rhythms_change_rate_and_regularity():
 
 
 def test_labels_change_the_waveform_where_they_should():
-    rng = np.random.default_rng(0)
     base = dict(rhythm="SR", heart_rate=60, rr_jitter=0.0, resp_modulation=0.0)
 
     def beat(**kw) -> np.ndarray:

@@ -41,7 +41,7 @@ VERSION = 1
 
 DURATION_S = 10
 SUM_SHIFT, SUMSQ_SHIFT = 24, 48
-"""float16 values are integer multiples of 2^-24, their squares of 2^-48: sums scaled by these are exact integers."""
+"""float16 values are integer multiples of 2^-24 mV, their squares of 2^-48 mV^2: sums scaled by these are integers."""
 
 CHUNK = 64
 """Records per worker task (~20 ms of work): enough that the pool's per-task cost in the parent stays
@@ -267,8 +267,9 @@ class ChunkResult:
 _JOB: dict[str, Any] = {}
 
 
-def _init_worker(src: str, fs: int, npy: str) -> None:
-    _JOB.update(src=src, fs=fs, npy=npy, offset=np.load(npy, mmap_mode="r").offset)
+def _init_worker(src: str, fs: int, npy: str, offset: int) -> None:
+    """`offset`: where the array's data start in the .npy file (after its header)."""
+    _JOB.update(src=src, fs=fs, npy=npy, offset=offset)
 
 
 def convert_chunk(task: tuple[int, list[Any], list[str], list[bool]]) -> ChunkResult:
@@ -281,7 +282,8 @@ def convert_chunk(task: tuple[int, list[Any], list[str], list[bool]]) -> ChunkRe
     start, ids, paths, in_stats = task
     src, fs = _JOB["src"], _JOB["fs"]
     row_shape = (len(LEADS), DURATION_S * fs)
-    rows = np.memmap(_JOB["npy"], np.float16, "r+", offset=_JOB["offset"] + start * math.prod(row_shape) * 2, shape=(len(paths), *row_shape))
+    row_bytes = math.prod(row_shape) * np.dtype(np.float16).itemsize
+    rows = np.memmap(_JOB["npy"], np.float16, "r+", offset=_JOB["offset"] + start * row_bytes, shape=(len(paths), *row_shape))
     res = ChunkResult([], [])
     for j, (rec_id, rel, use) in enumerate(zip(ids, paths, in_stats)):
         try:
@@ -297,6 +299,7 @@ def convert_chunk(task: tuple[int, list[Any], list[str], list[bool]]) -> ChunkRe
             res.sum_sq = [a + b for a, b in zip(res.sum_sq, s2)]
             res.stats_records += 1
     return res
+
 
 # ---------------------------------------------------------------------------------------------
 # output
@@ -367,7 +370,7 @@ def convert(source: str, src: str | os.PathLike, out: str | os.PathLike, source_
         tmp_idx = stack.enter_context(atomic_path(idx_path))
         tmp_npy = stack.enter_context(atomic_path(out))
         array = np.lib.format.open_memmap(tmp_npy, mode="w+", dtype=np.float16, shape=(n, len(LEADS), n_time))
-        job = (str(src), fs, str(tmp_npy))
+        job = (str(src), fs, str(tmp_npy), array.offset)
         if workers > 1 and len(tasks) > 1:
             pool = stack.enter_context(mp.get_context("fork").Pool(min(workers, len(tasks)), _init_worker, job))
             results = pool.imap(convert_chunk, tasks)

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from myjepa import LEADS
-
 
 def lead_matrix(rng: np.random.Generator | None = None) -> np.ndarray:
     """(12, 3) projections of the heart vector onto I..V6; `rng` jitters electrode placement."""
