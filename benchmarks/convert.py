@@ -24,11 +24,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from myjepa import LEADS  # noqa: E402
-from myjepa.data.convert import convert  # noqa: E402
-from myjepa.data.wfdb_io import write_record  # noqa: E402
-
 from timing import best_of, machine  # noqa: E402
+
+from myjepa import LEADS  # noqa: E402
+from myjepa.ingest.wfdb_io import write_record  # noqa: E402
+from myjepa.ingest.writer import convert  # noqa: E402
 
 MIMIC_NAMES = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
 
@@ -41,7 +41,15 @@ def make_tree(root: Path, n: int) -> None:
         rel = f"files/p{str(subject)[:4]}/p{subject}/s{study}/{study}"
         x = np.cumsum(rng.normal(0, 0.02, (12, 5000)), axis=1)
         write_record(root / rel, x, 500, MIMIC_NAMES, gain=200.0)
-        rows.append({"subject_id": subject, "study_id": study, "file_name": study, "ecg_time": "2180-01-01 00:00:00", "path": rel})
+        rows.append(
+            {
+                "subject_id": subject,
+                "study_id": study,
+                "file_name": study,
+                "ecg_time": "2180-01-01 00:00:00",
+                "path": rel,
+            }
+        )
     pd.DataFrame(rows).to_csv(root / "record_list.csv", index=False)
 
 
@@ -93,9 +101,13 @@ def main() -> None:
         remove()
         wall, cpu = best_of(run, args.repeat, cleanup=remove)
         one_worker = one_worker or (workers, wall)
-        scaling = f", {one_worker[1] / wall:.2f}x the {one_worker[0]}-worker wall rate" if workers != one_worker[0] else ""
-        print(f"myjepa convert, {workers} worker(s):   {n / wall:7.0f} records/s wall, {n / cpu:7.0f} records/CPU-s"
-              f"  -> {ref_wall / wall:.1f}x the reference wall rate, {ref_cpu / cpu:.1f}x per CPU-s{scaling}")
+        scaling = (
+            f", {one_worker[1] / wall:.2f}x the {one_worker[0]}-worker wall rate" if workers != one_worker[0] else ""
+        )
+        print(
+            f"myjepa convert, {workers} worker(s):   {n / wall:7.0f} records/s wall, {n / cpu:7.0f} records/CPU-s"
+            f"  -> {ref_wall / wall:.1f}x the reference wall rate, {ref_cpu / cpu:.1f}x per CPU-s{scaling}"
+        )
     print(machine())
 
 

@@ -1,6 +1,6 @@
 """Mask generation speed: MaskCollator.masks for B=2048, N=200 on one CPU thread (target: <= 20 ms).
 
-    python benchmarks/masks.py [--batch 2048] [--patches 200] [--reps 50]
+python benchmarks/masks.py [--batch 2048] [--patches 200] [--reps 50]
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from myjepa.data.masks import MaskCollator
+from myjepa.pretrain.masks import MaskCollator
 
 
 def main() -> None:

@@ -18,9 +18,9 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from myjepa.config import load_config
-from myjepa.data.masks import MaskCollator
-from myjepa.models import MyJEPA
+from myjepa.models.myjepa import MyJEPA
+from myjepa.pretrain.config import load_config
+from myjepa.pretrain.masks import MaskCollator
 
 
 def sync(device: torch.device) -> None:
@@ -74,7 +74,13 @@ def bench_step(config: str, batch: int, steps: int, device: torch.device, amp: t
         times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
     t, c = sorted(times)[len(times) // 2], sorted(cpu_times)[len(cpu_times) // 2]
-    return {"step_time": t, "samples_per_s": batch / t, "flops_per_step": flops, "flops_per_s": flops / t, "flops_per_cpu_s": flops / c}
+    return {
+        "step_time": t,
+        "samples_per_s": batch / t,
+        "flops_per_step": flops,
+        "flops_per_s": flops / t,
+        "flops_per_cpu_s": flops / c,
+    }
 
 
 def main() -> None:
@@ -87,7 +93,9 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() and not args.cpu_only else [])
+    devices = [torch.device("cpu")] + (
+        [torch.device("cuda")] if torch.cuda.is_available() and not args.cpu_only else []
+    )
     for device in devices:
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -96,13 +104,22 @@ def main() -> None:
         else:
             peak, peak_cpu = matmul_flops(device, torch.float32, 2048, 10)
             amp, label = None, f"cpu, {torch.get_num_threads()} threads, float32"
-        print(f"{label}: dense matmul {peak / 1e9:.1f} GFLOP/s" + (f" ({peak_cpu / 1e9:.1f} per CPU-second)" if device.type == "cpu" else ""))
+        print(
+            f"{label}: dense matmul {peak / 1e9:.1f} GFLOP/s"
+            + (f" ({peak_cpu / 1e9:.1f} per CPU-second)" if device.type == "cpu" else "")
+        )
         for config in args.configs:
             r = bench_step(config, args.batch, args.steps, device, amp)
             print(
-                f"  {config:<12} B={args.batch}: step {r['step_time'] * 1000:.0f} ms, {r['samples_per_s']:.1f} samples/s, "
-                f"{r['flops_per_step'] / 1e9:.1f} GFLOP/step, {r['flops_per_s'] / 1e9:.1f} GFLOP/s = {r['flops_per_s'] / peak:.0%} of matmul"
-                + (f"; per CPU-second {r['flops_per_cpu_s'] / 1e9:.1f} GFLOP = {r['flops_per_cpu_s'] / peak_cpu:.0%} of matmul" if device.type == "cpu" else "")
+                f"  {config:<12} B={args.batch}: step {r['step_time'] * 1000:.0f} ms, "
+                f"{r['samples_per_s']:.1f} samples/s, {r['flops_per_step'] / 1e9:.1f} GFLOP/step, "
+                f"{r['flops_per_s'] / 1e9:.1f} GFLOP/s = {r['flops_per_s'] / peak:.0%} of matmul"
+                + (
+                    f"; per CPU-second {r['flops_per_cpu_s'] / 1e9:.1f} GFLOP "
+                    f"= {r['flops_per_cpu_s'] / peak_cpu:.0%} of matmul"
+                    if device.type == "cpu"
+                    else ""
+                )
             )
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from myjepa.data.synth import synth  # noqa: E402
-
 from timing import cpu_seconds, machine  # noqa: E402
+
+from myjepa.ingest.synth import synth  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -33,7 +34,10 @@ def main() -> None:
             c0, t0 = cpu_seconds(), time.perf_counter()
             synth(layout, out, args.records, seed=0, overwrite=True, workers=workers, progress=False)
             wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-            print(f"synth {layout:13s} {workers} worker(s): {args.records / wall:6.0f} records/s wall, {args.records / cpu:6.0f} records/CPU-s")
+            print(
+                f"synth {layout:13s} {workers} worker(s): {args.records / wall:6.0f} records/s wall, "
+                f"{args.records / cpu:6.0f} records/CPU-s"
+            )
             shutil.rmtree(out)
     print(machine())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def cpu_seconds() -> float:
@@ -14,7 +14,9 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def best_of(run: Callable[[], object], repeat: int, cleanup: Callable[[], object] = lambda: None) -> tuple[float, float]:
+def best_of(
+    run: Callable[[], object], repeat: int, cleanup: Callable[[], object] = lambda: None
+) -> tuple[float, float]:
     """(wall, CPU) seconds of the fastest of `repeat` calls by wall clock; `cleanup` runs untimed after each.
 
     The fastest run is the one least disturbed by the rest of the machine (other processes, a fresh

@@ -32,8 +32,19 @@ def main() -> None:
     work = Path(args.keep or tempfile.mkdtemp(prefix="myjepa-demo-"))
     work.mkdir(parents=True, exist_ok=True)
     configs = [str(ROOT / "config" / "config.yaml"), *(str(Path(c).resolve()) for c in args.config)]
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow" / "Snakefile"), "--directory", str(work),
-           "--profile", str(ROOT / "profiles" / "local"), "--configfile", *configs]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "workflow" / "Snakefile"),
+        "--directory",
+        str(work),
+        "--profile",
+        str(ROOT / "profiles" / "local"),
+        "--configfile",
+        *configs,
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -43,15 +54,32 @@ def main() -> None:
     for tsv in sorted((work / "logs" / "benchmarks").rglob("*.tsv")):
         bench = pd.read_csv(tsv, sep="\t").iloc[0]
         rule = tsv.relative_to(work / "logs" / "benchmarks").parts[0]
-        rows.append({"rule": rule, "job": str(tsv.relative_to(work / "logs" / "benchmarks").with_suffix("")), "wall_s": bench["s"], "cpu_s": bench["cpu_time"], "max_rss_mb": bench["max_rss"]})
+        rows.append(
+            {
+                "rule": rule,
+                "job": str(tsv.relative_to(work / "logs" / "benchmarks").with_suffix("")),
+                "wall_s": bench["s"],
+                "cpu_s": bench["cpu_time"],
+                "max_rss_mb": bench["max_rss"],
+            }
+        )
     jobs = pd.DataFrame(rows)
-    per_rule = jobs.groupby("rule").agg(jobs=("job", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"), max_rss_mb=("max_rss_mb", "max"))
+    per_rule = jobs.groupby("rule").agg(
+        jobs=("job", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"), max_rss_mb=("max_rss_mb", "max")
+    )
     print(jobs.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
     print()
     print(per_rule.to_string(float_format=lambda x: f"{x:.1f}"))
-    print(f"\ntotal wall time {wall:.0f} s ({wall / 60:.1f} min); sum of job CPU time {jobs['cpu_s'].sum():.0f} s; report: {work / 'results' / 'report.html'}")
+    print(
+        f"\ntotal wall time {wall:.0f} s ({wall / 60:.1f} min); sum of job CPU time {jobs['cpu_s'].sum():.0f} s; "
+        f"report: {work / 'results' / 'report.html'}"
+    )
     summary = pd.read_csv(work / "results" / "auc_summary.csv")
-    print(summary[summary["kind"] == "pretrained"][["task", "protocol", "group", "auc_mean", "baseline_auc_mean", "delta_vs_baseline"]].to_string(index=False))
+    print(
+        summary[summary["kind"] == "pretrained"][
+            ["task", "protocol", "group", "auc_mean", "baseline_auc_mean", "delta_vs_baseline"]
+        ].to_string(index=False)
+    )
     if not args.keep:
         shutil.rmtree(work)
 

@@ -68,7 +68,7 @@ installed=$("$PY" -c 'import importlib.metadata as m; print(m.version("myjepa"))
 "$ROOT/bin/myjepa" --help >/dev/null 2>&1 || fail "'myjepa --help' fails in the image"
 marker=$(MYJEPA_CONTAINER=check "$ROOT/bin/myjepa" --version 2>&1 >/dev/null)
 [ "$marker" = "myjepa: in container check" ] || fail "the myjepa wrapper printed '$marker', not the marker"
-"$PY" -c 'import myjepa.models.vit, myjepa.data.dump' || fail "the package's modules do not import"
+"$PY" -c 'import myjepa.models.vit, myjepa.dumps' || fail "the package's modules do not import"
 
 # What went in, for `apptainer exec IMAGE cat /opt/myjepa/image.txt` and bug reports.
 {

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from myjepa import __version__
 from myjepa.errors import run_cli
 
 COMMANDS = {
-    "pretrain": ("myjepa.pretrain", "self-supervised pretraining of an encoder on ECG dumps"),
-    "convert": ("myjepa.data.convert", "convert raw PTB-XL / MIMIC-IV-ECG to dumps, or merge partial dumps"),
-    "synth": ("myjepa.data.synth", "write a synthetic demo dataset in the PTB-XL or MIMIC-IV-ECG layout"),
-    "finetune": ("myjepa.finetune", "linear probing or finetuning on a PTB-XL task"),
+    "synth": ("myjepa.ingest.synth", "write a synthetic demo dataset in the PTB-XL or MIMIC-IV-ECG layout"),
+    "convert": ("myjepa.ingest.writer", "convert raw PTB-XL / MIMIC-IV-ECG to dumps, or merge partial dumps"),
+    "pretrain": ("myjepa.pretrain.train", "self-supervised pretraining of an encoder on ECG dumps"),
+    "finetune": ("myjepa.evaluate.finetune", "linear probing or finetuning on a PTB-XL task"),
+    "report": ("myjepa.report", "aggregate finetune results into AUC tables and the HTML report"),
 }
 
-USAGE = "usage: myjepa {" + ",".join(COMMANDS) + "} ... [-h]\n\ncommands:\n" + "".join(
-    f"  {name:<10} {help_}\n" for name, (_, help_) in COMMANDS.items()
+USAGE = (
+    "usage: myjepa {"
+    + ",".join(COMMANDS)
+    + "} ... [-h]\n\ncommands:\n"
+    + "".join(f"  {name:<10} {help_}\n" for name, (_, help_) in COMMANDS.items())
 )
 
 

@@ -27,7 +27,9 @@ def synthetic_ecg(n: int, length: int = 5000, fs: int = 500, seed: int = 0) -> n
     return x.astype(np.float32)
 
 
-def write_dump(path: str | Path, signals: np.ndarray, index_df: pd.DataFrame | None = None, stats: dict[str, Any] | None = None) -> Path:
+def write_dump(
+    path: str | Path, signals: np.ndarray, index_df: pd.DataFrame | None = None, stats: dict[str, Any] | None = None
+) -> Path:
     """Write PATH.npy (float16) with PATH.index.csv and PATH.stats.json; stats default to the signals' own."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +38,9 @@ def write_dump(path: str | Path, signals: np.ndarray, index_df: pd.DataFrame | N
     np.save(path, signals.astype(np.float16))
     stem = path.with_suffix("")
     if index_df is None:
-        index_df = pd.DataFrame({"subject_id": np.arange(n), "study_id": np.arange(n), "file": [f"r{i}" for i in range(n)]})
+        index_df = pd.DataFrame(
+            {"subject_id": np.arange(n), "study_id": np.arange(n), "file": [f"r{i}" for i in range(n)]}
+        )
     index_df.to_csv(stem.with_name(stem.name + ".index.csv"), index=False)
     base = {
         "fs": 500,

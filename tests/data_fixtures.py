@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from myjepa import LEADS
-from myjepa.data.wfdb_io import write_record
+from myjepa.ingest.wfdb_io import write_record
 
 MIMIC_NAMES = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
 
@@ -22,7 +22,11 @@ def lead_coded(names: list[str], n: int, fs: int, seed: int) -> np.ndarray:
     t = np.arange(n) / fs
     rows = []
     for name in names:
-        j = [lead.lower() for lead in LEADS].index(name.lower()) if name.lower() in [lead.lower() for lead in LEADS] else 20
+        j = (
+            [lead.lower() for lead in LEADS].index(name.lower())
+            if name.lower() in [lead.lower() for lead in LEADS]
+            else 20
+        )
         rows.append(0.1 * (j + 1) + 0.3 * np.sin(2 * np.pi * rng.uniform(0.8, 2.0) * t + rng.uniform(0, 6)))
     return np.array(rows)
 
@@ -34,7 +38,15 @@ def mimic_tree(root: Path, n: int, seed: int = 0) -> pd.DataFrame:
         subject, study = 10_000_000 + 17 * (k // 2), 40_000_000 + 31 * k
         rel = f"files/p{str(subject)[:4]}/p{subject}/s{study}/{study}"
         write_record(root / rel, lead_coded(MIMIC_NAMES, 5000, 500, seed + k), 500, MIMIC_NAMES, gain=200.0)
-        rows.append({"subject_id": subject, "study_id": study, "file_name": study, "ecg_time": "2180-07-23 08:44:00", "path": rel})
+        rows.append(
+            {
+                "subject_id": subject,
+                "study_id": study,
+                "file_name": study,
+                "ecg_time": "2180-07-23 08:44:00",
+                "path": rel,
+            }
+        )
     df = pd.DataFrame(rows)
     df.to_csv(root / "record_list.csv", index=False)
     return df

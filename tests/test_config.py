@@ -1,7 +1,8 @@
 import pytest
 
-from myjepa.config import PretrainConfig, load_config, parse_overrides, shipped_configs, to_dict
+from myjepa.config import parse_overrides, to_dict
 from myjepa.errors import UserError
+from myjepa.pretrain.config import PretrainConfig, load_config, shipped_configs
 
 
 def test_vits_has_the_published_values():
@@ -33,7 +34,10 @@ def test_unknown_and_missing_keys_are_named(tmp_path):
     data = to_dict(load_config("tiny"))
     del data["sigreg_lambda"]
     path = tmp_path / "c.yaml"
-    path.write_text("\n".join(f"{k}: {v!r}".replace("'", "") for k, v in data.items() if k not in ("leads", "datasets")) + "\nleads: [I, II, III, aVR, aVL, aVF, V1, V2, V3, V4, V5, V6]\ndatasets: {a: 1.0}\n")
+    path.write_text(
+        "\n".join(f"{k}: {v!r}".replace("'", "") for k, v in data.items() if k not in ("leads", "datasets"))
+        + "\nleads: [I, II, III, aVR, aVL, aVF, V1, V2, V3, V4, V5, V6]\ndatasets: {a: 1.0}\n"
+    )
     with pytest.raises(UserError, match="missing key 'sigreg_lambda'"):
         load_config(path)
 

@@ -216,9 +216,9 @@ def apptainer() -> tuple[Path, Path]:
     assert image.is_file(), f"MYJEPA_CI_IMAGE={image} does not exist: rerun .ci/apptainer"
     built_from = re.fullmatch(r"myjepa-ci-([0-9a-f]{16})\.sif", image.name)
     if built_from:
-        assert (
-            built_from.group(1) == image_inputs_hash()
-        ), f"{image} holds other sources than this tree: rerun .ci/apptainer"
+        assert built_from.group(1) == image_inputs_hash(), (
+            f"{image} holds other sources than this tree: rerun .ci/apptainer"
+        )
     return binary, image
 
 

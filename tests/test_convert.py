@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import wfdb
-
 from data_fixtures import MIMIC_NAMES, lead_coded, mimic_tree
+
 from myjepa import LEADS
-from myjepa.data.convert import SUM_SHIFT, convert, main, merge, set_npy_rows
-from myjepa.data.dump import open_dump
-from myjepa.data.resample import resample
-from myjepa.data.wfdb_io import write_record
+from myjepa.dumps import open_dump
 from myjepa.errors import UserError
+from myjepa.ingest.resample import resample
+from myjepa.ingest.wfdb_io import write_record
+from myjepa.ingest.writer import SUM_SHIFT, convert, main, merge, set_npy_rows
 
 SAMPLE = Path(__file__).parent / "data" / "ptb-xl-sample"
 SPOT_CHECK = [1, 2, 3, 136, 138, 144, 146, 455, 457, 463, 700, 1000]
@@ -168,7 +168,7 @@ def bad_tree(tmp_path) -> tuple[Path, dict[int, str]]:
 
 @pytest.mark.parametrize("chunk", [16, 3])  # one chunk in-process; four chunks, kept rows moved up across them
 def test_bad_records_are_skipped_with_reasons_or_repaired(bad_tree, tmp_path, monkeypatch, chunk):
-    import myjepa.data.convert as convert_module
+    import myjepa.ingest.writer as convert_module
 
     monkeypatch.setattr(convert_module, "CHUNK", chunk)
     root, fix = bad_tree
@@ -207,7 +207,11 @@ def test_too_many_skips_fail_and_leave_nothing_behind(bad_tree, tmp_path):
     with pytest.raises(UserError) as err:
         main(["mimic-iv-ecg", "--src", str(root), "--out", str(out), "--quiet"])
     message = str(err.value)
-    assert "skipped, more than --max-skip-fraction 0.01" in message and "missing file" in message and "no dump written" in message
+    assert (
+        "skipped, more than --max-skip-fraction 0.01" in message
+        and "missing file" in message
+        and "no dump written" in message
+    )
     assert list(out.parent.iterdir()) == []
     # the full count appears when the limit only breaks at the end
     with pytest.raises(UserError, match=r": 6 of 12 records skipped"):
@@ -216,7 +220,7 @@ def test_too_many_skips_fail_and_leave_nothing_behind(bad_tree, tmp_path):
 
 
 def test_conversion_stops_at_the_first_chunk_that_breaks_the_limit(bad_tree, tmp_path, monkeypatch):
-    import myjepa.data.convert as convert_module
+    import myjepa.ingest.writer as convert_module
 
     root, _ = bad_tree
     monkeypatch.setattr(convert_module, "CHUNK", 2)  # the first chunk holds the missing and the truncated file
@@ -247,7 +251,11 @@ def test_unusable_metadata_names_the_file_and_column(tmp_path):
 
 
 def test_cli_reports_bad_data_without_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "myjepa", "convert", "ptb-xl", "--src", str(tmp_path), "--out", str(tmp_path / "d.npy")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "myjepa", "convert", "ptb-xl", "--src", str(tmp_path), "--out", str(tmp_path / "d.npy")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("myjepa: error: ") and "ptbxl_database.csv: not found" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -266,8 +274,8 @@ def test_set_npy_rows_shrinks_a_dump_in_place(tmp_path):
 
 
 def test_values_beyond_float16_are_skipped_not_stored_as_inf(tmp_path):
-    from myjepa.data.convert import load_ecg
-    from myjepa.data.wfdb_io import RecordError
+    from myjepa.ingest.wfdb_io import RecordError
+    from myjepa.ingest.writer import load_ecg
 
     write_record(tmp_path / "r", np.full((12, 5000), 30.0), 500, list(LEADS), gain=1000.0)
     x, n_nan = load_ecg(tmp_path / "r", 500)

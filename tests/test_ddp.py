@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from myjepa.models import SIGReg
+from myjepa.models.sigreg import SIGReg
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -3,25 +3,53 @@
 import json
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
 
-import conftest
 from myjepa import LEADS
 from myjepa.errors import UserError
-from myjepa.eval.encoder_io import check_compatible, load_encoder
-from myjepa.eval.features import StridedCrops, crop_starts, encode_cache, norm_stats, predict_cached, predict_encoded
-from myjepa.eval.heads import AttentiveProbe
-from myjepa.finetune import main
+from myjepa.evaluate.encoder_io import check_compatible, load_encoder
+from myjepa.evaluate.features import (
+    StridedCrops,
+    crop_starts,
+    encode_cache,
+    norm_stats,
+    predict_cached,
+    predict_encoded,
+)
+from myjepa.evaluate.finetune import main
+from myjepa.evaluate.heads import AttentiveProbe
 from myjepa.models.vit import VisionTransformer
 
 SAMPLE = Path(__file__).parent / "data" / "ptb-xl-sample"
 FS, SECONDS = 100, 10
-ENCODER = {"fs": FS, "leads": list(LEADS), "channel_size": 1000, "patch_size": 25, "dim": 32, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "num_registers": 1}
-QUICK = ["--set", "steps=12", "--set", "eval_interval=4", "--set", "batch_size=16", "--set", "bootstrap_samples=50", "--set", "log_interval=4"]
+ENCODER = {
+    "fs": FS,
+    "leads": list(LEADS),
+    "channel_size": 1000,
+    "patch_size": 25,
+    "dim": 32,
+    "depth": 1,
+    "num_heads": 2,
+    "mlp_ratio": 2.0,
+    "num_registers": 1,
+}
+QUICK = [
+    "--set",
+    "steps=12",
+    "--set",
+    "eval_interval=4",
+    "--set",
+    "batch_size=16",
+    "--set",
+    "bootstrap_samples=50",
+    "--set",
+    "log_interval=4",
+]
 
 
 def write_dump(path: Path, db: pd.DataFrame, signals: np.ndarray) -> Path:
@@ -51,7 +79,22 @@ def data(tmp_path_factory):
 
 
 def run(data, out, *extra, task="rhythm", config="linear", encoder=None):
-    argv = ["--data-dir", str(data["dir"]), "--dump", str(data["dump"]), "--encoder", str(encoder or data["encoder"]), "--task", task, "--config", config, "--out", str(out), *QUICK, *extra]
+    argv = [
+        "--data-dir",
+        str(data["dir"]),
+        "--dump",
+        str(data["dump"]),
+        "--encoder",
+        str(encoder or data["encoder"]),
+        "--task",
+        task,
+        "--config",
+        config,
+        "--out",
+        str(out),
+        *QUICK,
+        *extra,
+    ]
     assert main(argv) == 0
     return json.loads((out / "results.json").read_text())
 
@@ -64,7 +107,24 @@ def linear_run(data, tmp_path_factory):
 
 def test_linear_outputs_follow_the_contract(data, linear_run):
     out, res = linear_run
-    for key in ("task", "protocol", "seed", "encoder", "encoder_sha256", "config", "test_auc", "test_auc_ci", "val_best_auc", "classes", "n_train", "n_val", "n_test", "steps", "wall_time_s", "device"):
+    for key in (
+        "task",
+        "protocol",
+        "seed",
+        "encoder",
+        "encoder_sha256",
+        "config",
+        "test_auc",
+        "test_auc_ci",
+        "val_best_auc",
+        "classes",
+        "n_train",
+        "n_val",
+        "n_test",
+        "steps",
+        "wall_time_s",
+        "device",
+    ):
         assert key in res, key
     assert res["task"] == "rhythm" and res["protocol"] == "linear" and res["seed"] == 3
     assert res["encoder"] == str(data["encoder"]) and len(res["encoder_sha256"]) == 64
@@ -138,12 +198,27 @@ def test_finetune_then_finetune_after_linear(data, linear_run, tmp_path):
     linear_out, _ = linear_run
     res = run(data, tmp_path / "ft", config="finetune", task="rhythm")
     assert res["protocol"] == "finetune" and res["config"]["dropout"] == 0.05
-    res2 = run(data, tmp_path / "fal", "--init", str(linear_out / "best_ckpt.pt"), "--seed", "3", config="finetune_after_linear")
+    res2 = run(
+        data,
+        tmp_path / "fal",
+        "--init",
+        str(linear_out / "best_ckpt.pt"),
+        "--seed",
+        "3",
+        config="finetune_after_linear",
+    )
     assert res2["protocol"] == "finetune_after_linear"
     with pytest.raises(UserError, match="needs --init"):
         run(data, tmp_path / "x", config="finetune_after_linear")
     with pytest.raises(UserError, match="trained for task 'rhythm'"):
-        run(data, tmp_path / "y", "--init", str(linear_out / "best_ckpt.pt"), config="finetune_after_linear", task="form")
+        run(
+            data,
+            tmp_path / "y",
+            "--init",
+            str(linear_out / "best_ckpt.pt"),
+            config="finetune_after_linear",
+            task="form",
+        )
 
 
 def test_st_mem_is_multiclass(data, tmp_path):
@@ -156,9 +231,13 @@ def test_st_mem_is_multiclass(data, tmp_path):
 
 def test_encoder_checkpoint_formats(data, tmp_path):
     enc = VisionTransformer.from_config(ENCODER)
-    torch.save({"encoder": enc.state_dict(), "config": ENCODER, "pretrain_config": {}, "step": 7}, tmp_path / "encoder.pt")
+    torch.save(
+        {"encoder": enc.state_dict(), "config": ENCODER, "pretrain_config": {}, "step": 7}, tmp_path / "encoder.pt"
+    )
     model = {f"encoder.{k}": v for k, v in enc.state_dict().items()} | {"predictor.w": torch.zeros(2)}
-    torch.save({"model": model, "optimizer": {}, "step": 9, "config": dict(ENCODER, lr=1e-3)}, tmp_path / "last_ckpt.pt")
+    torch.save(
+        {"model": model, "optimizer": {}, "step": 9, "config": dict(ENCODER, lr=1e-3)}, tmp_path / "last_ckpt.pt"
+    )
     for name, step in (("encoder.pt", 7), ("last_ckpt.pt", 9)):
         loaded = load_encoder(tmp_path / name)
         assert loaded.pretrained and loaded.step == step and loaded.config == ENCODER
@@ -188,7 +267,22 @@ def test_bad_input_is_a_clear_error(data, tmp_path):
     db = data["db"]
     bad = write_dump(tmp_path / "bad.npy", db.iloc[:-1], data["signals"][:-1])
     with pytest.raises(UserError, match=r"bad.npy: 352 records but .*ptbxl_database.csv lists 353"):
-        main(["--data-dir", str(data["dir"]), "--dump", str(bad), "--encoder", str(data["encoder"]), "--task", "rhythm", "--config", "linear", "--out", str(tmp_path)])
+        main(
+            [
+                "--data-dir",
+                str(data["dir"]),
+                "--dump",
+                str(bad),
+                "--encoder",
+                str(data["encoder"]),
+                "--task",
+                "rhythm",
+                "--config",
+                "linear",
+                "--out",
+                str(tmp_path),
+            ]
+        )
     assert not (tmp_path / "results.json").exists()
 
 

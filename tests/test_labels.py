@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from myjepa.errors import UserError
-from myjepa.eval.labels import aggregate, check_dump_index, check_task, make_splits, read_database, read_statements, task_labels
+from myjepa.evaluate.labels import (
+    aggregate,
+    check_dump_index,
+    check_task,
+    make_splits,
+    read_database,
+    read_statements,
+    task_labels,
+)
 
 SAMPLE = Path(__file__).parent / "data" / "ptb-xl-sample"
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from myjepa.data import MaskCollator
+from myjepa.pretrain.masks import MaskCollator
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

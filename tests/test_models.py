@@ -1,9 +1,11 @@
+import pytest
 import torch
 
-from myjepa.config import load_config
-from myjepa.data import MaskCollator
-from myjepa.models import MyJEPA, Predictor, VisionTransformer
-import pytest
+from myjepa.models.myjepa import MyJEPA
+from myjepa.models.predictor import Predictor
+from myjepa.models.vit import VisionTransformer
+from myjepa.pretrain.config import load_config
+from myjepa.pretrain.masks import MaskCollator
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -13,7 +15,9 @@ def small_cfg(**kw):
 
 
 def masks(cfg, batch, seed=0):
-    return MaskCollator(cfg.patch_size, 5, cfg.min_keep_ratio, cfg.max_keep_ratio).masks(batch, cfg.num_patches, torch.Generator().manual_seed(seed))
+    return MaskCollator(cfg.patch_size, 5, cfg.min_keep_ratio, cfg.max_keep_ratio).masks(
+        batch, cfg.num_patches, torch.Generator().manual_seed(seed)
+    )
 
 
 def test_encoder_shapes_keep_and_registers():
@@ -48,7 +52,9 @@ def test_myjepa_losses_and_combination():
     ctx_idx, tgt_idx = masks(cfg, 8)
     out = model(torch.randn(8, 12, cfg.channel_size), ctx_idx, tgt_idx)
     loss, pred_loss, sigreg_loss = out
-    assert out._fields == ("loss", "pred_loss", "sigreg_loss") and out["loss"] is loss and out.sigreg_loss is sigreg_loss
+    assert (
+        out._fields == ("loss", "pred_loss", "sigreg_loss") and out["loss"] is loss and out.sigreg_loss is sigreg_loss
+    )
     assert all(v.ndim == 0 and torch.isfinite(v) for v in out)
     assert torch.allclose(loss, pred_loss + cfg.sigreg_lambda * sigreg_loss)
     assert model.embed(torch.randn(4, 12, cfg.channel_size)).shape == (4, cfg.proj_dim)

@@ -6,23 +6,44 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
-import myjepa.pretrain as pretrain
-from myjepa.config import load_config
-from myjepa.data.masks import MaskCollator
-from myjepa.data.pretrain_data import CropBatches, open_sources
-from myjepa.errors import UserError
-from myjepa.models import MyJEPA, VisionTransformer
 from conftest import synthetic_ecg, write_dump
+
+import myjepa.pretrain.train as pretrain
+from myjepa.errors import UserError
+from myjepa.models.myjepa import MyJEPA
+from myjepa.models.vit import VisionTransformer
+from myjepa.pretrain.batches import CropBatches, open_sources
+from myjepa.pretrain.config import load_config
+from myjepa.pretrain.masks import MaskCollator
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 # fast variant of the tiny config: 100 patches per 5 s crop, small batch
-FAST = ["channel_size=2500", "batch_size=16", "log_interval=1", "checkpoint_interval=4", "best_loss_window=3", "warmup_steps=3"]
+FAST = [
+    "channel_size=2500",
+    "batch_size=16",
+    "log_interval=1",
+    "checkpoint_interval=4",
+    "best_loss_window=3",
+    "warmup_steps=3",
+]
 
 
 def run(tmp_dump, out, *extra, steps=8):
-    return pretrain.main(["--data", f"mimic-iv-ecg={tmp_dump}", "--out", str(out), "--config", "tiny", "--set", *FAST, f"steps={steps}", *extra])
+    return pretrain.main(
+        [
+            "--data",
+            f"mimic-iv-ecg={tmp_dump}",
+            "--out",
+            str(out),
+            "--config",
+            "tiny",
+            "--set",
+            *FAST,
+            f"steps={steps}",
+            *extra,
+        ]
+    )
 
 
 def metrics(out):
@@ -40,7 +61,15 @@ def test_run_writes_every_output(small_dump, tmp_path):
         assert (out / name).is_file(), name
     lines = metrics(out)
     assert [l["step"] for l in lines] == [1, 2, 3, 4, 5, 6]
-    for key in ("train/loss", "train/pred_loss", "train/sigreg_loss", "train/lr", "train/step_time", "train/throughput", "gradients/norm"):
+    for key in (
+        "train/loss",
+        "train/pred_loss",
+        "train/sigreg_loss",
+        "train/lr",
+        "train/step_time",
+        "train/throughput",
+        "gradients/norm",
+    ):
         assert all(np.isfinite(l[key]) for l in lines), key
     enc = torch.load(out / "encoder.pt", weights_only=True)
     assert enc["step"] == 6 and enc["config"]["channel_size"] == 2500 and enc["pretrain_config"]["steps"] == 6
@@ -115,7 +144,17 @@ def test_bad_inputs_are_user_errors(small_dump, tmp_path):
     with pytest.raises(UserError, match="NAME=PATH"):
         pretrain.main(["--data", str(small_dump), "--out", str(tmp_path / "o"), "--config", "tiny"])
     with pytest.raises(UserError, match="'other' has no weight"):
-        pretrain.main(["--data", f"mimic-iv-ecg={small_dump}", f"other={small_dump}", "--out", str(tmp_path / "o"), "--config", "tiny"])
+        pretrain.main(
+            [
+                "--data",
+                f"mimic-iv-ecg={small_dump}",
+                f"other={small_dump}",
+                "--out",
+                str(tmp_path / "o"),
+                "--config",
+                "tiny",
+            ]
+        )
     bad_fs = write_dump(tmp_path / "fs250.npy", synthetic_ecg(4, length=5000), stats={"fs": 250})
     with pytest.raises(UserError, match="fs 250"):
         pretrain.main(["--data", f"a={bad_fs}", "--out", str(tmp_path / "o"), "--config", "tiny"])
@@ -127,9 +166,21 @@ def test_folds_and_weights_select_what_is_sampled(tmp_path):
     """Each record is constant at its row number, so a crop shows which record it came from."""
     n = 20
     rows = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], (n, 12, 3000)).copy()
-    index = pd.DataFrame({"ecg_id": np.arange(1, n + 1), "patient_id": 0, "strat_fold": np.arange(n) % 10 + 1, "scp_codes": "{}", "file": "f"})
+    index = pd.DataFrame(
+        {
+            "ecg_id": np.arange(1, n + 1),
+            "patient_id": 0,
+            "strat_fold": np.arange(n) % 10 + 1,
+            "scp_codes": "{}",
+            "file": "f",
+        }
+    )
     ptb = write_dump(tmp_path / "ptb.npy", rows, index, stats={"mean": [0.0] * 12, "std": [1.0] * 12})
-    other = write_dump(tmp_path / "other.npy", np.full((5, 12, 3000), -1.0, dtype=np.float32), stats={"mean": [0.0] * 12, "std": [1.0] * 12})
+    other = write_dump(
+        tmp_path / "other.npy",
+        np.full((5, 12, 3000), -1.0, dtype=np.float32),
+        stats={"mean": [0.0] * 12, "std": [1.0] * 12},
+    )
     cfg = load_config("tiny", channel_size=2500, folds=[1, 2], datasets={"ptb-xl": 3.0, "other": 1.0})
     sources = open_sources([("ptb-xl", ptb), ("other", other)], cfg)
     assert sources[0].rows.tolist() == [0, 1, 10, 11] and sources[1].rows is None
@@ -148,7 +199,22 @@ def test_tiny_training_lowers_the_loss_without_collapse(tmp_path):
     """The shipped tiny config on synthetic ECG: loss falls, projected embeddings keep their spread."""
     dump = write_dump(tmp_path / "demo.npy", synthetic_ecg(256, seed=3))
     out = tmp_path / "tiny"
-    assert pretrain.main(["--data", f"mimic-iv-ecg={dump}", "--out", str(out), "--config", "tiny", "--set", "steps=40", "log_interval=1"]) == 0
+    assert (
+        pretrain.main(
+            [
+                "--data",
+                f"mimic-iv-ecg={dump}",
+                "--out",
+                str(out),
+                "--config",
+                "tiny",
+                "--set",
+                "steps=40",
+                "log_interval=1",
+            ]
+        )
+        == 0
+    )
     losses = [l["train/loss"] for l in metrics(out)]
     assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:5])
     ckpt = torch.load(out / "last_ckpt.pt", weights_only=True)

@@ -1,11 +1,10 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
-from myjepa.models import SIGReg
-from myjepa.models.sigreg import random_directions
-import pytest
+from myjepa.models.sigreg import SIGReg, random_directions
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from workflow_helpers import ROOT, job_counts, snakemake
 
 pytestmark = pytest.mark.slurm
@@ -53,7 +52,13 @@ def slurm() -> None:
 def sacct_jobs(since: str, workdir: Path) -> dict[str, dict[str, str]]:
     """job id -> SLURM's accounting record, for the jobs submitted from `workdir` since `since`."""
     fields = ["JobID", "JobName", "Partition", "ReqTRES", "AllocTRES", "State", "WorkDir"]
-    proc = subprocess.run(["sacct", "-X", "-n", "-P", "-S", since, "-o", ",".join(fields)], capture_output=True, text=True, timeout=30, check=True)
+    proc = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-S", since, "-o", ",".join(fields)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     jobs = {}
     for line in proc.stdout.splitlines():
         record = dict(zip(fields, line.split("|")))
@@ -66,8 +71,10 @@ def slurm_job_rules(workdir: Path) -> dict[str, str]:
     """job id -> rule, from the executor plugin's log layout .snakemake/slurm_logs/rule_NAME/.../ID.log."""
     out = {}
     for log in (workdir / ".snakemake" / "slurm_logs").rglob("*.log"):
-        rule_dir = next(p for p in log.relative_to(workdir / ".snakemake" / "slurm_logs").parts if p.startswith("rule_"))
-        out[log.stem] = rule_dir[len("rule_"):]
+        rule_dir = next(
+            p for p in log.relative_to(workdir / ".snakemake" / "slurm_logs").parts if p.startswith("rule_")
+        )
+        out[log.stem] = rule_dir[len("rule_") :]
     return out
 
 
@@ -86,7 +93,9 @@ def slurm_run(slurm, tmp_path_factory) -> dict:
     overlay.write_text(yaml.safe_dump(ci))
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
     dry = snakemake(TARGET, "-n", "--quiet", "rules", cwd=work, config=overlay)
-    proc = snakemake(TARGET, "--profile", str(ROOT / "profiles" / "slurm-ci"), cwd=work, config=overlay, check=False, timeout=900)
+    proc = snakemake(
+        TARGET, "--profile", str(ROOT / "profiles" / "slurm-ci"), cwd=work, config=overlay, check=False, timeout=900
+    )
     return {"work": work, "overlay": overlay, "since": since, "dry": dry.stdout + dry.stderr, "proc": proc}
 
 
@@ -118,7 +127,17 @@ def test_failing_slurm_job_is_reported_as_failed(slurm_run):
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
     shutil.rmtree(work / "results/raw/ptb-xl/records500")  # every record unreadable: the converter fails
     target = "results/data/ptb-xl.npy"
-    proc = snakemake(target, "--forcerun", "convert_ptbxl", "--profile", str(ROOT / "profiles" / "slurm-ci"), cwd=work, config=slurm_run["overlay"], check=False, timeout=600)
+    proc = snakemake(
+        target,
+        "--forcerun",
+        "convert_ptbxl",
+        "--profile",
+        str(ROOT / "profiles" / "slurm-ci"),
+        cwd=work,
+        config=slurm_run["overlay"],
+        check=False,
+        timeout=600,
+    )
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "Error in rule convert_ptbxl" in text, text[-4000:]

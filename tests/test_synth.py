@@ -12,12 +12,12 @@ import pytest
 import wfdb
 
 from myjepa import LEADS
-from myjepa.data.convert import convert
-from myjepa.data.dump import open_dump
-from myjepa.data.resample import resample_poly
-from myjepa.data.synth import main, sample_profile, synth
-from myjepa.data.synth_ecg import Heart, beat_times, simulate
+from myjepa.dumps import open_dump
 from myjepa.errors import UserError
+from myjepa.ingest.resample import resample_poly
+from myjepa.ingest.simulator import Heart, beat_times, simulate
+from myjepa.ingest.synth import main, sample_profile, synth
+from myjepa.ingest.writer import convert
 
 SAMPLE = Path(__file__).parent / "data" / "ptb-xl-sample"
 N_PTBXL = 300
@@ -72,7 +72,13 @@ def test_every_task_has_two_classes_in_every_fold_and_folds_are_balanced(ptbxl):
     assert (rhythm.map(len) == 1).all()
     assert set(rhythm.str[0]) == {"SR", "STACH", "SBRAD", "SARRH", "AFIB", "AFLT"}
     assert all(v == 0.0 for c in codes for k, v in c.items() if table.loc[k, "diagnostic"] != 1)
-    assert {v for c in codes for k, v in c.items() if table.loc[k, "diagnostic"] == 1} <= {100.0, 80.0, 50.0, 35.0, 15.0}
+    assert {v for c in codes for k, v in c.items() if table.loc[k, "diagnostic"] == 1} <= {
+        100.0,
+        80.0,
+        50.0,
+        35.0,
+        15.0,
+    }
 
 
 def test_synth_is_deterministic_per_seed_and_independent_of_workers(ptbxl, tmp_path):
@@ -80,7 +86,9 @@ def test_synth_is_deterministic_per_seed_and_independent_of_workers(ptbxl, tmp_p
     for rel in ("records500/00000/00007_hr.dat", "records100/00000/00012_lr.dat", "records500/00000/00003_hr.hea"):
         assert (again / rel).read_bytes() == (ptbxl / rel).read_bytes()
     other = synth("ptb-xl", tmp_path / "other", 12, seed=1, progress=False)
-    assert (other / "records500/00000/00007_hr.dat").read_bytes() != (ptbxl / "records500/00000/00007_hr.dat").read_bytes()
+    assert (other / "records500/00000/00007_hr.dat").read_bytes() != (
+        ptbxl / "records500/00000/00007_hr.dat"
+    ).read_bytes()
 
 
 def test_mimic_layout_lead_order_and_conversion(tmp_path):
@@ -101,11 +109,13 @@ def test_mimic_layout_lead_order_and_conversion(tmp_path):
     convert("mimic-iv-ecg", root, tmp_path / "m.npy", progress=False)
     dump = open_dump(tmp_path / "m.npy")
     assert dump.signals.shape == (30, 12, 5000) and dump.index["study_id"].tolist() == rl["study_id"].tolist()
-    np.testing.assert_allclose(dump.signals[0].astype(np.float64), rec.p_signal.T[[rec.sig_name.index(n) for n in LEADS]], atol=2e-3)
+    np.testing.assert_allclose(
+        dump.signals[0].astype(np.float64), rec.p_signal.T[[rec.sig_name.index(n) for n in LEADS]], atol=2e-3
+    )
 
 
 def test_mimic_nan_runs_are_written_as_wfdb_invalid_samples(tmp_path):
-    from myjepa.data.synth import write_mimic
+    from myjepa.ingest.synth import write_mimic
 
     (tmp_path / "m").mkdir()
     rl = write_mimic(tmp_path / "m", 4, seed=0, nan_fraction=1.0, progress=False)
@@ -143,7 +153,9 @@ def test_rhythms_change_rate_and_regularity():
     assert abs(freqs[np.argmax(spectrum * (freqs > 3) * (freqs < 8))] - 5.0) < 0.2  # 300/min flutter waves
     sr_ii = simulate(clean(rhythm="SR"), rng=np.random.default_rng(1))[1]
     af_ii = simulate(clean(rhythm="AFIB", f_wave_amp=0.0), rng=np.random.default_rng(1))[1]
-    pr_window = lambda x: np.abs(np.concatenate([x[int((t - 0.2) * 500) : int((t - 0.08) * 500)] for t in peaks(x)[1:]])).max()  # noqa: E731
+    pr_window = lambda x: np.abs(
+        np.concatenate([x[int((t - 0.2) * 500) : int((t - 0.08) * 500)] for t in peaks(x)[1:]])
+    ).max()  # noqa: E731
     assert pr_window(sr_ii) > 0.08 > pr_window(af_ii)  # P waves only in sinus rhythm
 
 
@@ -196,6 +208,9 @@ def test_cli_refuses_to_overwrite_and_validates(tmp_path):
     assert (tmp_path / "x" / "keep").read_text() == "mine"
     with pytest.raises(UserError, match="--records 0"):
         main(["--layout", "ptb-xl", "--out", str(tmp_path / "y"), "--records", "0"])
-    assert main(["--layout", "mimic-iv-ecg", "--out", str(tmp_path / "x"), "--records", "3", "--overwrite", "--quiet"]) == 0
+    assert (
+        main(["--layout", "mimic-iv-ecg", "--out", str(tmp_path / "x"), "--records", "3", "--overwrite", "--quiet"])
+        == 0
+    )
     assert not (tmp_path / "x" / "keep").exists() and (tmp_path / "x" / "record_list.csv").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import wfdb
 
-from myjepa.data.resample import resample_poly
-from myjepa.data.wfdb_io import RecordError, parse_header, read_header, read_record, write_record
+from myjepa.ingest.resample import resample_poly
+from myjepa.ingest.wfdb_io import RecordError, parse_header, read_header, read_record, write_record
 
 SAMPLE = Path(__file__).parent / "data" / "ptb-xl-sample"
 
@@ -91,7 +91,9 @@ def test_missing_and_truncated_files_raise_record_errors(tmp_path):
         read_record(tmp_path / "f")
 
 
-@pytest.mark.parametrize("n, up, down", [(1000, 5, 1), (5000, 1, 5), (3600, 25, 18), (5000, 1, 2), (2570, 500, 257), (7, 3, 2)])
+@pytest.mark.parametrize(
+    "n, up, down", [(1000, 5, 1), (5000, 1, 5), (3600, 25, 18), (5000, 1, 2), (2570, 500, 257), (7, 3, 2)]
+)
 def test_resample_poly_equals_scipy(n, up, down):
     from scipy.signal import resample_poly as scipy_resample_poly
 

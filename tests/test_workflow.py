@@ -21,23 +21,31 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-
-from myjepa import report
 from workflow_helpers import BIN, ROOT, SNAKEFILE, SNAKEMAKE, env, job_counts, snakemake, write_config
 
+from myjepa import report
 
 # ---- static checks -----------------------------------------------------------------------------
 
 
 def test_lint_is_clean():
-    proc = subprocess.run([*SNAKEMAKE, "--lint", "--snakefile", str(SNAKEFILE)], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*SNAKEMAKE, "--lint", "--snakefile", str(SNAKEFILE)],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr
 
 
 def test_snakefmt_check():
     tools = {**env(), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # snakefmt runs shfmt from the venv
-    proc = subprocess.run([str(BIN / "snakefmt"), "--check", "workflow"], cwd=ROOT, env=tools, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", "workflow"], cwd=ROOT, env=tools, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -133,11 +141,23 @@ def test_dry_run_demo_default(tmp_path):
         ({"evaluate__tasks": ["rythm"]}, "evaluate.tasks.0: 'rythm' is not one of"),
         ({"convert__shards": "two"}, "convert.shards: 'two' is not of type 'integer'"),
         ({"pretrain__seeds": []}, "pretrain.seeds: [] should be non-empty"),
-        ({"pretrain__runs": [{"name": "a", "set": {"dim": 128}}]}, "pretrain.runs[a].set changes the architecture (dim)"),
-        ({"pretrain__runs": [{"name": "a", "datasets": {"ptbxl": 1.0}}]}, "pretrain.runs.0.datasets: 'ptbxl' is not one of"),
-        ({"evaluate__protocols": [{"name": "ft", "config": "finetune_after_linear"}]}, "finetune_after_linear needs `init"),
+        (
+            {"pretrain__runs": [{"name": "a", "set": {"dim": 128}}]},
+            "pretrain.runs[a].set changes the architecture (dim)",
+        ),
+        (
+            {"pretrain__runs": [{"name": "a", "datasets": {"ptbxl": 1.0}}]},
+            "pretrain.runs.0.datasets: 'ptbxl' is not one of",
+        ),
+        (
+            {"evaluate__protocols": [{"name": "ft", "config": "finetune_after_linear"}]},
+            "finetune_after_linear needs `init",
+        ),
         ({"data__ptb_xl__raw": "/no/such/dir"}, "data.ptb_xl.raw: /no/such/dir is not a directory"),
-        ({"pretrain__runs": [{"name": "a", "config": "ViTM_mimic"}]}, "config: pretrain.runs[a].config: unknown config 'ViTM_mimic'"),
+        (
+            {"pretrain__runs": [{"name": "a", "config": "ViTM_mimic"}]},
+            "config: pretrain.runs[a].config: unknown config 'ViTM_mimic'",
+        ),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, changes, message):
@@ -152,18 +172,54 @@ def test_config_errors_name_the_key(tmp_path, changes, message):
 # ---- report code on fabricated results (fixtures for the report code only) ---------------------
 
 
-def fabricate_finetune(root: Path, encoder: str, task: str, protocol: str, seed: int, auc: float, classes: list[str], rng: np.random.Generator) -> Path:
+def fabricate_finetune(
+    root: Path,
+    encoder: str,
+    task: str,
+    protocol: str,
+    seed: int,
+    auc: float,
+    classes: list[str],
+    rng: np.random.Generator,
+) -> Path:
     out = root / "results" / "finetune" / encoder / task / protocol / f"s{seed}"
     out.mkdir(parents=True)
     n = 40
     targets = (rng.random((n, len(classes))) < 0.4).astype(np.float32)
     scores = np.clip(targets * auc + rng.normal(0, 0.4, targets.shape), 0, 1).astype(np.float32)
-    np.savez(out / "predictions.npz", classes=np.array(classes), val_targets=targets, val_scores=scores, test_targets=targets, test_scores=scores)
+    np.savez(
+        out / "predictions.npz",
+        classes=np.array(classes),
+        val_targets=targets,
+        val_scores=scores,
+        test_targets=targets,
+        test_scores=scores,
+    )
     result = {
-        "task": task, "protocol": protocol, "seed": seed, "encoder": f"/x/{encoder}.pt", "encoder_sha256": "ab" * 32, "config": {},
-        "test_auc": auc, "test_auc_ci": [auc - 0.05, auc + 0.04], "val_best_auc": auc - 0.01,
-        "classes": [{"name": c, "auc": (None if i == 0 and task == "form" else auc + 0.01 * i), "n_pos": 3 + i, "note": ("no positive test record" if i == 0 and task == "form" else "")} for i, c in enumerate(classes)],
-        "n_train": 300, "n_val": 40, "n_test": n, "steps": 100, "wall_time_s": 12.5, "device": "cpu",
+        "task": task,
+        "protocol": protocol,
+        "seed": seed,
+        "encoder": f"/x/{encoder}.pt",
+        "encoder_sha256": "ab" * 32,
+        "config": {},
+        "test_auc": auc,
+        "test_auc_ci": [auc - 0.05, auc + 0.04],
+        "val_best_auc": auc - 0.01,
+        "classes": [
+            {
+                "name": c,
+                "auc": (None if i == 0 and task == "form" else auc + 0.01 * i),
+                "n_pos": 3 + i,
+                "note": ("no positive test record" if i == 0 and task == "form" else ""),
+            }
+            for i, c in enumerate(classes)
+        ],
+        "n_train": 300,
+        "n_val": 40,
+        "n_test": n,
+        "steps": 100,
+        "wall_time_s": 12.5,
+        "device": "cpu",
     }
     (out / "results.json").write_text(json.dumps(result))
     return out / "results.json"
@@ -183,11 +239,43 @@ def fabricated(tmp_path):
     run = tmp_path / "results" / "pretrain" / "tiny" / "s42"
     run.mkdir(parents=True)
     (run / "encoder.pt").write_bytes(b"")
-    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "train/loss": 1 / (s + 1), "train/pred_loss": 0.5 / (s + 1), "train/sigreg_loss": 0.1, "train/lr": 1e-3}) + "\n" for s in range(0, 50, 10)))
+    (run / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "step": s,
+                    "train/loss": 1 / (s + 1),
+                    "train/pred_loss": 0.5 / (s + 1),
+                    "train/sigreg_loss": 0.1,
+                    "train/lr": 1e-3,
+                }
+            )
+            + "\n"
+            for s in range(0, 50, 10)
+        )
+    )
     encoders = {
-        "tiny-s42": {"kind": "pretrained", "group": "tiny", "baseline": "random-tiny", "model": "tiny", "pretrain_seed": 42},
-        "tiny-s43": {"kind": "pretrained", "group": "tiny", "baseline": "random-tiny", "model": "tiny", "pretrain_seed": 43},
-        "random-tiny": {"kind": "random", "group": "random-tiny", "baseline": None, "model": "tiny", "pretrain_seed": None},
+        "tiny-s42": {
+            "kind": "pretrained",
+            "group": "tiny",
+            "baseline": "random-tiny",
+            "model": "tiny",
+            "pretrain_seed": 42,
+        },
+        "tiny-s43": {
+            "kind": "pretrained",
+            "group": "tiny",
+            "baseline": "random-tiny",
+            "model": "tiny",
+            "pretrain_seed": 43,
+        },
+        "random-tiny": {
+            "kind": "random",
+            "group": "random-tiny",
+            "baseline": None,
+            "model": "tiny",
+            "pretrain_seed": None,
+        },
     }
     return {"paths": paths, "aucs": aucs, "encoders": encoders, "run": run / "encoder.pt", "root": tmp_path}
 
@@ -195,10 +283,41 @@ def fabricated(tmp_path):
 def run_report(fab, image: str = "") -> dict[str, Path]:
     root = fab["root"]
     out = {k: root / "results" / f"{k}.csv" for k in ("auc", "auc_summary", "auc_per_class")}
-    report.main(["aggregate", "--encoders", json.dumps(fab["encoders"]), "--out", str(out["auc"]), "--summary", str(out["auc_summary"]), "--per-class", str(out["auc_per_class"]), *map(str, fab["paths"])])
+    report.main(
+        [
+            "aggregate",
+            "--encoders",
+            json.dumps(fab["encoders"]),
+            "--out",
+            str(out["auc"]),
+            "--summary",
+            str(out["auc_summary"]),
+            "--per-class",
+            str(out["auc_per_class"]),
+            *map(str, fab["paths"]),
+        ]
+    )
     out["html"] = root / "results" / "report.html"
     config = {"evaluate": {"tasks": ["rhythm", "form"]}}
-    report.main(["html", "--auc", str(out["auc"]), "--summary", str(out["auc_summary"]), "--per-class", str(out["auc_per_class"]), "--pretrain-runs", str(fab["run"]), "--config-json", json.dumps(config), "--image", image, "--out", str(out["html"])])
+    report.main(
+        [
+            "html",
+            "--auc",
+            str(out["auc"]),
+            "--summary",
+            str(out["auc_summary"]),
+            "--per-class",
+            str(out["auc_per_class"]),
+            "--pretrain-runs",
+            str(fab["run"]),
+            "--config-json",
+            json.dumps(config),
+            "--image",
+            image,
+            "--out",
+            str(out["html"]),
+        ]
+    )
     return out
 
 
@@ -224,7 +343,9 @@ def test_report_numbers_equal_results_files(fabricated):
 
     page = out["html"].read_text()
     # the exact values are embedded, and every shown number is the rounded exact value
-    data = json.loads(html.unescape(re.search(r'<script type="application/json" id="auc-data">(.*?)</script>', page, re.S).group(1)))
+    data = json.loads(
+        html.unescape(re.search(r'<script type="application/json" id="auc-data">(.*?)</script>', page, re.S).group(1))
+    )
     assert {(j["encoder"], j["task"], j["seed"]): j["test_auc"] for j in data["jobs"]} == fabricated["aucs"]
     for (encoder, task, seed), auc in fabricated["aucs"].items():
         assert f"<td>{auc:.3f}</td>" in page
@@ -299,14 +420,32 @@ def test_demo_end_to_end(ci_run):
     work = ci_run
     log = (work / "run.log").read_text()
     assert "12 of 12 steps (100%) done" in log
-    for path in ("results/report.html", "results/auc.csv", "results/auc_summary.csv", "results/auc_per_class.csv",
-                 "results/data/ptb-xl.npy", "results/data/mimic-iv-ecg.npy", "results/pretrain/tiny/s42/encoder.pt",
-                 "results/pretrain/tiny/s42/metrics.jsonl", "results/pretrain/tiny/s42/last_ckpt.pt"):
+    for path in (
+        "results/report.html",
+        "results/auc.csv",
+        "results/auc_summary.csv",
+        "results/auc_per_class.csv",
+        "results/data/ptb-xl.npy",
+        "results/data/mimic-iv-ecg.npy",
+        "results/pretrain/tiny/s42/encoder.pt",
+        "results/pretrain/tiny/s42/metrics.jsonl",
+        "results/pretrain/tiny/s42/last_ckpt.pt",
+    ):
         assert (work / path).is_file(), path
     # every job wrote its log, and the commands' own progress lines are in it
-    for log_file in ("synth/ptb-xl", "synth/mimic-iv-ecg", "convert/ptb-xl", "convert/mimic-iv-ecg-part-1",
-                     "convert/mimic-iv-ecg-part-2", "convert/mimic-iv-ecg-merge", "pretrain/tiny-s42",
-                     "finetune/tiny-s42/rhythm/linear/s0", "finetune/random-tiny/rhythm/linear/s0", "aggregate", "report"):
+    for log_file in (
+        "synth/ptb-xl",
+        "synth/mimic-iv-ecg",
+        "convert/ptb-xl",
+        "convert/mimic-iv-ecg-part-1",
+        "convert/mimic-iv-ecg-part-2",
+        "convert/mimic-iv-ecg-merge",
+        "pretrain/tiny-s42",
+        "finetune/tiny-s42/rhythm/linear/s0",
+        "finetune/random-tiny/rhythm/linear/s0",
+        "aggregate",
+        "report",
+    ):
         assert (work / "logs" / f"{log_file}.log").stat().st_size > 0, log_file
     # the merged MIMIC dump holds both shards
     stats = json.loads((work / "results/data/mimic-iv-ecg.stats.json").read_text())
@@ -347,9 +486,25 @@ def test_model_setting_reruns_its_pretraining_and_downstream(ci_run):
 
 
 def test_adding_a_task_or_seed_adds_only_its_jobs(ci_run):
-    assert dry_counts(ci_run, ci_config(ci_run, "task.yaml", evaluate__tasks=["rhythm", "form"])) == {"finetune": 2, "aggregate": 1, "report": 1, "all": 1}
-    assert dry_counts(ci_run, ci_config(ci_run, "seed.yaml", evaluate__seeds=[0, 1])) == {"finetune": 2, "aggregate": 1, "report": 1, "all": 1}
-    assert dry_counts(ci_run, ci_config(ci_run, "pseed.yaml", pretrain__seeds=[42, 43])) == {"pretrain": 1, "finetune": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert dry_counts(ci_run, ci_config(ci_run, "task.yaml", evaluate__tasks=["rhythm", "form"])) == {
+        "finetune": 2,
+        "aggregate": 1,
+        "report": 1,
+        "all": 1,
+    }
+    assert dry_counts(ci_run, ci_config(ci_run, "seed.yaml", evaluate__seeds=[0, 1])) == {
+        "finetune": 2,
+        "aggregate": 1,
+        "report": 1,
+        "all": 1,
+    }
+    assert dry_counts(ci_run, ci_config(ci_run, "pseed.yaml", pretrain__seeds=[42, 43])) == {
+        "pretrain": 1,
+        "finetune": 1,
+        "aggregate": 1,
+        "report": 1,
+        "all": 1,
+    }
     assert dry_counts(ci_run, ci_config(ci_run, "wandb.yaml", wandb__enabled=True)) == {"report": 1, "all": 1}
 
 
@@ -403,7 +558,15 @@ def test_snakemake_report_zip(ci_run):
 
 
 def all_rules() -> set[str]:
-    proc = subprocess.run([*SNAKEMAKE, "--snakefile", str(SNAKEFILE), "--list-rules"], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120, check=True)
+    proc = subprocess.run(
+        [*SNAKEMAKE, "--snakefile", str(SNAKEFILE), "--list-rules"],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return {line.strip() for line in proc.stdout.splitlines() if line.strip()} - {"all"}
 
 
@@ -430,7 +593,15 @@ def test_slurm_profiles_map_every_rule_to_a_partition(profile):
 
 
 def test_multi_gpu_pretraining_starts_one_torchrun(tmp_path):
-    proc = snakemake("results/pretrain/tiny/s42/encoder.pt", "-n", "-p", "--set-resources", "pretrain:gpu=4", cwd=tmp_path, config=CI_CONFIG)
+    proc = snakemake(
+        "results/pretrain/tiny/s42/encoder.pt",
+        "-n",
+        "-p",
+        "--set-resources",
+        "pretrain:gpu=4",
+        cwd=tmp_path,
+        config=CI_CONFIG,
+    )
     assert "if [ 4 -gt 1 ]" in proc.stdout
     assert 'launch="torchrun --standalone --nproc_per_node=4 -m myjepa.pretrain"' in proc.stdout
 
@@ -447,11 +618,15 @@ def test_pretraining_checkpoints_follow_the_settings(ci_run, tmp_path):
     snakemake(target, "--cores", "2", "--forcerun", "pretrain", cwd=work, config=CI_CONFIG)
     assert "nothing to do" in log.read_text()  # same settings: the complete checkpoint was found, not retrained
     after = torch.load(work / target, weights_only=True)
-    assert after["step"] == before["step"] and all(torch.equal(after["encoder"][k], v) for k, v in before["encoder"].items())
+    assert after["step"] == before["step"] and all(
+        torch.equal(after["encoder"][k], v) for k, v in before["encoder"].items()
+    )
 
     runs = yaml.safe_load(CI_CONFIG.read_text())["pretrain"]["runs"]
     runs[0]["set"]["steps"] += 2  # `steps` alone would let the command resume; the stamp forbids it
     snakemake(target, "--cores", "2", cwd=work, config=ci_config(work, "model.yaml", pretrain__runs=runs))
     assert "resuming from" not in log.read_text()
-    steps = [json.loads(line)["step"] for line in (work / "results/pretrain/tiny/s42/metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"] for line in (work / "results/pretrain/tiny/s42/metrics.jsonl").read_text().splitlines()
+    ]
     assert steps[0] <= runs[0]["set"]["log_interval"] and steps[-1] == runs[0]["set"]["steps"]

@@ -1,8 +1,4 @@
-"""Models: the ECG ViT encoder, the JEPA predictor, SIGReg and the MyJEPA model that joins them."""
-
-from myjepa.models.myjepa import MyJEPA, Projector
-from myjepa.models.predictor import Predictor
-from myjepa.models.sigreg import SIGReg
-from myjepa.models.vit import VisionTransformer
-
-__all__ = ["MyJEPA", "Predictor", "Projector", "SIGReg", "VisionTransformer"]
+"""The networks, shared by pretraining and evaluation: `config` (the encoder's keys), `vit` (the ECG
+encoder), `predictor` (the JEPA predictor), `sigreg` (LeJEPA's regulariser), `myjepa` (the model
+that joins them) and `optim` (parameter groups). Import from the modules: this package stays
+torch-free to import, so the workflow can read the encoder's keys without loading torch."""

@@ -44,7 +44,9 @@ class MyJEPA(nn.Module):
         super().__init__()
         self.sigreg_lambda = cfg.sigreg_lambda
         self.encoder = VisionTransformer.from_config(cfg)
-        self.predictor = Predictor(cfg.num_patches, cfg.dim, cfg.pred_dim, cfg.pred_depth, cfg.pred_num_heads, cfg.mlp_ratio)
+        self.predictor = Predictor(
+            cfg.num_patches, cfg.dim, cfg.pred_dim, cfg.pred_depth, cfg.pred_num_heads, cfg.mlp_ratio
+        )
         self.projector = Projector(cfg.dim, cfg.proj_hidden, cfg.proj_dim)
         self.sigreg = SIGReg(cfg.sigreg_slices, cfg.sigreg_points, cfg.sigreg_t_max, seed=seed)
 

@@ -11,7 +11,9 @@ from myjepa.models.vit import Block, gather_tokens, init_weights, sincos_pos_emb
 class Predictor(nn.Module):
     """Narrow transformer over [context tokens, one mask token per target]; returns (B, K_tgt, dim)."""
 
-    def __init__(self, num_patches: int, dim: int, pred_dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0) -> None:
+    def __init__(
+        self, num_patches: int, dim: int, pred_dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0
+    ) -> None:
         super().__init__()
         self.embed = nn.Linear(dim, pred_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, pred_dim))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from myjepa.models.config import ENCODER_KEYS, EncoderConfig
 
 
 def sincos_pos_embed(num_positions: int, dim: int) -> torch.Tensor:
@@ -92,7 +95,6 @@ class VisionTransformer(nn.Module):
         num_registers: int = 1,
     ) -> None:
         super().__init__()
-        assert channel_size % patch_size == 0, "channel_size must be a multiple of patch_size"
         self.patch_size = patch_size
         self.num_patches = channel_size // patch_size
         self.dim = dim
@@ -107,21 +109,27 @@ class VisionTransformer(nn.Module):
             nn.init.trunc_normal_(self.registers, std=0.02)
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "VisionTransformer":
-        """Build from a PretrainConfig or its encoder_config() dict."""
-        get = cfg.get if isinstance(cfg, Mapping) else lambda k: getattr(cfg, k)
+    def from_config(cls, cfg: EncoderConfig | Mapping[str, Any]) -> VisionTransformer:
+        """Build from an EncoderConfig (a PretrainConfig extends it) or the dict encoder.pt stores.
+
+        The EncoderConfig checks the geometry (crop length a multiple of the patch size, ...).
+        """
+        if isinstance(cfg, Mapping):
+            cfg = EncoderConfig(**{k: cfg[k] for k in ENCODER_KEYS})
         return cls(
-            num_leads=len(get("leads")),
-            channel_size=get("channel_size"),
-            patch_size=get("patch_size"),
-            dim=get("dim"),
-            depth=get("depth"),
-            num_heads=get("num_heads"),
-            mlp_ratio=get("mlp_ratio"),
-            num_registers=get("num_registers"),
+            num_leads=len(cfg.leads),
+            channel_size=cfg.channel_size,
+            patch_size=cfg.patch_size,
+            dim=cfg.dim,
+            depth=cfg.depth,
+            num_heads=cfg.num_heads,
+            mlp_ratio=cfg.mlp_ratio,
+            num_registers=cfg.num_registers,
         )
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, return_registers: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, keep: torch.Tensor | None = None, return_registers: bool = False
+    ) -> torch.Tensor:
         """x (B, 12, T) with T any multiple of patch_size up to channel_size; keep (B, K) patch indices.
 
         Returns (B, K or N, dim), with the register tokens first when return_registers.
@@ -133,7 +141,9 @@ class VisionTransformer(nn.Module):
         tokens = self.patch_embed(x).transpose(1, 2)
         return tokens + self.pos_embed[:, : tokens.size(1)]
 
-    def encode(self, tokens: torch.Tensor, keep: torch.Tensor | None = None, return_registers: bool = False) -> torch.Tensor:
+    def encode(
+        self, tokens: torch.Tensor, keep: torch.Tensor | None = None, return_registers: bool = False
+    ) -> torch.Tensor:
         """Run the transformer on embedded tokens (B, N, dim), or only on the patches in `keep`."""
         if keep is not None:
             tokens = gather_tokens(tokens, keep)

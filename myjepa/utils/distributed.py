@@ -30,7 +30,11 @@ def setup(device: str | None = None) -> DistInfo:
     use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if "RANK" not in os.environ:
         return DistInfo(0, 0, 1, torch.device("cuda" if use_cuda else "cpu"))
-    rank, local_rank, world = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"])
+    rank, local_rank, world = (
+        int(os.environ["RANK"]),
+        int(os.environ.get("LOCAL_RANK", 0)),
+        int(os.environ["WORLD_SIZE"]),
+    )
     if use_cuda:
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)

@@ -10,8 +10,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 
 def wandb_mode() -> str:
@@ -19,14 +20,24 @@ def wandb_mode() -> str:
     if os.environ.get("WANDB_MODE"):
         return os.environ["WANDB_MODE"]
     netrc = Path.home() / ".netrc"
-    has_key = bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (
+        netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+    )
     return "online" if has_key else "offline"
 
 
 class MetricsLogger:
     """Appends one JSON object per log call to DIR/metrics.jsonl and mirrors it to wandb when enabled."""
 
-    def __init__(self, out_dir: str | Path, use_wandb: bool = False, project: str = "myjepa", name: str | None = None, config: dict[str, Any] | None = None, resume: bool = False) -> None:
+    def __init__(
+        self,
+        out_dir: str | Path,
+        use_wandb: bool = False,
+        project: str = "myjepa",
+        name: str | None = None,
+        config: dict[str, Any] | None = None,
+        resume: bool = False,
+    ) -> None:
         self.path = Path(out_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not resume:
@@ -36,7 +47,14 @@ class MetricsLogger:
             import wandb
 
             os.environ.setdefault("WANDB_SILENT", "true")
-            self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", project), name=name, config=config, dir=str(out_dir), mode=wandb_mode(), resume="allow" if resume else None)
+            self.run = wandb.init(
+                project=os.environ.get("WANDB_PROJECT", project),
+                name=name,
+                config=config,
+                dir=str(out_dir),
+                mode=wandb_mode(),
+                resume="allow" if resume else None,
+            )
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         with self.path.open("a") as f:
@@ -79,7 +97,11 @@ class Progress:
             self.last = now
             rate = (self.n) / max(now - self.start, 1e-9)
             extra = "".join(f" {k}={v}" for k, v in postfix.items())
-            print(f"{self.desc}: {self.n}/{self.total} {self.unit} ({rate:.1f} {self.unit}/s){extra}", file=sys.stderr, flush=True)
+            print(
+                f"{self.desc}: {self.n}/{self.total} {self.unit} ({rate:.1f} {self.unit}/s){extra}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self.bar is not None:

@@ -67,6 +67,8 @@ validate_config(config)
 def _load_myjepa_config():
     try:
         import myjepa.config as mc
+        import myjepa.evaluate.config
+        import myjepa.pretrain.config
     except ImportError as e:
         raise WorkflowError(
             f"the myjepa package is not importable by snakemake ({e}): run .ci/install"
@@ -75,13 +77,17 @@ def _load_myjepa_config():
 
 
 MC = _load_myjepa_config()
+from myjepa.errors import UserError
+from myjepa.evaluate.config import CONFIG_DIR as FINETUNE_CONFIGS
+from myjepa.pretrain.config import CONFIG_DIR as PRETRAIN_CONFIGS
 
 
 def config_file(name_or_path, kind, key="config"):
     """Path of a shipped config name or a YAML path (an input, so editing it reruns its jobs)."""
     try:
-        return str(MC.resolve_config_path(name_or_path, MC.CONFIG_ROOT / kind))
-    except MC.UserError as e:
+        config_dir = {"pretrain": PRETRAIN_CONFIGS, "finetune": FINETUNE_CONFIGS}[kind]
+        return str(MC.resolve_config_path(name_or_path, config_dir))
+    except UserError as e:
         config_error(f"{key}: {e}")
 
 

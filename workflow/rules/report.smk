@@ -34,7 +34,7 @@ rule aggregate:
     params:
         encoders=lambda w: shlex.quote(json.dumps(encoder_table(), sort_keys=True)),
     shell:
-        "python -m myjepa.report aggregate --encoders {params.encoders} --out {output.auc}"
+        "myjepa report aggregate --encoders {params.encoders} --out {output.auc}"
         " --summary {output.summary} --per-class {output.per_class} {input.results}"
         " 2>&1 | tee {log}"
 
@@ -65,6 +65,6 @@ rule report:
         config=lambda w: shlex.quote(json.dumps(config, sort_keys=True)),
         image=config["container"]["image"],
     shell:
-        "python -m myjepa.report html --auc {input.auc} --summary {input.summary}"
+        "myjepa report html --auc {input.auc} --summary {input.summary}"
         " --per-class {input.per_class} --config-json {params.config} --image {params.image}"
         " --pretrain-runs {input.encoders} --out {output.html} 2>&1 | tee {log}"

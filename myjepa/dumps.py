@@ -40,7 +40,9 @@ class Dump:
             except (OSError, pd.errors.ParserError) as e:
                 raise UserError(f"{idx_path}: cannot read the dump index: {e}") from None
             if len(self._index) != len(self.signals):
-                raise UserError(f"{idx_path}: {len(self._index)} rows but {self.path} holds {len(self.signals)} records")
+                raise UserError(
+                    f"{idx_path}: {len(self._index)} rows but {self.path} holds {len(self.signals)} records"
+                )
         return self._index
 
     @property

@@ -9,12 +9,14 @@ random compositions, so each mask is one draw: no rejection loop, no sort, no lo
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 
-def random_compositions(total: torch.Tensor, parts: torch.Tensor, max_parts: int, gen: torch.Generator | None) -> torch.Tensor:
+def random_compositions(
+    total: torch.Tensor, parts: torch.Tensor, max_parts: int, gen: torch.Generator | None
+) -> torch.Tensor:
     """Per row, `total` split into `parts` non-negative integers that sum to it exactly.
 
     Proportions are Dirichlet(1, ..., 1) (uniform on the simplex), rounded cumulatively, which is
@@ -43,7 +45,14 @@ def select(mask: torch.Tensor, count: int) -> torch.Tensor:
 class MaskCollator:
     """Collate (12, T) tensors into (x (B, 12, T), ctx_idx (B, K_ctx), tgt_idx (B, N - K_ctx)), sorted."""
 
-    def __init__(self, patch_size: int = 25, min_block_size: int = 10, min_keep_ratio: float = 0.15, max_keep_ratio: float = 0.25, num_patches: int | None = None) -> None:
+    def __init__(
+        self,
+        patch_size: int = 25,
+        min_block_size: int = 10,
+        min_keep_ratio: float = 0.15,
+        max_keep_ratio: float = 0.25,
+        num_patches: int | None = None,
+    ) -> None:
         if not 0 < min_keep_ratio <= max_keep_ratio < 1:
             raise ValueError("need 0 < min_keep_ratio <= max_keep_ratio < 1")
         self.patch_size = patch_size
@@ -52,7 +61,9 @@ class MaskCollator:
         self.max_keep_ratio = max_keep_ratio
         self.num_patches = num_patches
 
-    def masks(self, batch_size: int, num_patches: int, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def masks(
+        self, batch_size: int, num_patches: int, gen: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(ctx_idx, tgt_idx) for a batch of batch_size records of num_patches patches."""
         B, N, L = batch_size, num_patches, self.min_block_size
         u = torch.rand((), generator=gen).item()
@@ -79,7 +90,9 @@ class MaskCollator:
         is_tgt = delta.cumsum(dim=1, dtype=torch.int32)[:, :N] > 0
         return select(~is_tgt, K), select(is_tgt, M)
 
-    def __call__(self, batch: Sequence[torch.Tensor] | torch.Tensor, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, batch: Sequence[torch.Tensor] | torch.Tensor, gen: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = batch if isinstance(batch, torch.Tensor) else torch.stack(list(batch))
         N = self.num_patches or x.size(-1) // self.patch_size
         ctx_idx, tgt_idx = self.masks(x.size(0), N, gen)

@@ -14,9 +14,12 @@ from typing import Any
 
 import torch
 
-from myjepa.config import ENCODER_KEYS, PRETRAIN_DIR, EncoderConfig, from_dict, load_config, read_yaml, resolve_config_path
+from myjepa.config import from_dict, read_yaml, resolve_config_path
 from myjepa.errors import UserError
+from myjepa.models.config import ENCODER_KEYS, EncoderConfig
 from myjepa.models.vit import VisionTransformer
+from myjepa.pretrain.config import CONFIG_DIR as PRETRAIN_CONFIG_DIR
+from myjepa.pretrain.config import load_config
 
 
 @dataclass
@@ -58,7 +61,11 @@ def load_state(encoder: VisionTransformer, state: dict[str, Any], source: str) -
     own = encoder.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
     if missing or unexpected or mismatched:
         parts = []
         if missing:
@@ -67,7 +74,11 @@ def load_state(encoder: VisionTransformer, state: dict[str, Any], source: str) -
             parts.append(f"{len(unexpected)} unexpected weights (e.g. {unexpected[:3]})")
         if mismatched:
             parts.append(f"{len(mismatched)} with other shapes (e.g. {mismatched[:2]})")
-        raise UserError(f"{source}: the stored encoder weights do not fit a VisionTransformer built from its config: " + "; ".join(parts) + ". Is this a checkpoint of another architecture?")
+        raise UserError(
+            f"{source}: the stored encoder weights do not fit a VisionTransformer built from its config: "
+            + "; ".join(parts)
+            + ". Is this a checkpoint of another architecture?"
+        )
     encoder.load_state_dict(state)
 
 
@@ -97,12 +108,14 @@ def load_encoder(spec: str | Path, seed: int = 0) -> LoadedEncoder:
             if not state:
                 raise UserError(f"{p}: the model holds no 'encoder.' weights; is this a MyJEPA pretraining checkpoint?")
         else:
-            raise UserError(f"{p}: neither an 'encoder' nor a 'model' entry; expected encoder.pt, best_ckpt.pt or last_ckpt.pt from `myjepa pretrain`")
+            raise UserError(
+                f"{p}: neither an 'encoder' nor a 'model' entry; expected encoder.pt, best_ckpt.pt or last_ckpt.pt from `myjepa pretrain`"
+            )
         encoder = build_encoder(cfg, str(p))
         load_state(encoder, state, str(p))
         step = ckpt.get("step")
         return LoadedEncoder(encoder, cfg, p, True, int(step) if isinstance(step, (int, float)) else None)
-    path = resolve_config_path(spec, PRETRAIN_DIR)
+    path = resolve_config_path(spec, PRETRAIN_CONFIG_DIR)
     data = read_yaml(path)
     if set(data) <= set(ENCODER_KEYS):
         cfg = asdict(from_dict(EncoderConfig, data, str(path)))  # type: ignore[arg-type]
@@ -112,10 +125,21 @@ def load_encoder(spec: str | Path, seed: int = 0) -> LoadedEncoder:
     return LoadedEncoder(build_encoder(cfg, str(path)), cfg, path, False, None)
 
 
-def check_compatible(cfg: dict[str, Any], source: str, dump_name: str, fs: int, leads: list[str], length: int, crop_s: float, stride_s: float) -> tuple[int, int]:
+def check_compatible(
+    cfg: dict[str, Any],
+    source: str,
+    dump_name: str,
+    fs: int,
+    leads: list[str],
+    length: int,
+    crop_s: float,
+    stride_s: float,
+) -> tuple[int, int]:
     """Sampling rate, lead order and crop geometry must fit; returns (crop, stride) in samples."""
     if int(cfg["fs"]) != int(fs):
-        raise UserError(f"{source} expects {cfg['fs']} Hz but {dump_name} is sampled at {fs} Hz; convert the dump with --fs {cfg['fs']}")
+        raise UserError(
+            f"{source} expects {cfg['fs']} Hz but {dump_name} is sampled at {fs} Hz; convert the dump with --fs {cfg['fs']}"
+        )
     if list(cfg["leads"]) != list(leads):
         raise UserError(f"{source} expects leads {list(cfg['leads'])} but {dump_name} holds {list(leads)}")
     crop, stride = crop_s * fs, stride_s * fs
@@ -125,10 +149,15 @@ def check_compatible(cfg: dict[str, Any], source: str, dump_name: str, fs: int, 
     crop, stride = int(round(crop)), int(round(stride))
     patch = int(cfg["patch_size"])
     if crop % patch:
-        raise UserError(f"config key 'crop_s': {crop_s} s = {crop} samples is not a multiple of the encoder's patch_size {patch} ({source})")
+        raise UserError(
+            f"config key 'crop_s': {crop_s} s = {crop} samples is not a multiple of the encoder's patch_size {patch} ({source})"
+        )
     if crop > int(cfg["channel_size"]):
-        raise UserError(f"config key 'crop_s': {crop} samples is longer than the encoder's channel_size {cfg['channel_size']} ({source})")
+        raise UserError(
+            f"config key 'crop_s': {crop} samples is longer than the encoder's channel_size {cfg['channel_size']} ({source})"
+        )
     if crop > length:
-        raise UserError(f"config key 'crop_s': {crop} samples is longer than the records of {dump_name} ({length} samples)")
+        raise UserError(
+            f"config key 'crop_s': {crop} samples is longer than the records of {dump_name} ({length} samples)"
+        )
     return crop, stride
-

@@ -1,14 +1,16 @@
-"""Finetuning configs: `myjepa/configs/finetune/{linear,finetune,finetune_after_linear}.yaml` or a YAML path."""
+"""The evaluation config: one protocol. Shipped beside this file in `configs/` (linear, finetune,
+finetune_after_linear); any other YAML by path."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from myjepa.config import CONFIG_ROOT, check, load
+from myjepa.config import check, load
 
-FINETUNE_DIR = CONFIG_ROOT / "finetune"
+CONFIG_DIR = Path(__file__).parent / "configs"
 PROTOCOLS = ("linear", "finetune", "finetune_after_linear")
 
 
@@ -47,11 +49,17 @@ class FinetuneConfig:
         check(self.protocol in PROTOCOLS, f"config key 'protocol': {self.protocol!r} is not one of {list(PROTOCOLS)}")
         check(self.steps > 0 and self.batch_size > 0, "config keys 'steps' and 'batch_size' must be positive")
         check(0 < self.min_lr <= self.lr, "config keys: need 0 < min_lr <= lr")
-        check(self.warmup_steps >= 0 and self.eval_interval > 0 and self.patience >= 0, "config keys: need warmup_steps >= 0, eval_interval > 0, patience >= 0")
+        check(
+            self.warmup_steps >= 0 and self.eval_interval > 0 and self.patience >= 0,
+            "config keys: need warmup_steps >= 0, eval_interval > 0, patience >= 0",
+        )
         check(len(self.betas) == 2, "config key 'betas' must have two values")
         check(0 <= self.dropout < 1, "config key 'dropout' must be in [0, 1)")
         check(self.crop_s > 0 and self.stride_s > 0, "config keys 'crop_s' and 'stride_s' must be positive")
-        check(self.bootstrap_samples > 0 and self.eval_batch_size > 0 and self.log_interval > 0, "config keys 'bootstrap_samples', 'eval_batch_size' and 'log_interval' must be positive")
+        check(
+            self.bootstrap_samples > 0 and self.eval_batch_size > 0 and self.log_interval > 0,
+            "config keys 'bootstrap_samples', 'eval_batch_size' and 'log_interval' must be positive",
+        )
         check(self.amp in ("bfloat16", "float32"), f"config key 'amp': {self.amp!r} is not bfloat16 or float32")
 
     @property
@@ -60,4 +68,4 @@ class FinetuneConfig:
 
 
 def load_finetune_config(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> FinetuneConfig:
-    return load(FinetuneConfig, name_or_path, overrides, config_dir=FINETUNE_DIR)
+    return load(FinetuneConfig, name_or_path, CONFIG_DIR, overrides)

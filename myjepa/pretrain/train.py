@@ -20,18 +20,21 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import yaml
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from myjepa.config import PretrainConfig, load, parse_overrides, to_dict
-from myjepa.data.masks import MaskCollator
-from myjepa.data.pretrain_data import CropBatches, ignore_stop_signals, open_sources, parse_data_args
+from myjepa.config import parse_overrides, to_dict
 from myjepa.errors import UserError, run_cli
-from myjepa.models import MyJEPA
+from myjepa.models.myjepa import MyJEPA
+from myjepa.models.optim import param_groups
+from myjepa.pretrain.batches import CropBatches, ignore_stop_signals, open_sources, parse_data_args
+from myjepa.pretrain.config import PretrainConfig, load_config
+from myjepa.pretrain.masks import MaskCollator
 from myjepa.utils import checkpoint, distributed
 from myjepa.utils.io import atomic_path
 from myjepa.utils.logging import MetricsLogger, Progress, plain_items
@@ -44,11 +47,30 @@ RESUMABLE_CHANGES = {"steps", "log_interval", "checkpoint_interval", "num_worker
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="myjepa pretrain", description="Self-supervised MyJEPA pretraining on ECG dumps.")
-    p.add_argument("--data", nargs="+", required=True, metavar="NAME=PATH.npy", help="dumps to sample from; weights come from the config's `datasets`")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="NAME=PATH.npy",
+        help="dumps to sample from; weights come from the config's `datasets`",
+    )
     p.add_argument("--out", required=True, type=Path, help="run folder: checkpoints, metrics.jsonl, config.yaml")
     p.add_argument("--config", required=True, help="shipped config name (ViTS_mimic, ViTXS_mimic, tiny) or a YAML path")
-    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="override config keys")
-    p.add_argument("--amp", choices=["bfloat16", "float32"], default=None, help="autocast dtype (default: bfloat16 on CUDA, float32 on CPU)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config keys",
+    )
+    p.add_argument(
+        "--amp",
+        choices=["bfloat16", "float32"],
+        default=None,
+        help="autocast dtype (default: bfloat16 on CUDA, float32 on CPU)",
+    )
     p.add_argument("--wandb", action="store_true", help="also log to wandb (offline unless an API key is configured)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -56,28 +78,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def param_groups(model: torch.nn.Module) -> list[dict[str, Any]]:
-    """Weight decay on matrices and conv kernels only; biases, norms, registers and the mask token go without."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (decay if p.ndim >= 2 and "registers" not in name and "mask_token" not in name else no_decay).append(p)
-    return [{"params": decay, "apply_wd": True}, {"params": no_decay, "apply_wd": False, "weight_decay": 0.0}]
-
-
 def check_resumable(stored: dict[str, Any], cfg: PretrainConfig, seed: int, stored_seed: int, path: Path) -> None:
     current = to_dict(cfg)
     diff = [k for k in current if k not in RESUMABLE_CHANGES and stored.get(k) != current[k]]
     if diff:
-        raise UserError(f"{path} was written with a different config ({diff[0]}: {stored.get(diff[0])!r} there, {current[diff[0]]!r} now); use another --out or the same config")
+        raise UserError(
+            f"{path} was written with a different config ({diff[0]}: {stored.get(diff[0])!r} there, {current[diff[0]]!r} now); use another --out or the same config"
+        )
     if seed != stored_seed:
         raise UserError(f"{path} was written with --seed {stored_seed}, not {seed}; use another --out or the same seed")
 
 
 def save_encoder(model: MyJEPA, cfg: PretrainConfig, step: int, path: Path) -> None:
     """encoder.pt: the encoder's weights and config, all that evaluation needs."""
-    checkpoint.save({"encoder": model.encoder.state_dict(), "config": cfg.encoder_config(), "pretrain_config": to_dict(cfg), "step": step}, path)
+    checkpoint.save(
+        {
+            "encoder": model.encoder.state_dict(),
+            "config": cfg.encoder_config(),
+            "pretrain_config": to_dict(cfg),
+            "step": step,
+        },
+        path,
+    )
 
 
 def truncate_metrics(path: Path, step: int) -> None:
@@ -123,7 +145,7 @@ class StopFlag:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg: PretrainConfig = load(PretrainConfig, args.config, parse_overrides(args.overrides))
+    cfg = load_config(args.config, **parse_overrides(args.overrides))
     data = parse_data_args(args.data)
     dist_info = distributed.setup(args.device)
     try:
@@ -132,12 +154,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         distributed.cleanup()
 
 
-def train(cfg: PretrainConfig, data: list[tuple[str, Path]], args: argparse.Namespace, dist_info: distributed.DistInfo) -> int:
+def train(
+    cfg: PretrainConfig, data: list[tuple[str, Path]], args: argparse.Namespace, dist_info: distributed.DistInfo
+) -> int:
     master, device, world = dist_info.is_main, dist_info.device, dist_info.world_size
     if cfg.batch_size % (world * cfg.accum_steps):
-        raise UserError(f"batch_size {cfg.batch_size} is not divisible by {world} ranks x accum_steps {cfg.accum_steps}")
+        raise UserError(
+            f"batch_size {cfg.batch_size} is not divisible by {world} ranks x accum_steps {cfg.accum_steps}"
+        )
     local_batch = cfg.batch_size // (world * cfg.accum_steps)
-    amp_dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[args.amp or ("bfloat16" if device.type == "cuda" else "float32")]
+    amp_dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[
+        args.amp or ("bfloat16" if device.type == "cuda" else "float32")
+    ]
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -148,7 +176,13 @@ def train(cfg: PretrainConfig, data: list[tuple[str, Path]], args: argparse.Name
     sources = open_sources(data, cfg)
     torch.manual_seed(args.seed + dist_info.rank)
     model = MyJEPA(cfg, seed=args.seed).to(device)
-    optimizer = torch.optim.AdamW(param_groups(model), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(
+        param_groups([model], cfg.weight_decay),
+        lr=cfg.lr,
+        betas=tuple(cfg.betas),
+        weight_decay=cfg.weight_decay,
+        fused=device.type == "cuda",
+    )
 
     start_step, best_loss, window = 0, math.inf, deque(maxlen=cfg.best_loss_window)
     if last_path.is_file():
@@ -190,7 +224,11 @@ def train(cfg: PretrainConfig, data: list[tuple[str, Path]], args: argparse.Name
     if dist_info.enabled:
         train_model = DDP(train_model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    logger = MetricsLogger(out, use_wandb=args.wandb, name=out.name, config=to_dict(cfg), resume=start_step > 0) if master else None
+    logger = (
+        MetricsLogger(out, use_wandb=args.wandb, name=out.name, config=to_dict(cfg), resume=start_step > 0)
+        if master
+        else None
+    )
     progress = Progress(cfg.steps, "pretrain", "step", initial=start_step) if master else None
 
     def state(step: int) -> dict[str, Any]:
@@ -225,22 +263,38 @@ def train(cfg: PretrainConfig, data: list[tuple[str, Path]], args: argparse.Name
             sums = torch.zeros(4, device=device)
             for micro in range(cfg.accum_steps):
                 x, ctx_idx, tgt_idx = (t.to(device, non_blocking=True) for t in next(batch_iter))
-                sync = contextlib.nullcontext() if micro == cfg.accum_steps - 1 or not dist_info.enabled else train_model.no_sync()
+                sync = (
+                    contextlib.nullcontext()
+                    if micro == cfg.accum_steps - 1 or not dist_info.enabled
+                    else train_model.no_sync()
+                )
                 with sync:
                     with autocast:
                         losses = train_model(x, ctx_idx, tgt_idx)
                     (losses["loss"] / cfg.accum_steps).backward()
-                sums[:3] += torch.stack([losses[k].detach().float() for k in ("loss", "pred_loss", "sigreg_loss")]) / cfg.accum_steps
+                sums[:3] += (
+                    torch.stack([losses[k].detach().float() for k in ("loss", "pred_loss", "sigreg_loss")])
+                    / cfg.accum_steps
+                )
             sums[3] = float(stop.signum)
             distributed.all_reduce_(sums)
             loss, pred_loss, sigreg_loss = (sums[:3] / world).tolist()
             signum = int(sums[3].item() > 0) and (stop.signum or signal.SIGTERM)
             if not all(math.isfinite(v) for v in (loss, pred_loss, sigreg_loss)):
                 if master:
-                    kept = f"{last_path} holds step {checkpoint.load(last_path)['step']}" if last_path.is_file() else "no checkpoint was written yet"
-                    print(f"myjepa: error: non-finite loss at step {step + 1} (loss {loss}, pred_loss {pred_loss}, sigreg_loss {sigreg_loss}); stopping, {kept}", file=sys.stderr)
+                    kept = (
+                        f"{last_path} holds step {checkpoint.load(last_path)['step']}"
+                        if last_path.is_file()
+                        else "no checkpoint was written yet"
+                    )
+                    print(
+                        f"myjepa: error: non-finite loss at step {step + 1} (loss {loss}, pred_loss {pred_loss}, sigreg_loss {sigreg_loss}); stopping, {kept}",
+                        file=sys.stderr,
+                    )
                 return EXIT_NONFINITE
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+            )
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -265,7 +319,12 @@ def train(cfg: PretrainConfig, data: list[tuple[str, Path]], args: argparse.Name
                         metrics["system/gpu_memory_allocated"] = torch.cuda.memory_allocated(device)
                         metrics["system/gpu_memory_reserved"] = torch.cuda.memory_reserved(device)
                     logger.log(metrics, step)
-                    print(f"step {step}/{cfg.steps} " + plain_items((k.split("/")[1], v) for k, v in list(metrics.items())[:8]), file=sys.stderr, flush=True)
+                    print(
+                        f"step {step}/{cfg.steps} "
+                        + plain_items((k.split("/")[1], v) for k, v in list(metrics.items())[:8]),
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     if len(window) == window.maxlen or step == cfg.steps:
                         mean = sum(window) / len(window)
                         if mean < best_loss:
@@ -277,7 +336,10 @@ def train(cfg: PretrainConfig, data: list[tuple[str, Path]], args: argparse.Name
             if signum:
                 distributed.barrier()
                 if master:
-                    print(f"myjepa: received signal {signum}: saved {last_path} at step {step}; rerun the same command to resume", file=sys.stderr)
+                    print(
+                        f"myjepa: received signal {signum}: saved {last_path} at step {step}; rerun the same command to resume",
+                        file=sys.stderr,
+                    )
                 return 128 + signum
         distributed.barrier()
         return 0

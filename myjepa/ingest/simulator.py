@@ -89,13 +89,20 @@ def beat_waves(h: Heart, rr: float, ectopic: bool = False) -> list[Wave]:
     v = h.voltage
     if ectopic:  # premature ventricular beat: wide, bizarre, discordant T
         d = _rot_frontal(np.array([-0.3, 0.9, 0.6]), 20)
-        return [Wave(tuple(1.6 * v * d), 0.0, 0.035), Wave(tuple(-0.5 * v * d), 0.09, 0.03), Wave(tuple(-0.45 * d), 0.33, 0.07, 0.05)]
+        return [
+            Wave(tuple(1.6 * v * d), 0.0, 0.035),
+            Wave(tuple(-0.5 * v * d), 0.09, 0.03),
+            Wave(tuple(-0.45 * d), 0.33, 0.07, 0.05),
+        ]
     waves = []
     if h.bundle_branch != "L":
         waves.append(Wave(tuple(0.15 * v * np.array([-0.4, 0.1, 0.5])), -0.03 * w, 0.008 * w))
     if h.bundle_branch == "L":  # notched, broad, leftward-posterior R; no septal q
         d = np.array([0.75, 0.2, -0.75])
-        waves += [Wave(tuple(0.9 * h.qrs_amp * v * d), -0.025, 0.022), Wave(tuple(1.0 * h.qrs_amp * v * d), 0.035, 0.024)]
+        waves += [
+            Wave(tuple(0.9 * h.qrs_amp * v * d), -0.025, 0.022),
+            Wave(tuple(1.0 * h.qrs_amp * v * d), 0.035, 0.024),
+        ]
     else:
         waves.append(Wave(tuple(h.qrs_amp * v * r_dir), 0.0, 0.011 * w))
         waves.append(Wave(tuple(h.s_amp * v * np.array([-0.35, -0.55, -0.6])), 0.03 * w, 0.011 * w))
@@ -142,7 +149,9 @@ def beat_times(h: Heart, duration: float, rng: np.random.Generator) -> np.ndarra
         elif h.rhythm == "AFLT":
             rr = h.flutter_conduction * 60.0 / h.flutter_rate
         else:
-            rr = mean_rr * (1 + h.resp_modulation * np.sin(2 * np.pi * h.resp_hz * t + resp_phase) + rng.normal(0, h.rr_jitter))
+            rr = mean_rr * (
+                1 + h.resp_modulation * np.sin(2 * np.pi * h.resp_hz * t + resp_phase) + rng.normal(0, h.rr_jitter)
+            )
         t += max(rr, 0.25)
     return np.array(times)
 
@@ -180,7 +189,11 @@ def simulate(h: Heart, fs: int = 500, duration: float = 10.0, rng: np.random.Gen
     p_wave = _render([Wave(tuple(h.p_amp * np.array([0.5, 0.8, 0.2])), -h.pr, 0.022)], fs, tpl_t0, tpl_len)
     ectopic_tpl = _render(beat_waves(h, mean_rr, ectopic=True), fs, tpl_t0, tpl_len) if h.pvc_count else None
     inside = np.flatnonzero((times > 0.5) & (times < duration - 0.8))
-    pvcs = set(rng.choice(inside, size=min(h.pvc_count, len(inside)), replace=False).tolist()) if h.pvc_count and len(inside) else set()
+    pvcs = (
+        set(rng.choice(inside, size=min(h.pvc_count, len(inside)), replace=False).tolist())
+        if h.pvc_count and len(inside)
+        else set()
+    )
     sinus = h.rhythm not in ("AFIB", "AFLT")
     resp = rng.uniform(0, 2 * np.pi)
     for k, tb in enumerate(times):

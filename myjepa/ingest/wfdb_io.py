@@ -122,7 +122,9 @@ def read_header(hea_path: str | os.PathLike) -> Header:
     return parse_header(_read_bytes(os.fspath(hea_path), name).decode("latin-1"), name)
 
 
-def read_digital(record_path: str | os.PathLike, n_samples: int | None = None, header: Header | None = None) -> tuple[np.ndarray, Header]:
+def read_digital(
+    record_path: str | os.PathLike, n_samples: int | None = None, header: Header | None = None
+) -> tuple[np.ndarray, Header]:
     """Raw samples (n_sig, n) int16 (a transposed, read-only view of the file's order) of a format-16 record.
 
     Reads only the first `n_samples` samples when given (e.g. 10 s of a longer record); pass the
@@ -158,7 +160,9 @@ def mv_per_unit(hdr: Header) -> np.ndarray:
         raise RecordError(f"unsupported units {sorted({s.units for s in hdr.signals})}") from None
 
 
-def read_record(record_path: str | os.PathLike, n_samples: int | None = None, header: Header | None = None) -> tuple[np.ndarray, Header]:
+def read_record(
+    record_path: str | os.PathLike, n_samples: int | None = None, header: Header | None = None
+) -> tuple[np.ndarray, Header]:
     """Physical signal (n_sig, n) float32 in mV of a format-16 record (path without extension); NaN where invalid."""
     digital, hdr = read_digital(record_path, n_samples, header)
     sigs = hdr.signals
@@ -174,7 +178,15 @@ def read_record(record_path: str | os.PathLike, n_samples: int | None = None, he
     return physical, hdr
 
 
-def write_record(record_path: str | os.PathLike, signal_mv: np.ndarray, fs: int, lead_names: list[str], gain: float = 1000.0, comments: list[str] | None = None, base_time: str = "") -> None:
+def write_record(
+    record_path: str | os.PathLike,
+    signal_mv: np.ndarray,
+    fs: int,
+    lead_names: list[str],
+    gain: float = 1000.0,
+    comments: list[str] | None = None,
+    base_time: str = "",
+) -> None:
     """Write (n_sig, n) millivolts as a format-16 WFDB record (`.hea` + interleaved `.dat`).
 
     Samples are rounded to int16 after scaling by `gain`; out-of-range values are clipped, and NaN
@@ -195,6 +207,8 @@ def write_record(record_path: str | os.PathLike, signal_mv: np.ndarray, fs: int,
     checksums = samples.sum(axis=0, dtype=np.int64) % 65536
     lines = [f"{name} {n_sig} {fs} {n}" + (f" {base_time}" if base_time else "")]
     for i, lead in enumerate(lead_names):
-        lines.append(f"{name}.dat 16 {gain:.1f}(0)/mV 16 0 {int(digital[i, 0]) if n else 0} {int(checksums[i])} 0 {lead}")
+        lines.append(
+            f"{name}.dat 16 {gain:.1f}(0)/mV 16 0 {int(digital[i, 0]) if n else 0} {int(checksums[i])} 0 {lead}"
+        )
     lines += [f"# {c}" for c in comments or []]
     base.with_name(name + ".hea").write_text("\n".join(lines) + "\n")

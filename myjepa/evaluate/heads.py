@@ -54,7 +54,9 @@ class AttentiveProbe(nn.Module):
         q = self.q(self.query).view(h, d) * d**-0.5
         w_k, w_v = self.kv.weight[:D].view(h, d, D), self.kv.weight[D:].view(h, d, D)
         u = (q.unsqueeze(1) @ w_k).squeeze(1)  # (h, D): the query seen through each head's key weights
-        scores = (x.reshape(B * N, D) @ u.t()).view(B, N, h).transpose(1, 2)  # the key bias shifts a head's scores equally
+        scores = (
+            (x.reshape(B * N, D) @ u.t()).view(B, N, h).transpose(1, 2)
+        )  # the key bias shifts a head's scores equally
         pooled = torch.bmm(scores.softmax(-1), x)  # (B, h, D)
         values = torch.bmm(pooled.transpose(0, 1), w_v.transpose(1, 2)).transpose(0, 1) + self.kv.bias[D:].view(h, d)
         return self.finish(values.reshape(B, D))
@@ -71,4 +73,3 @@ class AttentiveProbe(nn.Module):
     def finish(self, attended: torch.Tensor) -> torch.Tensor:
         pooled = self.query[:, 0] + self.proj(attended)
         return self.linear(self.dropout(self.out_norm(pooled)))
-

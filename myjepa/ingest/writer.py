@@ -19,20 +19,21 @@ import json
 import math
 import multiprocessing as mp
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from myjepa import LEADS
-from myjepa.data.dump import sidecars
-from myjepa.data.resample import resample
-from myjepa.data.wfdb_io import WFDB_INVALID_16, RecordError, mv_per_unit, read_digital, read_header
+from myjepa.dumps import sidecars
 from myjepa.errors import UserError, run_cli
+from myjepa.ingest.resample import resample
+from myjepa.ingest.wfdb_io import WFDB_INVALID_16, RecordError, mv_per_unit, read_digital, read_header
 from myjepa.utils.io import atomic_path
 from myjepa.utils.logging import Progress
 
@@ -67,8 +68,14 @@ class RecordList:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def slice(self, start: int, stop: int) -> "RecordList":
-        return RecordList(self.source, self.index.iloc[start:stop].reset_index(drop=True), self.ids[start:stop], self.paths[start:stop], self.in_stats[start:stop])
+    def slice(self, start: int, stop: int) -> RecordList:
+        return RecordList(
+            self.source,
+            self.index.iloc[start:stop].reset_index(drop=True),
+            self.ids[start:stop],
+            self.paths[start:stop],
+            self.in_stats[start:stop],
+        )
 
 
 def _read_csv(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
@@ -111,7 +118,15 @@ def ptbxl_records(src: Path, source_rate: int = 500, train_folds: Sequence[int] 
     if ecg_id.duplicated().any():
         raise UserError(f"{path}: column ecg_id repeats the value {int(ecg_id[ecg_id.duplicated()].iloc[0])}")
     patient = pd.to_numeric(df["patient_id"], errors="coerce").round().astype("Int64")
-    index = pd.DataFrame({"ecg_id": ecg_id, "patient_id": patient, "strat_fold": _int_column(df, "strat_fold", path), "scp_codes": df["scp_codes"].fillna("{}").astype(str), "file": _str_column(df, file_col, path)})
+    index = pd.DataFrame(
+        {
+            "ecg_id": ecg_id,
+            "patient_id": patient,
+            "strat_fold": _int_column(df, "strat_fold", path),
+            "scp_codes": df["scp_codes"].fillna("{}").astype(str),
+            "file": _str_column(df, file_col, path),
+        }
+    )
     index = index.sort_values("ecg_id", kind="stable").reset_index(drop=True)
     in_stats = index["strat_fold"].isin(list(train_folds)).to_numpy()
     return RecordList("ptb-xl", index, index["ecg_id"].tolist(), index["file"].tolist(), in_stats)
@@ -121,8 +136,16 @@ def mimic_records(src: Path) -> RecordList:
     """MIMIC-IV-ECG's record_list.csv in its own order; mean/std use every record."""
     path = src / "record_list.csv"
     df = _read_csv(path, ["subject_id", "study_id", "path"], "MIMIC-IV-ECG")
-    index = pd.DataFrame({"subject_id": _int_column(df, "subject_id", path), "study_id": _int_column(df, "study_id", path), "file": _str_column(df, "path", path)})
-    return RecordList("mimic-iv-ecg", index, index["study_id"].tolist(), index["file"].tolist(), np.ones(len(index), dtype=bool))
+    index = pd.DataFrame(
+        {
+            "subject_id": _int_column(df, "subject_id", path),
+            "study_id": _int_column(df, "study_id", path),
+            "file": _str_column(df, "path", path),
+        }
+    )
+    return RecordList(
+        "mimic-iv-ecg", index, index["study_id"].tolist(), index["file"].tolist(), np.ones(len(index), dtype=bool)
+    )
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -189,7 +212,9 @@ def record_sums(x16: np.ndarray) -> tuple[list[int], list[int]]:
     return [int(v) for v in s1], [int(v) for v in s2]
 
 
-def load_ecg(record_path: str | os.PathLike, fs: int, out: np.ndarray | None = None, duration_s: int = DURATION_S) -> tuple[np.ndarray, int]:
+def load_ecg(
+    record_path: str | os.PathLike, fs: int, out: np.ndarray | None = None, duration_s: int = DURATION_S
+) -> tuple[np.ndarray, int]:
     """One record as float16 (12, duration*fs) mV in canonical lead order (written into `out`), and its NaN count.
 
     Leads are matched by header name (case-insensitive); the first 10 s are kept; other rates
@@ -283,7 +308,9 @@ def convert_chunk(task: tuple[int, list[Any], list[str], list[bool]]) -> ChunkRe
     src, fs = _JOB["src"], _JOB["fs"]
     row_shape = (len(LEADS), DURATION_S * fs)
     row_bytes = math.prod(row_shape) * np.dtype(np.float16).itemsize
-    rows = np.memmap(_JOB["npy"], np.float16, "r+", offset=_JOB["offset"] + start * row_bytes, shape=(len(paths), *row_shape))
+    rows = np.memmap(
+        _JOB["npy"], np.float16, "r+", offset=_JOB["offset"] + start * row_bytes, shape=(len(paths), *row_shape)
+    )
     res = ChunkResult([], [])
     for j, (rec_id, rel, use) in enumerate(zip(ids, paths, in_stats)):
         try:
@@ -340,12 +367,24 @@ def finish_stats(stats: dict[str, Any]) -> dict[str, Any]:
     return stats
 
 
-def _skip_message(n_skipped: int | str, n_total: int, max_fraction: float, skipped: list[dict[str, Any]], what: str) -> str:
+def _skip_message(
+    n_skipped: int | str, n_total: int, max_fraction: float, skipped: list[dict[str, Any]], what: str
+) -> str:
     reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:5])
     return f"{what}: {n_skipped} of {n_total} records skipped, more than --max-skip-fraction {max_fraction:g} allows; first: {reasons}"
 
 
-def convert(source: str, src: str | os.PathLike, out: str | os.PathLike, source_rate: int = 500, fs: int = 500, workers: int = 1, shard: tuple[int, int] = (1, 1), max_skip_fraction: float = 0.01, progress: bool = True) -> dict[str, Any]:
+def convert(
+    source: str,
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    source_rate: int = 500,
+    fs: int = 500,
+    workers: int = 1,
+    shard: tuple[int, int] = (1, 1),
+    max_skip_fraction: float = 0.01,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Convert (one shard of) a dataset into the dump `out`; returns its stats dict.
 
     Workers write record i straight into row i of the output file; the parent only gathers the
@@ -359,10 +398,34 @@ def convert(source: str, src: str | os.PathLike, out: str | os.PathLike, source_
     start, stop = shard_bounds(n_listed, shard)
     records = records.slice(start, stop)
     n, n_time = len(records), DURATION_S * fs
-    tasks = [(s, records.ids[s : s + CHUNK], records.paths[s : s + CHUNK], records.in_stats[s : s + CHUNK].tolist()) for s in range(0, n, CHUNK)]
+    tasks = [
+        (s, records.ids[s : s + CHUNK], records.paths[s : s + CHUNK], records.in_stats[s : s + CHUNK].tolist())
+        for s in range(0, n, CHUNK)
+    ]
     max_skips = math.floor(max_skip_fraction * n + 1e-9)
     idx_path, stats_path = sidecars(out)
-    stats: dict[str, Any] = {"fs": fs, "leads": list(LEADS), "mean": None, "std": None, "count": 0, "nan_interpolated": 0, "skipped": [], "version": VERSION, "source": source, "source_rate": source_rate if source == "ptb-xl" else 500, "shard": list(shard), "records_listed": n_listed, "records_in_shard": n, "exact_sums": {"records": 0, "samples": 0, "sum": [0] * len(LEADS), "sum_sq": [0] * len(LEADS), "units": "sum in 2^-24 mV, sum_sq in 2^-48 mV^2"}}
+    stats: dict[str, Any] = {
+        "fs": fs,
+        "leads": list(LEADS),
+        "mean": None,
+        "std": None,
+        "count": 0,
+        "nan_interpolated": 0,
+        "skipped": [],
+        "version": VERSION,
+        "source": source,
+        "source_rate": source_rate if source == "ptb-xl" else 500,
+        "shard": list(shard),
+        "records_listed": n_listed,
+        "records_in_shard": n,
+        "exact_sums": {
+            "records": 0,
+            "samples": 0,
+            "sum": [0] * len(LEADS),
+            "sum_sq": [0] * len(LEADS),
+            "units": "sum in 2^-24 mV, sum_sq in 2^-48 mV^2",
+        },
+    }
     sums = stats["exact_sums"]
     kept: list[int] = []  # rows of the kept records, in order
     with contextlib.ExitStack() as stack:
@@ -378,7 +441,11 @@ def convert(source: str, src: str | os.PathLike, out: str | os.PathLike, source_
             _init_worker(*job)
             stack.callback(_JOB.clear)
             results = map(convert_chunk, tasks)
-        bar = Progress(n, f"convert {source}" + (f" shard {shard[0]}/{shard[1]}" if shard != (1, 1) else ""), unit="rec") if progress else None
+        bar = (
+            Progress(n, f"convert {source}" + (f" shard {shard[0]}/{shard[1]}" if shard != (1, 1) else ""), unit="rec")
+            if progress
+            else None
+        )
         done = 0
         try:
             for res in results:  # in chunk order: every row before this chunk's is final
@@ -395,7 +462,9 @@ def convert(source: str, src: str | os.PathLike, out: str | os.PathLike, source_
                 done += len(res.kept) + len(res.skipped)
                 if len(stats["skipped"]) > max_skips:  # stop at once: the run can only fail
                     count = len(stats["skipped"]) if done == n else f"at least {len(stats['skipped'])}"
-                    raise UserError(_skip_message(count, n, max_skip_fraction, stats["skipped"], str(src)) + "; no dump written")
+                    raise UserError(
+                        _skip_message(count, n, max_skip_fraction, stats["skipped"], str(src)) + "; no dump written"
+                    )
                 if bar:
                     bar.update(len(res.kept) + len(res.skipped), skipped=len(stats["skipped"]))
         finally:
@@ -440,7 +509,9 @@ def merge(parts: Sequence[str | os.PathLike], out: str | os.PathLike, chunk_rows
             if stats.get(key) != first.get(key):
                 raise UserError(f"merge: {part} has {key}={stats.get(key)!r} but {metas[0][0]} has {first.get(key)!r}")
         if array.shape[1:] != metas[0][3].shape[1:]:
-            raise UserError(f"merge: {part} has records of shape {array.shape[1:]}, {metas[0][0]} {metas[0][3].shape[1:]}")
+            raise UserError(
+                f"merge: {part} has records of shape {array.shape[1:]}, {metas[0][0]} {metas[0][3].shape[1:]}"
+            )
     shards = [tuple(m[2].get("shard") or (1, 1)) for m in metas]
     n_shards = {s[1] for s in shards}
     if len(n_shards) == 1 and n_shards != {1}:
@@ -448,12 +519,22 @@ def merge(parts: Sequence[str | os.PathLike], out: str | os.PathLike, chunk_rows
         have = sorted(s[0] for s in shards)
         if have != list(range(1, total + 1)):
             missing = sorted(set(range(1, total + 1)) - set(have))
-            raise UserError(f"merge: parts are shards {have} of {total}" + (f"; missing {missing}" if missing else "; some repeat"))
+            raise UserError(
+                f"merge: parts are shards {have} of {total}" + (f"; missing {missing}" if missing else "; some repeat")
+            )
         metas.sort(key=lambda m: m[2]["shard"][0])
     n = sum(len(m[3]) for m in metas)
     idx_out, stats_out = sidecars(out)
     merged = {k: v for k, v in first.items() if k not in ("mean", "std")}
-    merged.update(count=n, nan_interpolated=sum(m[2]["nan_interpolated"] for m in metas), skipped=[s for m in metas for s in m[2]["skipped"]], shard=[1, 1], records_in_shard=sum(m[2]["records_in_shard"] for m in metas), version=VERSION, merged_from=len(metas))
+    merged.update(
+        count=n,
+        nan_interpolated=sum(m[2]["nan_interpolated"] for m in metas),
+        skipped=[s for m in metas for s in m[2]["skipped"]],
+        shard=[1, 1],
+        records_in_shard=sum(m[2]["records_in_shard"] for m in metas),
+        version=VERSION,
+        merged_from=len(metas),
+    )
     merged["exact_sums"] = dict(first["exact_sums"])
     for key in ("records", "samples"):
         merged["exact_sums"][key] = sum(m[2]["exact_sums"][key] for m in metas)
@@ -487,16 +568,30 @@ def merge(parts: Sequence[str | os.PathLike], out: str | os.PathLike, chunk_rows
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="myjepa convert", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="source", required=True, metavar="{ptb-xl,mimic-iv-ecg,merge}")
-    for name, help_ in (("ptb-xl", "PTB-XL (ptbxl_database.csv, records500/, records100/)"), ("mimic-iv-ecg", "MIMIC-IV-ECG (record_list.csv, files/)")):
+    for name, help_ in (
+        ("ptb-xl", "PTB-XL (ptbxl_database.csv, records500/, records100/)"),
+        ("mimic-iv-ecg", "MIMIC-IV-ECG (record_list.csv, files/)"),
+    ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--src", required=True, help="the dataset's root folder")
         p.add_argument("--out", required=True, help="output dump PATH.npy (sidecars PATH.index.csv, PATH.stats.json)")
         if name == "ptb-xl":
-            p.add_argument("--source-rate", type=int, choices=(500, 100), default=500, help="read records500 (filename_hr) or records100 (filename_lr)")
+            p.add_argument(
+                "--source-rate",
+                type=int,
+                choices=(500, 100),
+                default=500,
+                help="read records500 (filename_hr) or records100 (filename_lr)",
+            )
         p.add_argument("--fs", type=int, default=500, help="output sampling rate in Hz (default 500)")
         p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
         p.add_argument("--shard", default=None, help="convert only the I-th of N contiguous slices, e.g. 3/40")
-        p.add_argument("--max-skip-fraction", type=float, default=0.01, help="fail when more records than this are skipped (default 0.01)")
+        p.add_argument(
+            "--max-skip-fraction",
+            type=float,
+            default=0.01,
+            help="fail when more records than this are skipped (default 0.01)",
+        )
         p.add_argument("--quiet", action="store_true", help="no progress output")
     p = sub.add_parser("merge", help="concatenate partial dumps (e.g. shards) into one")
     p.add_argument("parts", nargs="+", help="partial dumps PART.npy")
@@ -516,8 +611,20 @@ def main(argv: Sequence[str] | None = None) -> int | None:
         raise UserError(f"--workers {args.workers}: must be at least 1")
     if not 0 <= args.max_skip_fraction <= 1:
         raise UserError(f"--max-skip-fraction {args.max_skip_fraction}: must be between 0 and 1")
-    stats = convert(args.source, args.src, args.out, getattr(args, "source_rate", 500), args.fs, args.workers, parse_shard(args.shard), args.max_skip_fraction, progress=not args.quiet)
-    print(f"converted {stats['count']} of {stats['records_in_shard']} records ({len(stats['skipped'])} skipped, {stats['nan_interpolated']} NaN samples interpolated) -> {args.out}")
+    stats = convert(
+        args.source,
+        args.src,
+        args.out,
+        getattr(args, "source_rate", 500),
+        args.fs,
+        args.workers,
+        parse_shard(args.shard),
+        args.max_skip_fraction,
+        progress=not args.quiet,
+    )
+    print(
+        f"converted {stats['count']} of {stats['records_in_shard']} records ({len(stats['skipped'])} skipped, {stats['nan_interpolated']} NaN samples interpolated) -> {args.out}"
+    )
     return 0
 
 

@@ -9,21 +9,21 @@ ones, instead of pushing every training batch through the encoder.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from myjepa.eval.heads import normalise_tokens
+from myjepa.evaluate.heads import normalise_tokens
 
 MEMORY_CACHE_LIMIT = 16 * 2**30  # larger caches go to a memmap next to the outputs
 
 
 def crop_starts(length: int, crop: int, stride: int) -> np.ndarray:
-    """Start samples of the strided crops covering a record of `length` samples (the last one ends at or before length)."""
+    """Start samples of the strided crops over a record of `length` samples (the last one ends by `length`)."""
     return np.arange(0, length - crop + 1, stride)
 
 
@@ -46,13 +46,17 @@ def normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return (np.asarray(x, dtype=np.float32) - mean[:, None]) / std[:, None]
 
 
-def strided_crops(signals: np.ndarray, rows: np.ndarray, starts: np.ndarray, crop: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+def strided_crops(
+    signals: np.ndarray, rows: np.ndarray, starts: np.ndarray, crop: int, mean: np.ndarray, std: np.ndarray
+) -> np.ndarray:
     """(len(rows) * len(starts), 12, crop) normalised crops, record-major."""
     x = normalise(signals[rows], mean, std)
     return np.stack([x[:, :, s : s + crop] for s in starts], axis=1).reshape(-1, x.shape[1], crop)
 
 
-def random_crops(signals: np.ndarray, rows: np.ndarray, crop: int, mean: np.ndarray, std: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def random_crops(
+    signals: np.ndarray, rows: np.ndarray, crop: int, mean: np.ndarray, std: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """(len(rows), 12, crop) normalised crops at uniformly random offsets."""
     x = normalise(signals[rows], mean, std)
     offsets = rng.integers(0, x.shape[2] - crop + 1, size=len(rows))
@@ -76,12 +80,20 @@ class StridedCrops:
     mean: np.ndarray
     std: np.ndarray
 
-    def batches(self, rows: np.ndarray, batch_crops: int, device: torch.device) -> Iterator[tuple[int, np.ndarray, torch.Tensor]]:
+    def batches(
+        self, rows: np.ndarray, batch_crops: int, device: torch.device
+    ) -> Iterator[tuple[int, np.ndarray, torch.Tensor]]:
         """(offset in rows, the records, their crops record-major on `device`), about `batch_crops` crops at a time."""
         per = max(1, batch_crops // len(self.starts))
         for i in range(0, len(rows), per):
             chunk = rows[i : i + per]
-            yield i, chunk, torch.from_numpy(strided_crops(self.signals, chunk, self.starts, self.crop, self.mean, self.std)).to(device)
+            yield (
+                i,
+                chunk,
+                torch.from_numpy(strided_crops(self.signals, chunk, self.starts, self.crop, self.mean, self.std)).to(
+                    device
+                ),
+            )
 
 
 @torch.no_grad()
@@ -109,13 +121,17 @@ def encode_cache(
     nbytes = int(np.prod(shape)) * 2
     if memmap_dir is not None and nbytes > MEMORY_CACHE_LIMIT:
         memmap_dir.mkdir(parents=True, exist_ok=True)
-        cache = np.lib.format.open_memmap(memmap_dir / f"features_{len(rows)}.npy", mode="w+", dtype=np.float16, shape=shape)
+        cache = np.lib.format.open_memmap(
+            memmap_dir / f"features_{len(rows)}.npy", mode="w+", dtype=np.float16, shape=shape
+        )
     else:
         cache = np.empty(shape, dtype=np.float16)
     for i, chunk, x in crops.batches(rows, batch_crops, device):
         with autocast(device, amp):
             tokens = normalise_tokens(encoder(x).float())
-        cache[i : i + len(chunk)] = tokens.float().view(len(chunk), n_crops, *tokens.shape[1:]).cpu().numpy().astype(np.float16)
+        cache[i : i + len(chunk)] = (
+            tokens.float().view(len(chunk), n_crops, *tokens.shape[1:]).cpu().numpy().astype(np.float16)
+        )
         if progress is not None:
             progress(len(chunk))
     return cache
@@ -126,7 +142,9 @@ def scores_from_logits(logits: torch.Tensor, multiclass: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_cached(head: nn.Module, cache: np.ndarray, device: torch.device, multiclass: bool, batch_records: int = 256) -> np.ndarray:
+def predict_cached(
+    head: nn.Module, cache: np.ndarray, device: torch.device, multiclass: bool, batch_records: int = 256
+) -> np.ndarray:
     """(records, C) scores from cached crop tokens: the mean over each record's crop scores."""
     head.eval()
     out = []
@@ -139,7 +157,16 @@ def predict_cached(head: nn.Module, cache: np.ndarray, device: torch.device, mul
 
 
 @torch.no_grad()
-def predict_encoded(encoder: nn.Module, head: nn.Module, crops: StridedCrops, rows: np.ndarray, device: torch.device, multiclass: bool, batch_crops: int = 512, amp: str = "float32") -> np.ndarray:
+def predict_encoded(
+    encoder: nn.Module,
+    head: nn.Module,
+    crops: StridedCrops,
+    rows: np.ndarray,
+    device: torch.device,
+    multiclass: bool,
+    batch_crops: int = 512,
+    amp: str = "float32",
+) -> np.ndarray:
     """(records, C) scores, encoding the strided crops on the fly (finetuning, or no cache)."""
     encoder.eval()
     head.eval()

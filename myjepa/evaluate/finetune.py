@@ -18,36 +18,66 @@ import copy
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from myjepa.config import parse_overrides, to_dict
-from myjepa.data.dump import Dump, open_dump
+from myjepa.dumps import Dump, open_dump
 from myjepa.errors import UserError, run_cli
-from myjepa.eval.config import FinetuneConfig, load_finetune_config
-from myjepa.eval.encoder_io import check_compatible, load_encoder, read_checkpoint, sha256
-from myjepa.eval.features import StridedCrops, autocast, crop_starts, encode_cache, norm_stats, predict_cached, predict_encoded, random_crops
-from myjepa.eval.heads import AttentiveProbe
-from myjepa.eval.labels import TASKS, Splits, check_dump_index, check_task, is_multiclass, make_splits, read_database, read_statements, task_labels
-from myjepa.eval.metrics import bootstrap_macro_auc, class_aucs
+from myjepa.evaluate.config import load_finetune_config
+from myjepa.evaluate.encoder_io import check_compatible, load_encoder, read_checkpoint, sha256
+from myjepa.evaluate.features import (
+    StridedCrops,
+    autocast,
+    crop_starts,
+    encode_cache,
+    norm_stats,
+    predict_cached,
+    predict_encoded,
+    random_crops,
+)
+from myjepa.evaluate.heads import AttentiveProbe
+from myjepa.evaluate.labels import (
+    TASKS,
+    Splits,
+    check_dump_index,
+    check_task,
+    is_multiclass,
+    make_splits,
+    read_database,
+    read_statements,
+    task_labels,
+)
+from myjepa.evaluate.metrics import bootstrap_macro_auc, class_aucs
+from myjepa.models.optim import param_groups
 from myjepa.utils.io import atomic_path, write_json
 from myjepa.utils.logging import MetricsLogger, Progress
+from myjepa.utils.schedules import warmup_cosine
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="myjepa finetune", description="Linear probing or finetuning of an encoder on a PTB-XL task.")
+    p = argparse.ArgumentParser(
+        prog="myjepa finetune", description="Linear probing or finetuning of an encoder on a PTB-XL task."
+    )
     p.add_argument("--data-dir", required=True, help="PTB-XL folder with ptbxl_database.csv and scp_statements.csv")
     p.add_argument("--dump", required=True, help="PTB-XL dump (PATH.npy from `myjepa convert ptb-xl`)")
-    p.add_argument("--encoder", required=True, help="encoder.pt / best_ckpt.pt / last_ckpt.pt, or a model config (shipped name or YAML) for a random-init baseline")
+    p.add_argument(
+        "--encoder",
+        required=True,
+        help="encoder.pt / best_ckpt.pt / last_ckpt.pt, or a model config (shipped name or YAML) for a random-init baseline",
+    )
     p.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
     p.add_argument("--config", required=True, help="linear | finetune | finetune_after_linear | PATH.yaml")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--init", help="linear probe best_ckpt.pt to start from (finetune_after_linear)")
-    p.add_argument("--set", dest="set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="override config keys")
+    p.add_argument(
+        "--set", dest="set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="override config keys"
+    )
     p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (offline without an API key)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-fold", type=int, default=9)
@@ -55,7 +85,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_task_data(data_dir: str | Path, dump_path: str | Path, task: str, min_samples: int, val_fold: int, test_fold: int) -> tuple[Dump, Splits, np.ndarray]:
+def load_task_data(
+    data_dir: str | Path, dump_path: str | Path, task: str, min_samples: int, val_fold: int, test_fold: int
+) -> tuple[Dump, Splits, np.ndarray]:
     """The dump, the task's splits (dump rows + targets) and every dump row of the train folds (for normalisation)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -64,7 +96,11 @@ def load_task_data(data_dir: str | Path, dump_path: str | Path, task: str, min_s
     db = read_database(db_path)
     statements = read_statements(data_dir / "scp_statements.csv")
     dump = open_dump(dump_path)
-    skipped = {int(s["id"]) for s in dump.stats.get("skipped", []) if isinstance(s, dict) and str(s.get("id", "")).lstrip("-").isdigit()}
+    skipped = {
+        int(s["id"])
+        for s in dump.stats.get("skipped", [])
+        if isinstance(s, dict) and str(s.get("id", "")).lstrip("-").isdigit()
+    }
     check_dump_index(dump.index, db, skipped, str(dump.path), str(db_path))
     db = db[~db["ecg_id"].isin(skipped)].reset_index(drop=True)
     labels = task_labels(list(db["scp_codes"]), statements, task, min_samples)
@@ -72,25 +108,6 @@ def load_task_data(data_dir: str | Path, dump_path: str | Path, task: str, min_s
     splits = make_splits(folds, labels, task, val_fold, test_fold)
     train_fold_rows = np.flatnonzero(np.isin(folds, splits.folds["train"]))
     return dump, splits, train_fold_rows
-
-
-def lr_at(step: int, cfg: FinetuneConfig) -> float:
-    """Linear warm-up to lr, then cosine decay to min_lr at the last step."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def param_groups(modules: Sequence[torch.nn.Module], weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weight matrices only; biases, norms, registers and the query are not decayed."""
-    decay, no_decay = [], []
-    for m in modules:
-        for name, prm in m.named_parameters():
-            if not prm.requires_grad:
-                continue
-            (decay if prm.ndim >= 2 and "query" not in name and "registers" not in name else no_decay).append(prm)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def device_name(device: torch.device) -> str:
@@ -101,20 +118,28 @@ def finite_or_none(x: float) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
 
 
-def load_init(path: Path, classes: list[str], task: str, encoder_cfg: dict[str, Any], encoder_sha: str) -> dict[str, Any]:
+def load_init(
+    path: Path, classes: list[str], task: str, encoder_cfg: dict[str, Any], encoder_sha: str
+) -> dict[str, Any]:
     """A linear probe checkpoint to start finetuning from; it must be for this task, classes and encoder."""
     if not path.is_file():
         raise UserError(f"--init {path}: not found")
     ckpt = read_checkpoint(path)
     for key in ("head", "encoder", "classes", "task", "config"):
         if key not in ckpt:
-            raise UserError(f"--init {path}: no {key!r} entry; expected best_ckpt.pt of a `myjepa finetune --config linear` run")
+            raise UserError(
+                f"--init {path}: no {key!r} entry; expected best_ckpt.pt of a `myjepa finetune --config linear` run"
+            )
     if ckpt["task"] != task or list(ckpt["classes"]) != classes:
-        raise UserError(f"--init {path}: trained for task {ckpt['task']!r} with classes {list(ckpt['classes'])}, not task {task!r} with {classes}")
+        raise UserError(
+            f"--init {path}: trained for task {ckpt['task']!r} with classes {list(ckpt['classes'])}, not task {task!r} with {classes}"
+        )
     if ckpt["config"] != encoder_cfg:
         raise UserError(f"--init {path}: its encoder config differs from --encoder's")
     if ckpt.get("encoder_sha256") not in (None, encoder_sha):
-        raise UserError(f"--init {path}: trained on encoder {ckpt.get('encoder_source')} (sha256 {str(ckpt['encoder_sha256'])[:12]}), not on the given --encoder (sha256 {encoder_sha[:12]})")
+        raise UserError(
+            f"--init {path}: trained on encoder {ckpt.get('encoder_source')} (sha256 {str(ckpt['encoder_sha256'])[:12]}), not on the given --encoder (sha256 {encoder_sha[:12]})"
+        )
     return ckpt
 
 
@@ -133,11 +158,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     multiclass = is_multiclass(task)
 
     # data, encoder, and the checks that they fit together
-    dump, splits, train_fold_rows = load_task_data(args.data_dir, args.dump, task, cfg.min_samples, args.val_fold, args.test_fold)
+    dump, splits, train_fold_rows = load_task_data(
+        args.data_dir, args.dump, task, cfg.min_samples, args.val_fold, args.test_fold
+    )
     loaded = load_encoder(args.encoder, args.seed)
     encoder_sha = sha256(loaded.path)
     length = dump.signals.shape[2]
-    crop, stride = check_compatible(loaded.config, str(loaded.path), str(dump.path), dump.fs, dump.leads, length, cfg.crop_s, cfg.stride_s)
+    crop, stride = check_compatible(
+        loaded.config, str(loaded.path), str(dump.path), dump.fs, dump.leads, length, cfg.crop_s, cfg.stride_s
+    )
     starts = crop_starts(length, crop, stride)
     mean, std = norm_stats(dump.signals, train_fold_rows)
     crops = StridedCrops(dump.signals, starts, crop, mean, std)
@@ -156,18 +185,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     trained = [head] if cfg.frozen else [encoder, head]
     optimizer = torch.optim.AdamW(param_groups(trained, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas))
     use_cache = cfg.frozen and cfg.feature_cache
-    print(f"finetune: task {task} ({len(classes)} classes), protocol {cfg.protocol}, encoder {loaded.path} ({'pretrained' if loaded.pretrained else 'random init'}), "
-          f"{len(train_rows)}/{len(val_rows)}/{len(test_rows)} train/val/test records, {len(starts)} crops of {crop} samples, device {device_name(device)}", flush=True)
+    print(
+        f"finetune: task {task} ({len(classes)} classes), protocol {cfg.protocol}, encoder {loaded.path} ({'pretrained' if loaded.pretrained else 'random init'}), "
+        f"{len(train_rows)}/{len(val_rows)}/{len(test_rows)} train/val/test records, {len(starts)} crops of {crop} samples, device {device_name(device)}",
+        flush=True,
+    )
 
     cache_dir = out / ".feature_cache"
-    logger = MetricsLogger(out, args.wandb, name=f"{task}-{cfg.protocol}-s{args.seed}", config={"task": task, "seed": args.seed, "encoder": str(loaded.path), **to_dict(cfg)})
+    logger = MetricsLogger(
+        out,
+        args.wandb,
+        name=f"{task}-{cfg.protocol}-s{args.seed}",
+        config={"task": task, "seed": args.seed, "encoder": str(loaded.path), **to_dict(cfg)},
+    )
     try:
         caches: dict[str, np.ndarray] = {}
         t_cache = time.time()
         if use_cache:
             bar = Progress(len(train_rows) + len(val_rows) + len(test_rows), "encoding crops", "records")
             for split, rows in (("train", train_rows), ("val", val_rows), ("test", test_rows)):
-                caches[split] = encode_cache(encoder, crops, rows, device, cfg.eval_batch_size, cfg.amp, cache_dir, bar.update)
+                caches[split] = encode_cache(
+                    encoder, crops, rows, device, cfg.eval_batch_size, cfg.amp, cache_dir, bar.update
+                )
             bar.close()
         t_train = time.time()
         cache_s = t_train - t_cache
@@ -181,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         evals_since_best, loss_sum, loss_count, step, eval_s = 0, 0.0, 0, 0, 0.0
         bar = Progress(cfg.steps, f"{cfg.protocol} {task}", "steps")
         for step in range(1, cfg.steps + 1):
-            lr = lr_at(step - 1, cfg)
+            lr = warmup_cosine(step - 1, cfg.warmup_steps, cfg.steps, cfg.lr, cfg.min_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             idx = rng.integers(0, len(train_rows), size=cfg.batch_size)
@@ -201,11 +240,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_([p for m in trained for p in m.parameters() if p.requires_grad], cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(
+                    [p for m in trained for p in m.parameters() if p.requires_grad], cfg.grad_clip
+                )
             optimizer.step()
             loss_value = loss.item()
             if not math.isfinite(loss_value):
-                raise UserError(f"training loss is {loss_value} at step {step}; lower lr (now {lr:.3g}) or check the dump for bad values")
+                raise UserError(
+                    f"training loss is {loss_value} at step {step}; lower lr (now {lr:.3g}) or check the dump for bad values"
+                )
             loss_sum, loss_count = loss_sum + loss_value, loss_count + 1
             if step % cfg.log_interval == 0 or step == cfg.steps:
                 logger.log({"train/loss": loss_sum / loss_count, "train/lr": lr}, step)
@@ -217,16 +260,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 eval_s += time.time() - t_eval
                 aucs = class_aucs(splits.targets["val"], val_scores)
                 val_auc = float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
-                improved = best_state is None or (math.isfinite(val_auc) and (not math.isfinite(best_auc) or val_auc > best_auc))
+                improved = best_state is None or (
+                    math.isfinite(val_auc) and (not math.isfinite(best_auc) or val_auc > best_auc)
+                )
                 if improved:
                     best_auc, best_step, best_val_scores = val_auc, step, val_scores
-                    best_state = {"head": copy.deepcopy(head.state_dict()), "encoder": None if cfg.frozen else copy.deepcopy(encoder.state_dict())}
+                    best_state = {
+                        "head": copy.deepcopy(head.state_dict()),
+                        "encoder": None if cfg.frozen else copy.deepcopy(encoder.state_dict()),
+                    }
                     evals_since_best = 0
                 else:
                     evals_since_best += 1
                 logger.log({"val/auc": val_auc, "val/best_auc": best_auc}, step)
                 if cfg.patience and evals_since_best >= cfg.patience:
-                    print(f"finetune: early stop at step {step}: no better val macro AUC in {cfg.patience} evaluations (best {best_auc:.4f} at step {best_step})", flush=True)
+                    print(
+                        f"finetune: early stop at step {step}: no better val macro AUC in {cfg.patience} evaluations (best {best_auc:.4f} at step {best_step})",
+                        flush=True,
+                    )
                     break
         bar.close()
         steps_run = step
@@ -246,9 +297,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_pos = test_targets.sum(0)
         class_rows = []
         for name, auc, pos in zip(classes, test_class_aucs, n_pos):
-            note = "" if np.isfinite(auc) else ("no positive record in the test fold" if pos == 0 else "no negative record in the test fold")
+            note = (
+                ""
+                if np.isfinite(auc)
+                else ("no positive record in the test fold" if pos == 0 else "no negative record in the test fold")
+            )
             class_rows.append({"name": name, "auc": finite_or_none(auc), "n_pos": int(pos), "note": note})
-        test_metrics = {"test/auc": test_auc} | {f"test/auc/{c['name']}": c["auc"] for c in class_rows if c["auc"] is not None}
+        test_metrics = {"test/auc": test_auc} | {
+            f"test/auc/{c['name']}": c["auc"] for c in class_rows if c["auc"] is not None
+        }
         logger.log(test_metrics, steps_run)
         logger.summary(test_metrics | {"val/best_auc": best_auc})
 
@@ -257,7 +314,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "encoder": encoder.state_dict(),
             "config": loaded.config,
             "head": head.state_dict(),
-            "head_config": {"dim": encoder.dim, "num_classes": len(classes), "num_heads": cfg.head_num_heads, "dropout": cfg.dropout},
+            "head_config": {
+                "dim": encoder.dim,
+                "num_classes": len(classes),
+                "num_heads": cfg.head_num_heads,
+                "dropout": cfg.dropout,
+            },
             "classes": classes,
             "task": task,
             "protocol": cfg.protocol,
@@ -275,7 +337,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch.save(ckpt, tmp)
         with atomic_path(out / "predictions.npz") as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, classes=np.array(classes), val_targets=splits.targets["val"], val_scores=best_val_scores, test_targets=test_targets, test_scores=test_scores)
+                np.savez(
+                    f,
+                    classes=np.array(classes),
+                    val_targets=splits.targets["val"],
+                    val_scores=best_val_scores,
+                    test_targets=test_targets,
+                    test_scores=test_scores,
+                )
         results = {
             "task": task,
             "protocol": cfg.protocol,
@@ -298,8 +367,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "timing": {"cache_s": round(cache_s, 2), "train_s": round(train_s, 2), "eval_s": round(eval_s, 2)},
         }
         write_json(out / "results.json", results)
-        print(f"finetune: test macro AUC {test_auc:.4f} [{ci[0]:.4f}, {ci[1]:.4f}] (best val {best_auc:.4f} at step {best_step}/{steps_run}), "
-              f"{results['wall_time_s']:.1f} s -> {out / 'results.json'}", flush=True)
+        print(
+            f"finetune: test macro AUC {test_auc:.4f} [{ci[0]:.4f}, {ci[1]:.4f}] (best val {best_auc:.4f} at step {best_step}/{steps_run}), "
+            f"{results['wall_time_s']:.1f} s -> {out / 'results.json'}",
+            flush=True,
+        )
     finally:
         logger.close()
         shutil.rmtree(cache_dir, ignore_errors=True)

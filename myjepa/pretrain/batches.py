@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from myjepa.data.dump import Dump, open_dump, sidecars
-from myjepa.data.masks import MaskCollator
+from myjepa.dumps import Dump, open_dump, sidecars
 from myjepa.errors import UserError
+from myjepa.pretrain.masks import MaskCollator
 
 
 @dataclass
@@ -60,7 +60,10 @@ def dataset_weights(names: list[str], weights: dict[str, float]) -> dict[str, fl
         return {n: 1.0 for n in names}
     missing = [n for n in names if n not in weights]
     if missing:
-        raise UserError(f"--data {missing[0]!r} has no weight in the config's datasets {weights}; set one with --set 'datasets={{...}}'")
+        raise UserError(
+            f"--data {missing[0]!r} has no weight in the config's datasets {weights}; "
+            "set one with --set 'datasets={...}'"
+        )
     return {n: weights[n] for n in names}
 
 
@@ -93,10 +96,12 @@ def open_sources(data: list[tuple[str, Path]], cfg: Any) -> list[Source]:
         _, stats_path = sidecars(path)
         if dump.fs != cfg.fs:
             raise UserError(f"{stats_path}: fs {dump.fs} but the config expects fs {cfg.fs}")
-        if [l.lower() for l in dump.leads] != [l.lower() for l in cfg.leads]:
+        if [lead.lower() for lead in dump.leads] != [lead.lower() for lead in cfg.leads]:
             raise UserError(f"{stats_path}: leads {dump.leads} differ from the config's {cfg.leads}")
         if dump.signals.shape[2] < cfg.channel_size:
-            raise UserError(f"{path}: records hold {dump.signals.shape[2]} samples, shorter than channel_size {cfg.channel_size}")
+            raise UserError(
+                f"{path}: records hold {dump.signals.shape[2]} samples, shorter than channel_size {cfg.channel_size}"
+            )
         if len(dump) == 0:
             raise UserError(f"{path}: the dump holds no records")
         mean = np.asarray(dump.stats["mean"], dtype=np.float32).reshape(12, 1)
@@ -114,7 +119,16 @@ def ignore_stop_signals(worker_id: int) -> None:
 class CropBatches(torch.utils.data.Dataset):
     """Item `step` = one local batch (x (B, 12, C) float32, ctx_idx, tgt_idx) for this rank."""
 
-    def __init__(self, sources: list[Source], batch_size: int, channel_size: int, collator: MaskCollator, seed: int, rank: int = 0, length: int = 2**62) -> None:
+    def __init__(
+        self,
+        sources: list[Source],
+        batch_size: int,
+        channel_size: int,
+        collator: MaskCollator,
+        seed: int,
+        rank: int = 0,
+        length: int = 2**62,
+    ) -> None:
         self.sources = sources
         self.batch_size = batch_size
         self.channel_size = channel_size

@@ -44,7 +44,9 @@ def bootstrap_indices(n: int, samples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(samples, n))
 
 
-def bootstrap_macro_auc(targets: np.ndarray, scores: np.ndarray, samples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_macro_auc(
+    targets: np.ndarray, scores: np.ndarray, samples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile CI of the macro AUC over `samples` resamples of the records.
 
     Each resample averages the classes defined within it (a rare class can lose its positives).

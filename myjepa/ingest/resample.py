@@ -42,7 +42,9 @@ def resample_poly(x: np.ndarray, up: int, down: int) -> np.ndarray:
     n_out = -(-n_in * up // down)
     y = np.empty(x.shape[:-1] + (n_out,))
     pad_left = len(h) // up + 1
-    xp = np.concatenate([np.zeros(x.shape[:-1] + (pad_left,)), x, np.zeros(x.shape[:-1] + (len(h) // up + down + 1,))], axis=-1)
+    xp = np.concatenate(
+        [np.zeros(x.shape[:-1] + (pad_left,)), x, np.zeros(x.shape[:-1] + (len(h) // up + down + 1,))], axis=-1
+    )
     for c in range(min(up, n_out)):
         # output k = c + j*up sits at upsampled position k*down + half = up*i0 + phase
         phase, i0 = divmod(c * down + half, up)[::-1]

@@ -22,9 +22,10 @@ import json
 import math
 import platform
 import time
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,16 +33,43 @@ import pandas as pd
 from myjepa.errors import UserError, run_cli
 from myjepa.utils.io import atomic_path
 
-RESULT_KEYS = ("test_auc", "test_auc_ci", "val_best_auc", "classes", "n_train", "n_val", "n_test", "steps", "wall_time_s", "device")
+RESULT_KEYS = (
+    "test_auc",
+    "test_auc_ci",
+    "val_best_auc",
+    "classes",
+    "n_train",
+    "n_val",
+    "n_test",
+    "steps",
+    "wall_time_s",
+    "device",
+)
 TASKS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm", "ST-MEM")
 
 # Published macro AUCs on PTB-XL's test fold, shown beside ours.
-PTBXL_BENCHMARK = {"all": 0.925, "diagnostic": 0.937, "subdiagnostic": 0.930, "superdiagnostic": 0.930, "form": 0.899, "rhythm": 0.957}
+PTBXL_BENCHMARK = {
+    "all": 0.925,
+    "diagnostic": 0.937,
+    "subdiagnostic": 0.930,
+    "superdiagnostic": 0.930,
+    "form": 0.899,
+    "rhythm": 0.957,
+}
 PTBXL_SOURCE = "Strodthoff et al. 2021, Deep learning for ECG analysis: benchmarks and insights from PTB-XL, IEEE JBHI 25(5) — best supervised model per task"
 ECGJEPA = {("all", "linear"): 0.940, ("all", "finetune"): 0.944}
 ECGJEPA_SOURCE = "Kim 2024, Learning general representation of 12-lead electrocardiogram with a joint-embedding predictive architecture (ECG-JEPA), arXiv:2410.08559 — ViT-S pretrained on MIMIC-IV-ECG"
 CURVES = ("train/loss", "train/pred_loss", "train/sigreg_loss", "train/lr")
-SOFTWARE = ("myjepa", "torch", "numpy", "pandas", "scikit-learn", "matplotlib", "snakemake", "snakemake-executor-plugin-slurm")
+SOFTWARE = (
+    "myjepa",
+    "torch",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "matplotlib",
+    "snakemake",
+    "snakemake-executor-plugin-slurm",
+)
 
 
 # ---- aggregation -------------------------------------------------------------------------------
@@ -71,40 +99,62 @@ def nan_if_none(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
 
-def aggregate(result_paths: Sequence[Path], encoders: dict[str, dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def aggregate(
+    result_paths: Sequence[Path], encoders: dict[str, dict[str, Any]]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(one row per finetune job, one per job x class, mean/std over seeds with the baseline beside)."""
     rows, class_rows = [], []
     for path in result_paths:
         path = Path(path)
         where, result = layout_of(path), read_result(path)
-        info = encoders.get(where["encoder"], {"kind": "pretrained", "group": where["encoder"], "baseline": None, "model": "", "pretrain_seed": None})
+        info = encoders.get(
+            where["encoder"],
+            {"kind": "pretrained", "group": where["encoder"], "baseline": None, "model": "", "pretrain_seed": None},
+        )
         lo, hi = (result["test_auc_ci"] or [None, None])[:2]
-        rows.append({
-            **where,
-            "kind": info["kind"],
-            "group": info["group"],
-            "baseline": info.get("baseline") or "",
-            "model": info.get("model", ""),
-            "pretrain_seed": info.get("pretrain_seed"),
-            "test_auc": nan_if_none(result["test_auc"]),
-            "ci_lo": nan_if_none(lo),
-            "ci_hi": nan_if_none(hi),
-            "val_best_auc": nan_if_none(result["val_best_auc"]),
-            "n_train": result["n_train"],
-            "n_val": result["n_val"],
-            "n_test": result["n_test"],
-            "steps": result["steps"],
-            "wall_time_s": result["wall_time_s"],
-            "device": result["device"],
-            "encoder_sha256": result.get("encoder_sha256", ""),
-            "results": str(path),
-        })
+        rows.append(
+            {
+                **where,
+                "kind": info["kind"],
+                "group": info["group"],
+                "baseline": info.get("baseline") or "",
+                "model": info.get("model", ""),
+                "pretrain_seed": info.get("pretrain_seed"),
+                "test_auc": nan_if_none(result["test_auc"]),
+                "ci_lo": nan_if_none(lo),
+                "ci_hi": nan_if_none(hi),
+                "val_best_auc": nan_if_none(result["val_best_auc"]),
+                "n_train": result["n_train"],
+                "n_val": result["n_val"],
+                "n_test": result["n_test"],
+                "steps": result["steps"],
+                "wall_time_s": result["wall_time_s"],
+                "device": result["device"],
+                "encoder_sha256": result.get("encoder_sha256", ""),
+                "results": str(path),
+            }
+        )
         for c in result["classes"]:
-            class_rows.append({**where, "group": info["group"], "class": c["name"], "auc": nan_if_none(c.get("auc")), "n_pos": c.get("n_pos"), "note": c.get("note") or ""})
+            class_rows.append(
+                {
+                    **where,
+                    "group": info["group"],
+                    "class": c["name"],
+                    "auc": nan_if_none(c.get("auc")),
+                    "n_pos": c.get("n_pos"),
+                    "note": c.get("note") or "",
+                }
+            )
     if not rows:
         raise UserError("no finetune results to aggregate")
-    jobs = pd.DataFrame(rows).sort_values(["task", "protocol", "kind", "group", "encoder", "seed"], kind="stable").reset_index(drop=True)
-    per_class = pd.DataFrame(class_rows, columns=["encoder", "task", "protocol", "seed", "group", "class", "auc", "n_pos", "note"])
+    jobs = (
+        pd.DataFrame(rows)
+        .sort_values(["task", "protocol", "kind", "group", "encoder", "seed"], kind="stable")
+        .reset_index(drop=True)
+    )
+    per_class = pd.DataFrame(
+        class_rows, columns=["encoder", "task", "protocol", "seed", "group", "class", "auc", "n_pos", "note"]
+    )
     return jobs, per_class, summarise(jobs)
 
 
@@ -199,21 +249,72 @@ def auc_table(summary: pd.DataFrame) -> str:
         jepa = ECGJEPA.get((r.task, "finetune" if "finetune" in r.protocol else r.protocol))
         ref.append(fmt(jepa) if jepa else "—")
         delta = r.delta_vs_baseline
-        delta_txt = "—" if not math.isfinite(delta) else f'<span class="{"up" if delta > 0 else "down"}">{delta:+.3f}</span>'
-        rows.append([
-            esc(r.task), esc(r.protocol), esc(r.group), int(r.n),
-            mean_std(r.auc_mean, r.auc_std), f"[{fmt(r.ci_lo_mean)}, {fmt(r.ci_hi_mean)}]",
-            esc(r.baseline or "—"), mean_std(r.baseline_auc_mean, r.baseline_auc_std), delta_txt, *ref,
-        ])
-    header = ["task", "protocol", "encoder", "runs", "test AUC (mean ± std)", "bootstrap 95 % CI (mean)",
-              "random init", "random-init AUC", "Δ vs random", "PTB-XL benchmark¹", "ECG-JEPA ViT-S²"]
+        delta_txt = (
+            "—" if not math.isfinite(delta) else f'<span class="{"up" if delta > 0 else "down"}">{delta:+.3f}</span>'
+        )
+        rows.append(
+            [
+                esc(r.task),
+                esc(r.protocol),
+                esc(r.group),
+                int(r.n),
+                mean_std(r.auc_mean, r.auc_std),
+                f"[{fmt(r.ci_lo_mean)}, {fmt(r.ci_hi_mean)}]",
+                esc(r.baseline or "—"),
+                mean_std(r.baseline_auc_mean, r.baseline_auc_std),
+                delta_txt,
+                *ref,
+            ]
+        )
+    header = [
+        "task",
+        "protocol",
+        "encoder",
+        "runs",
+        "test AUC (mean ± std)",
+        "bootstrap 95 % CI (mean)",
+        "random init",
+        "random-init AUC",
+        "Δ vs random",
+        "PTB-XL benchmark¹",
+        "ECG-JEPA ViT-S²",
+    ]
     return table(header, rows, "auc")
 
 
 def jobs_table(jobs: pd.DataFrame) -> str:
-    rows = [[esc(r.task), esc(r.protocol), esc(r.encoder), r.seed, fmt(r.test_auc), f"[{fmt(r.ci_lo)}, {fmt(r.ci_hi)}]", fmt(r.val_best_auc),
-             f"{r.n_train}/{r.n_val}/{r.n_test}", r.steps, fmt(float(r.wall_time_s), 0), esc(r.device)] for r in jobs.itertuples()]
-    return table(["task", "protocol", "encoder", "seed", "test AUC", "95 % CI", "best val AUC", "train/val/test", "steps", "wall s", "device"], rows)
+    rows = [
+        [
+            esc(r.task),
+            esc(r.protocol),
+            esc(r.encoder),
+            r.seed,
+            fmt(r.test_auc),
+            f"[{fmt(r.ci_lo)}, {fmt(r.ci_hi)}]",
+            fmt(r.val_best_auc),
+            f"{r.n_train}/{r.n_val}/{r.n_test}",
+            r.steps,
+            fmt(float(r.wall_time_s), 0),
+            esc(r.device),
+        ]
+        for r in jobs.itertuples()
+    ]
+    return table(
+        [
+            "task",
+            "protocol",
+            "encoder",
+            "seed",
+            "test AUC",
+            "95 % CI",
+            "best val AUC",
+            "train/val/test",
+            "steps",
+            "wall s",
+            "device",
+        ],
+        rows,
+    )
 
 
 def per_class_tables(per_class: pd.DataFrame) -> str:
@@ -224,7 +325,15 @@ def per_class_tables(per_class: pd.DataFrame) -> str:
         wide = part.pivot_table(index="class", columns="column", values="auc", aggfunc="mean", dropna=False)
         n_pos = part.groupby("class")["n_pos"].max()
         notes = part[part["note"] != ""].groupby("class")["note"].first()
-        rows = [[esc(c), int(n_pos.get(c, 0)) if pd.notna(n_pos.get(c)) else "—", *[fmt(v) for v in wide.loc[c]], esc(notes.get(c, ""))] for c in wide.index]
+        rows = [
+            [
+                esc(c),
+                int(n_pos.get(c, 0)) if pd.notna(n_pos.get(c)) else "—",
+                *[fmt(v) for v in wide.loc[c]],
+                esc(notes.get(c, "")),
+            ]
+            for c in wide.index
+        ]
         out.append(f"<h3>{esc(task)}</h3>" + table(["class", "test positives", *wide.columns, "note"], rows, "small"))
     return "".join(out)
 
@@ -260,10 +369,23 @@ def roc_figures(jobs: pd.DataFrame) -> str:
                 if not npz.is_file():
                     continue
                 with np.load(npz, allow_pickle=False) as pred:
-                    fpr, tpr = macro_roc(np.asarray(pred["test_targets"]), np.asarray(pred["test_scores"], dtype=np.float64))
-                ax.plot(fpr, tpr, ls="--" if r.kind == "random" else "-", label=f"{r.encoder} s{r.seed} (AUC {fmt(r.test_auc)})")
+                    fpr, tpr = macro_roc(
+                        np.asarray(pred["test_targets"]), np.asarray(pred["test_scores"], dtype=np.float64)
+                    )
+                ax.plot(
+                    fpr,
+                    tpr,
+                    ls="--" if r.kind == "random" else "-",
+                    label=f"{r.encoder} s{r.seed} (AUC {fmt(r.test_auc)})",
+                )
             ax.plot([0, 1], [0, 1], color="0.8", lw=0.8)
-            ax.set(title=f"{task} · {protocol}", xlabel="false positive rate", ylabel="true positive rate (macro)", xlim=(0, 1), ylim=(0, 1))
+            ax.set(
+                title=f"{task} · {protocol}",
+                xlabel="false positive rate",
+                ylabel="true positive rate (macro)",
+                xlim=(0, 1),
+                ylim=(0, 1),
+            )
             ax.legend(fontsize=7, loc="lower right")
         out.append(png(fig))
     return "".join(out)
@@ -335,13 +457,21 @@ pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:12px}img{max-width:10
 """
 
 
-def render(jobs: pd.DataFrame, summary: pd.DataFrame, per_class: pd.DataFrame, runs: Sequence[Path], config: dict[str, Any], image: str | None) -> str:
+def render(
+    jobs: pd.DataFrame,
+    summary: pd.DataFrame,
+    per_class: pd.DataFrame,
+    runs: Sequence[Path],
+    config: dict[str, Any],
+    image: str | None,
+) -> str:
     import yaml
 
     wins = summary[(summary["kind"] == "pretrained") & summary["delta_vs_baseline"].notna()]
     verdict = (
         f"The pretrained encoder beats random init in {int((wins['delta_vs_baseline'] > 0).sum())} of {len(wins)} task × protocol comparisons."
-        if len(wins) else "No random-init baseline was evaluated."
+        if len(wins)
+        else "No random-init baseline was evaluated."
     )
     data = {
         "jobs": json.loads(jobs.to_json(orient="records")),
@@ -349,14 +479,18 @@ def render(jobs: pd.DataFrame, summary: pd.DataFrame, per_class: pd.DataFrame, r
     }
     refs = table(
         ["task", "PTB-XL benchmark, best supervised¹", "ECG-JEPA linear²", "ECG-JEPA finetuned²"],
-        [[t, fmt(PTBXL_BENCHMARK[t]), fmt(ECGJEPA.get((t, "linear"))), fmt(ECGJEPA.get((t, "finetune")))] for t in PTBXL_BENCHMARK],
+        [
+            [t, fmt(PTBXL_BENCHMARK[t]), fmt(ECGJEPA.get((t, "linear"))), fmt(ECGJEPA.get((t, "finetune")))]
+            for t in PTBXL_BENCHMARK
+        ],
     )
     software = table(["software", "version"], [[esc(k), esc(v)] for k, v in versions().items()])
     sections = [
         f"<h1>MyJEPA report</h1><p class='muted'>generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')} · {len(jobs)} finetune jobs · "
         f"{len(runs)} pretraining run(s)</p><p><b>{esc(verdict)}</b></p>",
         "<h2>Test macro AUC</h2><p class='muted'>Mean ± sample std over seeds (pretraining × finetuning); the bootstrap CI "
-        "(resamples of the test records; `bootstrap_samples` in each job's config) is averaged over seeds. Δ: pretrained minus random-init mean.</p>" + auc_table(summary),
+        "(resamples of the test records; `bootstrap_samples` in each job's config) is averaged over seeds. Δ: pretrained minus random-init mean.</p>"
+        + auc_table(summary),
         f"<h2>Published reference numbers</h2>{refs}<p class='muted'>¹ {esc(PTBXL_SOURCE)}.<br>² {esc(ECGJEPA_SOURCE)}. "
         "Reference numbers are on real PTB-XL; the demo's synthetic data is not comparable with them.</p>",
         f"<h2>Every finetune job</h2>{jobs_table(jobs)}",
@@ -395,7 +529,7 @@ def cmd_html(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int | None:
-    parser = argparse.ArgumentParser(prog="python -m myjepa.report", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="myjepa report", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     agg = sub.add_parser("aggregate", help="finetune results.json files -> auc.csv, auc_summary.csv, auc_per_class.csv")
     agg.add_argument("results", nargs="+", help=".../ENCODER/TASK/PROTOCOL/sSEED/results.json")
@@ -407,7 +541,9 @@ def main(argv: Sequence[str] | None = None) -> int | None:
     rep.add_argument("--auc", required=True)
     rep.add_argument("--summary", required=True)
     rep.add_argument("--per-class", required=True)
-    rep.add_argument("--pretrain-runs", nargs="*", default=[], help="encoder.pt of each run; metrics.jsonl is read beside it")
+    rep.add_argument(
+        "--pretrain-runs", nargs="*", default=[], help="encoder.pt of each run; metrics.jsonl is read beside it"
+    )
     rep.add_argument("--config-json", default="", help="the workflow config, shown in the report")
     rep.add_argument("--image", default="", help="Apptainer image whose sha256 the report shows")
     rep.add_argument("--out", required=True)

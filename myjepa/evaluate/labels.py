@@ -135,7 +135,11 @@ def make_splits(folds: np.ndarray, labels: TaskLabels, task: str, val_fold: int,
     if val_fold == test_fold:
         raise UserError(f"--val-fold and --test-fold are both {val_fold}: they must differ")
     all_folds = sorted(int(f) for f in np.unique(folds))
-    fold_sets = {"train": [f for f in all_folds if f not in (val_fold, test_fold)], "val": [val_fold], "test": [test_fold]}
+    fold_sets = {
+        "train": [f for f in all_folds if f not in (val_fold, test_fold)],
+        "val": [val_fold],
+        "test": [test_fold],
+    }
     kept_rows = np.flatnonzero(labels.keep)
     kept_folds = folds[kept_rows]
     rows, targets = {}, {}
@@ -149,7 +153,9 @@ def make_splits(folds: np.ndarray, labels: TaskLabels, task: str, val_fold: int,
     return Splits(labels.classes, rows, targets, fold_sets)
 
 
-def check_dump_index(index: pd.DataFrame, db: pd.DataFrame, skipped_ids: set[int], dump_name: str, db_name: str) -> None:
+def check_dump_index(
+    index: pd.DataFrame, db: pd.DataFrame, skipped_ids: set[int], dump_name: str, db_name: str
+) -> None:
     """The dump must hold exactly the database records (minus those the converter skipped), in ecg_id order."""
     if "ecg_id" not in index.columns:
         raise UserError(f"{dump_name}: the dump index has no ecg_id column; is this a PTB-XL dump?")
@@ -158,8 +164,15 @@ def check_dump_index(index: pd.DataFrame, db: pd.DataFrame, skipped_ids: set[int
         expected = expected[~np.isin(expected, list(skipped_ids))]
     got = index["ecg_id"].to_numpy()
     if len(got) != len(expected):
-        raise UserError(f"{dump_name}: {len(got)} records but {db_name} lists {len(expected)}" + (f" (after the {len(skipped_ids)} the converter skipped)" if skipped_ids else "") + "; convert the dump from this PTB-XL folder")
+        raise UserError(
+            f"{dump_name}: {len(got)} records but {db_name} lists {len(expected)}"
+            + (f" (after the {len(skipped_ids)} the converter skipped)" if skipped_ids else "")
+            + "; convert the dump from this PTB-XL folder"
+        )
     bad = np.flatnonzero(got != expected)
     if len(bad):
         i = int(bad[0])
-        raise UserError(f"{dump_name}: row {i} holds ecg_id {got[i]} but {db_name} has ecg_id {expected[i]} there; dump and database do not match")
+        raise UserError(
+            f"{dump_name}: row {i} holds ecg_id {got[i]} but {db_name} has ecg_id {expected[i]} there; "
+            "dump and database do not match"
+        )

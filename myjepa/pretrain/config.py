@@ -1,0 +1,85 @@
+"""The pretraining config: the encoder's fields, then predictor, SIGReg, masking, optimisation.
+
+Shipped configs live beside this file in `configs/` (`ViTS_mimic`, `ViTXS_mimic`, `tiny`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from myjepa import config
+from myjepa.config import check
+from myjepa.models.config import EncoderConfig
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class PretrainConfig(EncoderConfig):
+    """Everything that defines a pretraining run."""
+
+    # predictor
+    pred_dim: int
+    pred_depth: int
+    pred_num_heads: int
+    # projector and SIGReg
+    proj_hidden: int
+    proj_dim: int
+    sigreg_lambda: float
+    sigreg_slices: int
+    sigreg_points: int
+    sigreg_t_max: float
+    # masking (the mask collator checks the ratios)
+    min_block_size: int
+    min_keep_ratio: float
+    max_keep_ratio: float
+    # optimisation
+    batch_size: int  # global batch, split over DDP ranks
+    steps: int
+    lr: float
+    min_lr: float
+    warmup_steps: int
+    weight_decay: float
+    final_weight_decay: float
+    betas: list[float]
+    grad_clip: float  # 0 disables clipping
+    accum_steps: int
+    # data sampling: dump name -> sampling weight
+    datasets: dict[str, float]
+    folds: list[int]  # dumps with a strat_fold column (PTB-XL) contribute only these folds
+    num_workers: int
+    # bookkeeping
+    log_interval: int
+    checkpoint_interval: int
+    best_loss_window: int  # steps in the running mean that picks best_ckpt.pt
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(
+            self.pred_dim % self.pred_num_heads == 0,
+            f"pred_dim {self.pred_dim} is not divisible by pred_num_heads {self.pred_num_heads}",
+        )
+        check(len(self.betas) == 2, "betas must have two values")
+        check(
+            self.batch_size > 0 and self.steps > 0 and self.accum_steps > 0,
+            "batch_size, steps and accum_steps must be positive",
+        )
+        check(
+            bool(self.datasets) and all(w > 0 for w in self.datasets.values()),
+            "datasets needs at least one name with a positive weight",
+        )
+        check(
+            min(self.log_interval, self.checkpoint_interval, self.best_loss_window) > 0,
+            "log_interval, checkpoint_interval and best_loss_window must be positive",
+        )
+
+
+def shipped_configs() -> list[str]:
+    return config.shipped_configs(CONFIG_DIR)
+
+
+def load_config(name_or_path: str | Path, **overrides: Any) -> PretrainConfig:
+    """The validated pretraining config: `load_config('ViTS_mimic', batch_size=32)`."""
+    return config.load(PretrainConfig, name_or_path, CONFIG_DIR, overrides)
