@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from myjepa.evaluate.finetune import main as finetune_main
-from myjepa.ingest.writer import main as convert_main
+from myjepa.ingest.convert import main as convert_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "ptb-xl-sample"

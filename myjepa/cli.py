@@ -11,7 +11,7 @@ from myjepa.errors import run_cli
 
 COMMANDS = {
     "synth": ("myjepa.ingest.synth", "write a synthetic demo dataset in the PTB-XL or MIMIC-IV-ECG layout"),
-    "convert": ("myjepa.ingest.writer", "convert raw PTB-XL / MIMIC-IV-ECG to dumps, or merge partial dumps"),
+    "convert": ("myjepa.ingest.convert", "convert raw PTB-XL / MIMIC-IV-ECG to dumps, or merge partial dumps"),
     "pretrain": ("myjepa.pretrain.train", "self-supervised pretraining of an encoder on ECG dumps"),
     "finetune": ("myjepa.evaluate.finetune", "linear probing or finetuning on a PTB-XL task"),
     "report": ("myjepa.report", "aggregate finetune results into AUC tables and the HTML report"),

@@ -15,9 +15,13 @@ from data_fixtures import MIMIC_NAMES, lead_coded, mimic_tree
 from myjepa import LEADS
 from myjepa.dumps import open_dump
 from myjepa.errors import UserError
+from myjepa.ingest.convert import main
+from myjepa.ingest.merge import merge
+from myjepa.ingest.output import set_npy_rows
 from myjepa.ingest.resample import resample
+from myjepa.ingest.stats import SUM_SHIFT
 from myjepa.ingest.wfdb_io import write_record
-from myjepa.ingest.writer import SUM_SHIFT, convert, main, merge, set_npy_rows
+from myjepa.ingest.writer import convert
 
 SAMPLE = Path(__file__).parent / "data" / "ptb-xl-sample"
 SPOT_CHECK = [1, 2, 3, 136, 138, 144, 146, 455, 457, 463, 700, 1000]
@@ -274,8 +278,8 @@ def test_set_npy_rows_shrinks_a_dump_in_place(tmp_path):
 
 
 def test_values_beyond_float16_are_skipped_not_stored_as_inf(tmp_path):
+    from myjepa.ingest.record import load_ecg
     from myjepa.ingest.wfdb_io import RecordError
-    from myjepa.ingest.writer import load_ecg
 
     write_record(tmp_path / "r", np.full((12, 5000), 30.0), 500, list(LEADS), gain=1000.0)
     x, n_nan = load_ecg(tmp_path / "r", 500)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from myjepa.evaluate.finetune import main as finetune_main
+from myjepa.ingest.convert import main as convert_main
 from myjepa.ingest.synth import main as synth_main
-from myjepa.ingest.writer import main as convert_main
 from myjepa.pretrain.train import main as pretrain_main
 
 PTBXL_RECORDS, MIMIC_RECORDS, PRETRAIN_STEPS = 600, 1000, 150

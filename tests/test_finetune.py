@@ -12,6 +12,7 @@ import yaml
 
 from myjepa import LEADS
 from myjepa.errors import UserError
+from myjepa.evaluate.config import CONFIG_DIR
 from myjepa.evaluate.encoder_io import check_compatible, load_encoder
 from myjepa.evaluate.features import (
     StridedCrops,
@@ -310,3 +311,22 @@ def test_probe_forward_equals_textbook_cross_attention():
     grad_fast = torch.autograd.grad(head(tokens).square().sum(), head.kv.weight)[0]
     grad_ref = torch.autograd.grad(head.reference_forward(tokens).square().sum(), head.kv.weight)[0]
     torch.testing.assert_close(grad_fast, grad_ref, rtol=1e-8, atol=1e-10)
+
+
+def test_results_name_the_encoder_and_protocol(data, tmp_path):
+    """encoder_name and protocol_name: the report's names, given or derived from --encoder and --config."""
+    (tmp_path / "vits").mkdir()
+    enc = VisionTransformer.from_config(ENCODER)
+    torch.save({"encoder": enc.state_dict(), "config": ENCODER}, tmp_path / "vits" / "encoder.pt")
+    res = run(data, tmp_path / "pretrained", encoder=tmp_path / "vits" / "encoder.pt")
+    assert res["encoder_name"] == "vits" and res["protocol_name"] == "linear"  # the checkpoint's folder
+    protocol = tmp_path / "x.yaml"
+    protocol.write_text((CONFIG_DIR / "linear.yaml").read_text())
+    res = run(data, tmp_path / "random", config=str(protocol))
+    assert res["encoder_name"] == f"random-{data['encoder'].stem}" and res["protocol_name"] == "x"
+    assert res["protocol"] == "linear"
+    res = run(data, tmp_path / "named", "--encoder-name", "ViT-S mimic", "--protocol-name", "probe")
+    assert res["encoder_name"] == "ViT-S mimic" and res["protocol_name"] == "probe"
+    assert res["encoder"] == str(data["encoder"]) and res["protocol"] == "linear"
+    with pytest.raises(UserError, match="--encoder-name: the name is empty"):
+        run(data, tmp_path / "empty", "--encoder-name", "")

@@ -118,6 +118,28 @@ def test_resume_with_another_config_is_refused(small_dump, tmp_path):
         run(small_dump, out, "lr=0.5", steps=4)
 
 
+def test_a_run_resumes_only_under_its_own_settings(small_dump, tmp_path, capsys):
+    """Weights-changing settings (steps: the schedules depend on it; the data) refuse a resume, or
+    start afresh with --restart-on-change; bookkeeping keys (log_interval) may change."""
+    out = tmp_path / "run"
+    assert run(small_dump, out, steps=2) == 0
+    with pytest.raises(UserError, match=r"different config \(steps: 2 there, 4 now\).*--restart-on-change"):
+        run(small_dump, out, steps=4)
+    assert run(small_dump, out, "log_interval=2", steps=2) == 0
+    assert "nothing to do" in capsys.readouterr().err
+    other = write_dump(tmp_path / "other.npy", synthetic_ecg(64, seed=2))
+    with pytest.raises(UserError, match=r"different data \(mimic-iv-ecg: "):
+        run(other, out, steps=2)
+
+    assert run(small_dump, out, "--restart-on-change", steps=4) == 0
+    assert "starting afresh (--restart-on-change)" in capsys.readouterr().err
+    assert [line["step"] for line in metrics(out)] == [1, 2, 3, 4]
+    fresh = tmp_path / "fresh"
+    assert run(small_dump, fresh, steps=4) == 0
+    a, b = weights(out / "last_ckpt.pt"), weights(fresh / "last_ckpt.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the restarted run is the fresh run
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(small_dump, tmp_path, monkeypatch, capsys):
     forward = pretrain.MyJEPA.forward
     calls = {"n": 0}

@@ -14,9 +14,10 @@ import wfdb
 from myjepa import LEADS
 from myjepa.dumps import open_dump
 from myjepa.errors import UserError
+from myjepa.ingest.profiles import sample_profile
 from myjepa.ingest.resample import resample_poly
 from myjepa.ingest.simulator import Heart, beat_times, simulate
-from myjepa.ingest.synth import main, sample_profile, synth
+from myjepa.ingest.synth import main, synth
 from myjepa.ingest.writer import convert
 
 SAMPLE = Path(__file__).parent / "data" / "ptb-xl-sample"

@@ -199,6 +199,8 @@ def fabricate_finetune(
         "task": task,
         "protocol": protocol,
         "seed": seed,
+        "encoder_name": encoder,
+        "protocol_name": protocol,
         "encoder": f"/x/{encoder}.pt",
         "encoder_sha256": "ab" * 32,
         "config": {},
@@ -391,6 +393,57 @@ def test_aggregate_bad_results_file_is_a_clear_error(fabricated, capsys):
     assert exit_.value.code == 2
     assert f"{bad}: results lack the key 'test_auc'" in capsys.readouterr().err
     assert not Path("a.csv").exists()
+
+
+def test_aggregate_needs_the_encoder_name_in_results(fabricated, capsys):
+    bad = fabricated["paths"][0]
+    data = json.loads(bad.read_text())
+    del data["encoder_name"]
+    bad.write_text(json.dumps(data))
+    from myjepa.errors import run_cli
+
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(report.main, ["aggregate", "--out", "a.csv", "--summary", "b.csv", "--per-class", "c.csv", str(bad)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"myjepa: error: {bad}: results lack the key 'encoder_name'\n"
+    assert not Path("a.csv").exists()
+
+
+def test_report_names_jobs_from_results_not_paths(tmp_path):
+    """Protocols of one kind under two names stay two rows; the kind picks the reference number; the
+    results.json files may lie anywhere."""
+    rng = np.random.default_rng(1)
+    fab = {"root": tmp_path, "paths": [], "run": tmp_path / "none" / "s0" / "encoder.pt"}
+    fab["encoders"] = {
+        "tiny-s42": {"kind": "pretrained", "group": "tiny", "baseline": "random-tiny", "model": "tiny"},
+        "random-tiny": {"kind": "random", "group": "random-tiny", "baseline": None, "model": "tiny"},
+    }
+    for i, (name, kind) in enumerate((("linear", "linear"), ("probe", "linear"), ("ft", "finetune"))):
+        for encoder, auc in (("tiny-s42", 0.8 + i / 100), ("random-tiny", 0.6 + i / 100)):
+            path = fabricate_finetune(tmp_path, encoder, "all", name, 3, auc, ["A", "B"], rng)
+            result = json.loads(path.read_text())
+            assert result["protocol_name"] == name
+            path.write_text(json.dumps({**result, "protocol": kind}))
+            moved = tmp_path / "copied" / f"{encoder}-{name}"  # not the workflow's layout
+            moved.parent.mkdir(exist_ok=True)
+            path.parent.rename(moved)
+            fab["paths"].append(moved / "results.json")
+    out = run_report(fab)
+    jobs = pd.read_csv(out["auc"])
+    assert sorted(zip(jobs["encoder"], jobs["protocol"], jobs["seed"])) == sorted(
+        (e, p, 3) for e in ("tiny-s42", "random-tiny") for p in ("linear", "probe", "ft")
+    )
+    summary = pd.read_csv(out["auc_summary"]).set_index(["task", "protocol", "group"])
+    assert len(summary) == 6
+    assert summary.loc[("all", "linear", "tiny"), "auc_mean"] == 0.8
+    assert summary.loc[("all", "probe", "tiny"), "auc_mean"] == 0.81
+    assert summary.loc[("all", "probe", "tiny"), "baseline_auc_mean"] == 0.61
+    per_class = pd.read_csv(out["auc_per_class"])
+    assert set(per_class["protocol"]) == {"linear", "probe", "ft"}
+    page = out["html"].read_text()
+    for name, reference in (("linear", "0.940"), ("probe", "0.940"), ("ft", "0.944")):
+        row = re.search(rf"<tr><td>all</td><td>{name}</td><td>tiny</td>.*?</tr>", page).group(0)
+        assert row.endswith(f"<td>0.925</td><td>{reference}</td></tr>"), row
 
 
 # ---- the demo DAG end to end on the CI config, then rerun-only-stale against it -----------------
@@ -623,7 +676,7 @@ def test_pretraining_checkpoints_follow_the_settings(ci_run, tmp_path):
     )
 
     runs = yaml.safe_load(CI_CONFIG.read_text())["pretrain"]["runs"]
-    runs[0]["set"]["steps"] += 2  # `steps` alone would let the command resume; the stamp forbids it
+    runs[0]["set"]["steps"] += 2  # the schedules depend on `steps`: --restart-on-change starts afresh
     snakemake(target, "--cores", "2", cwd=work, config=ci_config(work, "model.yaml", pretrain__runs=runs))
     assert "resuming from" not in log.read_text()
     steps = [

@@ -3,11 +3,12 @@
 `--encoder` is a pretraining output (`encoder.pt`, or `best_ckpt.pt` / `last_ckpt.pt` with the
 encoder under the `encoder.` prefix), a finetuning `best_ckpt.pt`, or a model config (shipped
 name or YAML) for a randomly initialised encoder: the baseline a pretrained encoder must beat.
+The encoder's keys and their checks are `myjepa.models.config.EncoderConfig`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from myjepa.models.config import ENCODER_KEYS, EncoderConfig
 from myjepa.models.vit import VisionTransformer
 from myjepa.pretrain.config import CONFIG_DIR as PRETRAIN_CONFIG_DIR
 from myjepa.pretrain.config import load_config
+from myjepa.utils import checkpoint
 
 
 @dataclass
@@ -31,29 +33,29 @@ class LoadedEncoder:
     step: int | None
 
 
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def build_encoder(data: Mapping[str, Any], source: str) -> tuple[VisionTransformer, dict[str, Any]]:
+    """The encoder an EncoderConfig mapping describes, and the validated config as a dict.
+
+    Whatever is wrong with the config (a key, a type, the geometry) is one UserError naming `source`.
+    """
+    try:
+        cfg = from_dict(EncoderConfig, data, source)
+        return VisionTransformer.from_config(cfg), asdict(cfg)  # type: ignore[arg-type]
+    except (UserError, ValueError, RuntimeError) as e:
+        message = str(e)
+        if not message.startswith(f"{source}:"):
+            message = f"{source}: invalid encoder config: {message}"
+        raise UserError(message) from None
 
 
-def encoder_config_from(data: Any, source: str) -> dict[str, Any]:
-    """Validate the encoder fields of a (possibly larger) config mapping."""
+def stored_encoder_config(data: Any, source: str) -> dict[str, Any]:
+    """The encoder keys of the config a checkpoint stores (a pretraining config holds more)."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: no encoder config stored (expected a mapping under 'config')")
     missing = [k for k in ENCODER_KEYS if k not in data]
     if missing:
         raise UserError(f"{source}: encoder config lacks {missing}; not a MyJEPA encoder")
-    return asdict(from_dict(EncoderConfig, {k: data[k] for k in ENCODER_KEYS}, source))  # type: ignore[arg-type]
-
-
-def build_encoder(cfg: dict[str, Any], source: str) -> VisionTransformer:
-    try:
-        return VisionTransformer.from_config(cfg)
-    except (AssertionError, ValueError, RuntimeError) as e:
-        raise UserError(f"{source}: cannot build an encoder from its config {cfg}: {e}") from None
+    return {k: data[k] for k in ENCODER_KEYS}
 
 
 def load_state(encoder: VisionTransformer, state: dict[str, Any], source: str) -> None:
@@ -82,47 +84,45 @@ def load_state(encoder: VisionTransformer, state: dict[str, Any], source: str) -
     encoder.load_state_dict(state)
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for corrupt or foreign files
-        raise UserError(f"{path}: cannot load as a checkpoint: {e}") from None
-    if not isinstance(ckpt, dict):
-        raise UserError(f"{path}: expected a checkpoint dict, got {type(ckpt).__name__}")
-    return ckpt
+def pretrained_encoder(path: Path) -> LoadedEncoder:
+    """The encoder stored in encoder.pt, a finetuning best_ckpt.pt or a pretraining best/last_ckpt.pt."""
+    if not path.is_file():
+        raise UserError(f"encoder checkpoint not found: {path}")
+    ckpt = checkpoint.load(path)
+    if isinstance(ckpt.get("encoder"), dict):  # encoder.pt, or a finetuning best_ckpt.pt
+        state = ckpt["encoder"]
+    elif isinstance(ckpt.get("model"), dict):  # pretraining best_ckpt.pt / last_ckpt.pt
+        state = {k[len("encoder.") :]: v for k, v in ckpt["model"].items() if k.startswith("encoder.")}
+        if not state:
+            raise UserError(f"{path}: the model holds no 'encoder.' weights; is this a MyJEPA pretraining checkpoint?")
+    else:
+        raise UserError(
+            f"{path}: neither an 'encoder' nor a 'model' entry; "
+            "expected encoder.pt, best_ckpt.pt or last_ckpt.pt from `myjepa pretrain`"
+        )
+    encoder, cfg = build_encoder(stored_encoder_config(ckpt.get("config"), str(path)), str(path))
+    load_state(encoder, state, str(path))
+    step = ckpt.get("step")
+    return LoadedEncoder(encoder, cfg, path, True, int(step) if isinstance(step, (int, float)) else None)
+
+
+def random_encoder(spec: str | Path, seed: int) -> LoadedEncoder:
+    """A freshly initialised encoder (seeded) from an encoder-only YAML or a pretraining config."""
+    path = resolve_config_path(spec, PRETRAIN_CONFIG_DIR)
+    data = read_yaml(path)
+    if not set(data) <= set(ENCODER_KEYS):
+        data = load_config(path).encoder_config()
+    torch.manual_seed(seed)
+    encoder, cfg = build_encoder(data, str(path))
+    return LoadedEncoder(encoder, cfg, path, False, None)
 
 
 def load_encoder(spec: str | Path, seed: int = 0) -> LoadedEncoder:
     """Pretrained weights from a .pt file, or a fresh encoder (seeded) from a model config."""
     p = Path(spec)
     if p.suffix == ".pt" or (p.is_file() and p.suffix not in (".yaml", ".yml")):
-        if not p.is_file():
-            raise UserError(f"encoder checkpoint not found: {p}")
-        ckpt = read_checkpoint(p)
-        if isinstance(ckpt.get("encoder"), dict):  # encoder.pt, or a finetuning best_ckpt.pt
-            cfg = encoder_config_from(ckpt.get("config"), str(p))
-            state = ckpt["encoder"]
-        elif isinstance(ckpt.get("model"), dict):  # pretraining best_ckpt.pt / last_ckpt.pt
-            cfg = encoder_config_from(ckpt.get("config"), str(p))
-            state = {k[len("encoder.") :]: v for k, v in ckpt["model"].items() if k.startswith("encoder.")}
-            if not state:
-                raise UserError(f"{p}: the model holds no 'encoder.' weights; is this a MyJEPA pretraining checkpoint?")
-        else:
-            raise UserError(
-                f"{p}: neither an 'encoder' nor a 'model' entry; expected encoder.pt, best_ckpt.pt or last_ckpt.pt from `myjepa pretrain`"
-            )
-        encoder = build_encoder(cfg, str(p))
-        load_state(encoder, state, str(p))
-        step = ckpt.get("step")
-        return LoadedEncoder(encoder, cfg, p, True, int(step) if isinstance(step, (int, float)) else None)
-    path = resolve_config_path(spec, PRETRAIN_CONFIG_DIR)
-    data = read_yaml(path)
-    if set(data) <= set(ENCODER_KEYS):
-        cfg = asdict(from_dict(EncoderConfig, data, str(path)))  # type: ignore[arg-type]
-    else:
-        cfg = load_config(path).encoder_config()
-    torch.manual_seed(seed)
-    return LoadedEncoder(build_encoder(cfg, str(path)), cfg, path, False, None)
+        return pretrained_encoder(p)
+    return random_encoder(spec, seed)
 
 
 def check_compatible(
@@ -138,7 +138,8 @@ def check_compatible(
     """Sampling rate, lead order and crop geometry must fit; returns (crop, stride) in samples."""
     if int(cfg["fs"]) != int(fs):
         raise UserError(
-            f"{source} expects {cfg['fs']} Hz but {dump_name} is sampled at {fs} Hz; convert the dump with --fs {cfg['fs']}"
+            f"{source} expects {cfg['fs']} Hz but {dump_name} is sampled at {fs} Hz; "
+            f"convert the dump with --fs {cfg['fs']}"
         )
     if list(cfg["leads"]) != list(leads):
         raise UserError(f"{source} expects leads {list(cfg['leads'])} but {dump_name} holds {list(leads)}")
@@ -150,11 +151,13 @@ def check_compatible(
     patch = int(cfg["patch_size"])
     if crop % patch:
         raise UserError(
-            f"config key 'crop_s': {crop_s} s = {crop} samples is not a multiple of the encoder's patch_size {patch} ({source})"
+            f"config key 'crop_s': {crop_s} s = {crop} samples is not a multiple of the encoder's patch_size "
+            f"{patch} ({source})"
         )
     if crop > int(cfg["channel_size"]):
         raise UserError(
-            f"config key 'crop_s': {crop} samples is longer than the encoder's channel_size {cfg['channel_size']} ({source})"
+            f"config key 'crop_s': {crop} samples is longer than the encoder's channel_size "
+            f"{cfg['channel_size']} ({source})"
         )
     if crop > length:
         raise UserError(

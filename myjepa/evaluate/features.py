@@ -3,7 +3,8 @@
 Evaluation splits each record into strided crops (2.5 s every 1.25 s: 7 per 10 s record) and
 averages the crop scores. With a frozen encoder those crops are encoded once into a float16 cache
 (records, crops, tokens, dim) and the probe trains on it, drawing training crops from the cached
-ones, instead of pushing every training batch through the encoder.
+ones, instead of pushing every training batch through the encoder. `Features` is what the head
+trains and predicts on, either way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from myjepa.evaluate.config import FinetuneConfig
 from myjepa.evaluate.heads import normalise_tokens
+from myjepa.utils.logging import Progress
 
 MEMORY_CACHE_LIMIT = 16 * 2**30  # larger caches go to a memmap next to the outputs
 
@@ -177,3 +180,63 @@ def predict_encoded(
         scores = scores_from_logits(logits.float(), multiclass)
         out.append(scores.view(len(chunk), len(crops.starts), -1).mean(1).cpu().numpy())
     return np.concatenate(out).astype(np.float32)
+
+
+@dataclass
+class Features:
+    """What the head trains and predicts on: the cached crop tokens of each split, or crops encoded on the fly."""
+
+    crops: StridedCrops
+    rows: dict[str, np.ndarray]  # split -> dump rows
+    caches: dict[str, np.ndarray] | None  # split -> encode_cache() output; None: no cache
+
+    @property
+    def cached(self) -> bool:
+        return self.caches is not None
+
+    def train_tokens(
+        self, encoder: nn.Module, idx: np.ndarray, rng: np.random.Generator, device: torch.device, frozen: bool
+    ) -> torch.Tensor:
+        """Tokens of the training records `idx` (positions in rows["train"]), one crop each at a random place."""
+        if self.caches is not None:
+            crop_idx = rng.integers(0, len(self.crops.starts), size=len(idx))
+            return torch.from_numpy(np.asarray(self.caches["train"][idx, crop_idx], dtype=np.float32)).to(device)
+        c = self.crops
+        x = torch.from_numpy(random_crops(c.signals, self.rows["train"][idx], c.crop, c.mean, c.std, rng)).to(device)
+        with torch.set_grad_enabled(not frozen):
+            return encoder(x)
+
+    def predict(
+        self,
+        encoder: nn.Module,
+        head: nn.Module,
+        split: str,
+        device: torch.device,
+        multiclass: bool,
+        batch_crops: int,
+        amp: str,
+    ) -> np.ndarray:
+        """(records, C) scores of a split's records: the mean over their strided crops."""
+        if self.caches is not None:
+            return predict_cached(head, self.caches[split], device, multiclass)
+        return predict_encoded(encoder, head, self.crops, self.rows[split], device, multiclass, batch_crops, amp)
+
+
+def encode_features(
+    encoder: nn.Module,
+    crops: StridedCrops,
+    rows: dict[str, np.ndarray],
+    device: torch.device,
+    cfg: FinetuneConfig,
+    memmap_dir: Path,
+) -> Features:
+    """The linear protocol's feature cache, split by split (when cfg.feature_cache); otherwise no cache."""
+    if not (cfg.frozen and cfg.feature_cache):
+        return Features(crops, rows, None)
+    bar = Progress(sum(len(r) for r in rows.values()), "encoding crops", "records")
+    caches = {
+        split: encode_cache(encoder, crops, r, device, cfg.eval_batch_size, cfg.amp, memmap_dir, bar.update)
+        for split, r in rows.items()
+    }
+    bar.close()
+    return Features(crops, rows, caches)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from myjepa.errors import UserError
+from myjepa.utils.tables import read_csv
 
 TASKS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm", "ST-MEM")
 DIAGNOSTIC_TASKS = ("diagnostic", "subdiagnostic", "superdiagnostic", "ST-MEM")
@@ -35,34 +36,15 @@ def is_multiclass(task: str) -> bool:
 
 def read_statements(path: str | Path) -> pd.DataFrame:
     """scp_statements.csv indexed by SCP code, with the columns the aggregation needs."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"scp_statements.csv not found: {p}")
-    try:
-        table = pd.read_csv(p, index_col=0)
-    except (OSError, pd.errors.ParserError) as e:
-        raise UserError(f"{p}: cannot read: {e}") from None
     need = ["diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"]
-    missing = [c for c in need if c not in table.columns]
-    if missing:
-        raise UserError(f"{p}: missing column(s) {missing}")
-    return table
+    return read_csv(path, need, "PTB-XL", index_col=0)
 
 
 def read_database(path: str | Path) -> pd.DataFrame:
     """ptbxl_database.csv with `scp_codes` parsed into dicts, in ecg_id order."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"ptbxl_database.csv not found: {p}")
-    try:
-        db = pd.read_csv(p)
-    except (OSError, pd.errors.ParserError) as e:
-        raise UserError(f"{p}: cannot read: {e}") from None
-    missing = [c for c in ("ecg_id", "strat_fold", "scp_codes") if c not in db.columns]
-    if missing:
-        raise UserError(f"{p}: missing column(s) {missing}")
+    db = read_csv(path, ["ecg_id", "strat_fold", "scp_codes"], "PTB-XL")
     db = db.sort_values("ecg_id").reset_index(drop=True)
-    db["scp_codes"] = [parse_scp_codes(s, f"{p}: ecg_id {i}") for i, s in zip(db["ecg_id"], db["scp_codes"])]
+    db["scp_codes"] = [parse_scp_codes(s, f"{Path(path)}: ecg_id {i}") for i, s in zip(db["ecg_id"], db["scp_codes"])]
     return db
 
 

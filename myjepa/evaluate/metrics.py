@@ -33,10 +33,15 @@ def class_aucs(targets: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.array([weighted_auc(targets[:, j], scores[:, j], ones)[0] for j in range(targets.shape[1])])
 
 
+def mean_defined_auc(aucs: np.ndarray) -> float:
+    """Macro AUC from class AUCs (C,): their mean over the classes where it is defined; NaN if none is."""
+    defined = np.isfinite(aucs)
+    return float(np.mean(aucs[defined])) if defined.any() else float("nan")
+
+
 def macro_auc(targets: np.ndarray, scores: np.ndarray) -> float:
     """Mean AUC over the classes where it is defined; NaN if none is."""
-    aucs = class_aucs(targets, scores)
-    return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
+    return mean_defined_auc(class_aucs(targets, scores))
 
 
 def bootstrap_indices(n: int, samples: int, seed: int) -> np.ndarray:

@@ -8,7 +8,6 @@ build batches ahead in any order. Nothing is read at start-up beyond each dump's
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,12 +107,6 @@ def open_sources(data: list[tuple[str, Path]], cfg: Any) -> list[Source]:
         std = np.maximum(np.asarray(dump.stats["std"], dtype=np.float32).reshape(12, 1), 1e-6)
         sources.append(Source(name, dump, folds_rows(dump, cfg.folds), weights[name], mean, std))
     return sources
-
-
-def ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader workers leave SIGTERM/SIGUSR1 to the main process, which checkpoints and then stops them."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 class CropBatches(torch.utils.data.Dataset):

@@ -1,5 +1,85 @@
-"""The workflow's last two steps, `myjepa report aggregate` and `myjepa report html`."""
+"""The workflow's last two steps: finetune results -> AUC tables -> one self-contained HTML report.
 
-from myjepa.report.html import main
+    myjepa report aggregate --encoders JSON --out auc.csv --summary auc_summary.csv \
+        --per-class auc_per_class.csv results/finetune/ENCODER/TASK/PROTOCOL/sSEED/results.json ...
+    myjepa report html --auc auc.csv --summary auc_summary.csv --per-class auc_per_class.csv \
+        --pretrain-runs results/pretrain/RUN/sSEED/encoder.pt ... --config-json JSON --out report.html
+
+Each job's encoder, task, protocol and seed, and its numbers, come from its results.json
+(`aggregate`); the tables repeat them exactly. `html` rounds them to 3 decimals and embeds the
+exact values as JSON. Modules: `aggregate` (results.json -> CSV tables), `plots` (inline PNG
+figures), `html` (the page), `markup` (HTML building blocks), `references` (published numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from myjepa.errors import UserError, run_cli
+from myjepa.report.aggregate import aggregate, read_csv, write_csv
+from myjepa.report.html import render
+from myjepa.utils.io import atomic_path
 
 __all__ = ["main"]
+
+
+def json_option(text: str, option: str) -> Any:
+    """The value of a JSON-valued option; {} when it is empty."""
+    try:
+        return json.loads(text) if text else {}
+    except json.JSONDecodeError as e:
+        raise UserError(f"{option} is not JSON: {e}") from None
+
+
+def cmd_aggregate(args: argparse.Namespace) -> None:
+    encoders = json_option(args.encoders, "--encoders")
+    jobs, per_class, summary = aggregate([Path(p) for p in args.results], encoders)
+    write_csv(jobs, Path(args.out))
+    write_csv(summary, Path(args.summary))
+    write_csv(per_class, Path(args.per_class))
+    print(f"aggregated {len(jobs)} finetune results into {args.out}, {args.summary}, {args.per_class}")
+
+
+def cmd_html(args: argparse.Namespace) -> None:
+    config = json_option(args.config_json, "--config-json")
+    jobs, summary, per_class = read_csv(args.auc), read_csv(args.summary), read_csv(args.per_class)
+    page = render(jobs, summary, per_class, [Path(p) for p in args.pretrain_runs], config, args.image)
+    with atomic_path(args.out) as tmp:
+        Path(tmp).write_text(page)
+    print(f"wrote {args.out} ({len(page) / 1e3:.0f} kB)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="myjepa report", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    agg = sub.add_parser("aggregate", help="finetune results.json files -> auc.csv, auc_summary.csv, auc_per_class.csv")
+    agg.add_argument("results", nargs="+", help="results.json of each finetune job")
+    agg.add_argument("--encoders", default="", help="JSON: encoder -> {kind, group, baseline, model, pretrain_seed}")
+    agg.add_argument("--out", required=True)
+    agg.add_argument("--summary", required=True)
+    agg.add_argument("--per-class", required=True)
+    rep = sub.add_parser("html", help="the tables, predictions and pretraining metrics -> report.html")
+    rep.add_argument("--auc", required=True, help="auc.csv; each job's results.json and predictions.npz are read")
+    rep.add_argument("--summary", required=True)
+    rep.add_argument("--per-class", required=True)
+    rep.add_argument(
+        "--pretrain-runs", nargs="*", default=[], help="encoder.pt of each run; metrics.jsonl is read beside it"
+    )
+    rep.add_argument("--config-json", default="", help="the workflow config, shown in the report")
+    rep.add_argument("--image", default="", help="Apptainer image whose sha256 the report shows")
+    rep.add_argument("--out", required=True)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int | None:
+    args = parser().parse_args(argv)
+    {"aggregate": cmd_aggregate, "html": cmd_html}[args.command](args)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,4 +1,8 @@
-"""Checkpoints written atomically (temp file, then rename) and read with weights_only=True."""
+"""Checkpoints: written atomically (temp file, then rename), read on the CPU with weights_only=True.
+
+The one checkpoint reader of the package: pretraining's resume, the encoder to evaluate and a
+finetuning --init all go through `load`.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +21,16 @@ def save(obj: dict[str, Any], path: str | Path) -> None:
 
 
 def load(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict at `path`; a missing, corrupt or foreign file, or not a dict, is a UserError naming it."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"checkpoint not found: {path}") from None
-    except Exception as e:  # truncated or foreign file: say which
-        raise UserError(f"{path}: cannot load checkpoint: {e}") from None
+    except Exception as e:  # torch raises many types for truncated or foreign files
+        raise UserError(f"{path}: cannot load as a checkpoint: {e}") from None
+    if not isinstance(ckpt, dict):
+        raise UserError(f"{path}: expected a checkpoint dict, got {type(ckpt).__name__}")
+    return ckpt
 
 
 def rng_state() -> dict[str, Any]:

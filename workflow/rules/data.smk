@@ -46,7 +46,7 @@ rule convert_ptbxl:
     input:
         db=ptbxl_tables()["db"],
     output:
-        **dump_files("results/data/ptb-xl.npy"),
+        **wf.dump_files("results/data/ptb-xl.npy"),
     log:
         "logs/convert/ptb-xl.log",
     benchmark:
@@ -70,7 +70,7 @@ rule convert_mimic_shard:
     input:
         records=mimic_records(),
     output:
-        **dump_files("results/data/mimic-iv-ecg/part-{shard}.npy"),
+        **wf.dump_files("results/data/mimic-iv-ecg/part-{shard}.npy"),
     log:
         "logs/convert/mimic-iv-ecg-part-{shard}.log",
     benchmark:
@@ -96,7 +96,7 @@ rule merge_mimic:
         index=mimic_parts("index"),
         stats=mimic_parts("stats"),
     output:
-        **dump_files("results/data/mimic-iv-ecg.npy"),
+        **wf.dump_files("results/data/mimic-iv-ecg.npy"),
     log:
         "logs/convert/mimic-iv-ecg-merge.log",
     benchmark:

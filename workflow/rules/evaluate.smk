@@ -26,5 +26,6 @@ rule finetune:
         dir=lambda w, output: os.path.dirname(output.results),
     shell:
         "myjepa finetune --data-dir {params.data_dir} --dump {input.dump} --task {wildcards.task}"
+        " --encoder-name {wildcards.encoder} --protocol-name {wildcards.protocol}"
         " {params.args} --out {params.dir} --seed {wildcards.seed} ${{MYJEPA_WANDB:-}}"
         " 2>&1 | tee {log}"

@@ -32,7 +32,9 @@ rule aggregate:
         mem_mb=res("report", "mem_mb"),
         runtime=res("report", "runtime"),
     params:
-        encoders=lambda w: shlex.quote(json.dumps(encoder_table(), sort_keys=True)),
+        encoders=lambda w: shlex.quote(
+            json.dumps(wf.encoder_table(RUNS, PRETRAINED, BASELINES), sort_keys=True)
+        ),
     shell:
         "myjepa report aggregate --encoders {params.encoders} --out {output.auc}"
         " --summary {output.summary} --per-class {output.per_class} {input.results}"

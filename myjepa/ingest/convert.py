@@ -1,0 +1,89 @@
+"""`myjepa convert`: raw PTB-XL / MIMIC-IV-ECG downloads -> memory-mappable dumps; `merge` joins shards.
+
+    myjepa convert ptb-xl --src PTBXL_DIR --out ptb-xl.npy [--source-rate 500|100] [--fs 500]
+    myjepa convert mimic-iv-ecg --src MIMIC_DIR --out mimic.npy --workers 16 --shard 3/40
+    myjepa convert merge mimic.part*.npy --out mimic.npy
+
+The command line only: one subcommand per archive in `archives.ARCHIVES` (the converter is
+`writer.convert`), and `merge` (`merge.merge`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from myjepa.errors import UserError, run_cli
+from myjepa.ingest.archives import ARCHIVES
+from myjepa.ingest.merge import merge
+from myjepa.ingest.record_list import parse_shard
+from myjepa.ingest.writer import convert
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="myjepa convert", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="source", required=True, metavar="{" + ",".join([*ARCHIVES, "merge"]) + "}")
+    for name, archive in ARCHIVES.items():
+        p = sub.add_parser(name, help=archive.help)
+        p.add_argument("--src", required=True, help="the dataset's root folder")
+        p.add_argument("--out", required=True, help="output dump PATH.npy (sidecars PATH.index.csv, PATH.stats.json)")
+        if len(archive.source_rates) > 1:
+            p.add_argument(
+                "--source-rate",
+                type=int,
+                choices=archive.source_rates,
+                default=archive.source_rates[0],
+                help=archive.source_rate_help,
+            )
+        p.add_argument("--fs", type=int, default=500, help="output sampling rate in Hz (default 500)")
+        p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+        p.add_argument("--shard", default=None, help="convert only the I-th of N contiguous slices, e.g. 3/40")
+        p.add_argument(
+            "--max-skip-fraction",
+            type=float,
+            default=0.01,
+            help="fail when more records than this are skipped (default 0.01)",
+        )
+        p.add_argument("--quiet", action="store_true", help="no progress output")
+    p = sub.add_parser("merge", help="concatenate partial dumps (e.g. shards) into one")
+    p.add_argument("parts", nargs="+", help="partial dumps PART.npy")
+    p.add_argument("--out", required=True, help="output dump PATH.npy")
+    return parser
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if args.fs <= 0:
+        raise UserError(f"--fs {args.fs}: must be positive")
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers}: must be at least 1")
+    if not 0 <= args.max_skip_fraction <= 1:
+        raise UserError(f"--max-skip-fraction {args.max_skip_fraction}: must be between 0 and 1")
+
+
+def main(argv: Sequence[str] | None = None) -> int | None:
+    args = build_parser().parse_args(argv)
+    if args.source == "merge":
+        stats = merge(args.parts, args.out)
+        print(f"merged {len(args.parts)} parts: {stats['count']} records -> {args.out}")
+        return 0
+    _check_options(args)
+    stats = convert(
+        args.source,
+        args.src,
+        args.out,
+        getattr(args, "source_rate", ARCHIVES[args.source].source_rates[0]),
+        args.fs,
+        args.workers,
+        parse_shard(args.shard),
+        args.max_skip_fraction,
+        progress=not args.quiet,
+    )
+    print(
+        f"converted {stats['count']} of {stats['records_in_shard']} records ({len(stats['skipped'])} skipped,"
+        f" {stats['nan_interpolated']} NaN samples interpolated) -> {args.out}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,90 @@
+"""What the main process records while training: metrics (metrics.jsonl, wandb), the progress bar,
+best_ckpt.pt, and last_ckpt.pt with encoder.pt."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import torch
+
+from myjepa.config import to_dict
+from myjepa.models.myjepa import MyJEPA
+from myjepa.pretrain import checkpoints
+from myjepa.pretrain.checkpoints import RunFolder, TrainState
+from myjepa.pretrain.config import PretrainConfig
+from myjepa.utils import checkpoint
+from myjepa.utils.logging import MetricsLogger, Progress, plain_items
+
+
+class Recorder:
+    """Logs every `log_interval` steps, keeps the best running-mean loss, checkpoints every `checkpoint_interval`."""
+
+    def __init__(
+        self,
+        cfg: PretrainConfig,
+        folder: RunFolder,
+        run: dict[str, Any],
+        model: MyJEPA,
+        optimizer: torch.optim.Optimizer,
+        state: TrainState,
+        args: argparse.Namespace,
+        resumed: bool,
+        sample_flops: float,
+    ) -> None:
+        self.cfg, self.folder, self.run = cfg, folder, run
+        self.model, self.optimizer, self.state = model, optimizer, state
+        self.sample_flops = sample_flops
+        self.device = next(model.parameters()).device
+        self.logger = MetricsLogger(folder.out, args.wandb, name=folder.out.name, config=to_dict(cfg), resume=resumed)
+        self.bar = Progress(cfg.steps, "pretrain", "step", initial=state.step)
+        self.t_last = time.perf_counter()
+
+    def after_step(self, losses: dict[str, float], lr: float, wd: float, grad_norm: torch.Tensor, stop: bool) -> None:
+        """Called once `state.step` counts the step just taken; `stop`: checkpoint now (a stop signal)."""
+        step, cfg = self.state.step, self.cfg
+        now = time.perf_counter()
+        step_time, self.t_last = now - self.t_last, now
+        if step % cfg.log_interval == 0 or step == cfg.steps:
+            self.log(losses | {"lr": lr, "weight_decay": wd}, step_time, grad_norm)
+            if is_new_best(self.state, cfg.steps):
+                checkpoint.save(self.checkpoint(), self.folder.best)
+        if step % cfg.checkpoint_interval == 0 or step == cfg.steps or stop:
+            checkpoint.save(self.checkpoint(), self.folder.last)
+            checkpoints.save_encoder(self.model, cfg, step, self.folder.encoder)
+        self.bar.update(1, loss=f"{losses['loss']:.4f}")
+
+    def log(self, train: dict[str, float], step_time: float, grad_norm: torch.Tensor) -> None:
+        batch = self.cfg.batch_size
+        metrics: dict[str, Any] = {f"train/{k}": v for k, v in train.items()}
+        metrics["train/step_time"] = step_time
+        metrics["train/throughput"] = batch / step_time
+        metrics["train/tflops"] = self.sample_flops * batch / step_time / 1e12
+        metrics["gradients/norm"] = float(grad_norm)
+        if self.device.type == "cuda":
+            metrics["system/gpu_memory_allocated"] = torch.cuda.memory_allocated(self.device)
+            metrics["system/gpu_memory_reserved"] = torch.cuda.memory_reserved(self.device)
+        self.logger.log(metrics, self.state.step)
+        shown = plain_items((k.split("/")[1], v) for k, v in list(metrics.items())[:8])
+        print(f"step {self.state.step}/{self.cfg.steps} {shown}", file=sys.stderr, flush=True)
+
+    def checkpoint(self) -> dict[str, Any]:
+        return checkpoints.state_dict(self.model, self.optimizer, self.state, self.run)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.logger.summary({"train/best_loss": self.state.best_loss})
+        self.logger.close()
+
+
+def is_new_best(state: TrainState, total_steps: int) -> bool:
+    """Whether the running mean of the last losses is the best yet (judged once the window is full)."""
+    if len(state.window) < (state.window.maxlen or 0) and state.step != total_steps:
+        return False
+    mean = sum(state.window) / len(state.window)
+    if mean >= state.best_loss:
+        return False
+    state.best_loss = mean
+    return True

@@ -1,0 +1,274 @@
+"""What the Snakemake workflow takes from the package: the config checks its schema cannot express,
+the tables derived from the config, and the pieces of the jobs' command lines and environment.
+
+`workflow/rules/common.smk` validates the config against its JSON schema, then calls these. A config
+problem raises ConfigError, whose message starts with the key; common.smk shows it as Snakemake's
+`WorkflowError("config: <message>")`. Torch-free and quick to import: Snakemake imports it while it
+parses the workflow.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import shlex
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from myjepa.config import resolve_config_path
+from myjepa.errors import UserError
+from myjepa.evaluate.config import CONFIG_DIR as FINETUNE_CONFIGS
+from myjepa.models.config import ENCODER_KEYS
+from myjepa.pretrain.config import CONFIG_DIR as PRETRAIN_CONFIGS
+
+# The dumps the workflow builds (workflow/rules/data.smk), by the names of pretrain.runs[].datasets
+# and of the pretraining config's `datasets`.
+DATASETS = ("mimic-iv-ecg", "ptb-xl")
+CONFIG_DIRS = {"pretrain": PRETRAIN_CONFIGS, "finetune": FINETUNE_CONFIGS}
+
+Run = dict[str, Any]  # one entry of pretrain.runs, defaults filled in by the schema
+Protocol = dict[str, Any]  # one entry of evaluate.protocols
+
+
+class ConfigError(UserError):
+    """A problem in the workflow's config; the message names the key."""
+
+
+# ---- checks --------------------------------------------------------------------------------------
+
+
+def schema_message(error: Any) -> str:
+    """A jsonschema ValidationError as one line naming the key; an unknown key gets a did-you-mean."""
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        unknown = [k for k in error.instance if k not in allowed]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})"
+            return f"{where}: unknown key {unknown[0]!r}{hint}"
+    return f"{where}: {error.message}"
+
+
+def check_choice(where: str, value: Any, choices: Sequence[str]) -> None:
+    """The check and the message of JSON schema's `enum`, for choices the package defines."""
+    if value not in choices:
+        raise ConfigError(f"{where}: {value!r} is not one of {list(choices)!r}")
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """What the schema cannot say: tasks and dump names are the package's, paths exist, folds differ."""
+    from myjepa.evaluate.labels import TASKS  # here, not above: labels imports pandas
+
+    for i, task in enumerate(config["evaluate"]["tasks"]):
+        check_choice(f"evaluate.tasks.{i}", task, TASKS)
+    for i, run in enumerate(config["pretrain"]["runs"]):
+        for name in run["datasets"]:
+            check_choice(f"pretrain.runs.{i}.datasets", name, DATASETS)
+    check_data(config["data"])
+    if config["evaluate"]["val_fold"] == config["evaluate"]["test_fold"]:
+        raise ConfigError("evaluate.val_fold and evaluate.test_fold must differ")
+
+
+def check_data(data: Mapping[str, Any]) -> None:
+    """Configured raw directories exist, ready-made dumps are .npy, a PTB-XL dump comes with its tables."""
+    ptbxl, mimic = data["ptb_xl"], data["mimic_iv_ecg"]
+    if ptbxl["dump"] and not ptbxl["raw"]:
+        raise ConfigError("data.ptb_xl.dump needs data.ptb_xl.raw too (its ptbxl_database.csv and scp_statements.csv)")
+    for key, value in (("data.ptb_xl.raw", ptbxl["raw"]), ("data.mimic_iv_ecg.raw", mimic["raw"])):
+        if value and not Path(value).is_dir():
+            raise ConfigError(f"{key}: {value} is not a directory")
+    for key, value in (("data.ptb_xl.dump", ptbxl["dump"]), ("data.mimic_iv_ecg.dump", mimic["dump"])):
+        if value and not value.endswith(".npy"):
+            raise ConfigError(f"{key}: {value} is not a .npy dump")
+
+
+def config_file(name_or_path: str, kind: str, key: str = "config") -> str:
+    """Path of a shipped config name or a YAML path; `kind` is "pretrain" or "finetune"."""
+    try:
+        return str(resolve_config_path(name_or_path, CONFIG_DIRS[kind]))
+    except UserError as e:
+        raise ConfigError(f"{key}: {e}") from None
+
+
+def check_config_files(runs: Mapping[str, Run], protocols: Mapping[str, Protocol]) -> None:
+    """Resolve every config file now: a wrong name is an error before any job."""
+    for name, run in runs.items():
+        config_file(run["config"], "pretrain", f"pretrain.runs[{name}].config")
+    for name, protocol in protocols.items():
+        config_file(protocol["config"], "finetune", f"evaluate.protocols[{name}].config")
+
+
+# ---- tables derived from the config --------------------------------------------------------------
+
+
+def runs_by_name(runs: Iterable[Run]) -> dict[str, Run]:
+    """pretrain.runs by name. A run's `set` may change training keys, not the architecture nor the data."""
+    table: dict[str, Run] = {}
+    for run in runs:
+        name = run["name"]
+        if name in table:
+            raise ConfigError(f"pretrain.runs: the name {name!r} is used twice")
+        touched = sorted(set(run["set"]) & set(ENCODER_KEYS))
+        if touched:
+            raise ConfigError(
+                f"pretrain.runs[{name}].set changes the architecture ({', '.join(touched)}): put those keys "
+                "in a model YAML and name it in `config`, so the random-init baseline has the same architecture"
+            )
+        if "datasets" in run["set"]:
+            raise ConfigError(
+                f"pretrain.runs[{name}].set: give the data sources in the run's `datasets` key, not in `set`"
+            )
+        table[name] = run
+    return table
+
+
+def protocols_by_name(protocols: Iterable[Protocol]) -> dict[str, Protocol]:
+    """evaluate.protocols by name; an `init` names another protocol."""
+    table: dict[str, Protocol] = {}
+    for protocol in protocols:
+        if protocol["name"] in table:
+            raise ConfigError(f"evaluate.protocols: the name {protocol['name']!r} is used twice")
+        table[protocol["name"]] = protocol
+    for name, protocol in table.items():
+        init = protocol["init"]
+        if protocol["config"] == "finetune_after_linear" and not init:
+            raise ConfigError(
+                f"evaluate.protocols[{name}]: finetune_after_linear needs `init: <name of a linear protocol>`"
+            )
+        if init and (init not in table or init == name):
+            raise ConfigError(
+                f"evaluate.protocols[{name}].init: {init!r} is not another protocol of evaluate.protocols "
+                f"({', '.join(table)})"
+            )
+    return table
+
+
+def model_name(config_ref: str) -> str:
+    """`tiny` -> tiny, `path/to/big.yaml` -> big: the name of a model config in encoder names."""
+    return Path(config_ref).stem if config_ref.endswith((".yaml", ".yml")) else config_ref
+
+
+def pretrained_encoders(runs: Mapping[str, Run], seeds: Iterable[int]) -> dict[str, dict[str, Any]]:
+    """`RUN-sSEED` -> {run, seed}: one pretrained encoder per run and pretraining seed."""
+    return {f"{name}-s{seed}": {"run": name, "seed": seed} for name in runs for seed in seeds}
+
+
+def baseline_encoders(runs: Mapping[str, Run]) -> dict[str, str]:
+    """`random-MODEL` -> model config: one random-init encoder per model config of the runs."""
+    table: dict[str, str] = {}
+    for run in runs.values():
+        name = f"random-{model_name(run['config'])}"
+        if table.get(name, run["config"]) != run["config"]:
+            raise ConfigError(
+                f"pretrain.runs: two model configs are both called {model_name(run['config'])!r}; rename one file"
+            )
+        table[name] = run["config"]
+    return table
+
+
+def encoder_names(pretrained: Mapping[str, Any], baselines: Mapping[str, Any]) -> list[str]:
+    """Every encoder evaluated: the pretrained ones, then the baselines; no name may be both."""
+    clash = set(pretrained) & set(baselines)
+    if clash:
+        raise ConfigError(
+            f"pretrain.runs: the run name gives encoder {sorted(clash)[0]!r}, the name of a random-init baseline"
+        )
+    return [*pretrained, *baselines]
+
+
+def encoder_table(
+    runs: Mapping[str, Run], pretrained: Mapping[str, dict[str, Any]], baselines: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Encoder -> what it is, for the report: it pairs each pretrained run with its random-init baseline."""
+    table = {}
+    for name, spec in pretrained.items():
+        run = runs[spec["run"]]
+        baseline = f"random-{model_name(run['config'])}"
+        table[name] = {
+            "kind": "pretrained",
+            "group": spec["run"],
+            "model": run["config"],
+            "pretrain_seed": spec["seed"],
+            "baseline": baseline if baseline in baselines else None,
+            "datasets": run["datasets"],
+        }
+    for name, model in baselines.items():
+        table[name] = {
+            "kind": "random",
+            "group": name,
+            "model": model,
+            "pretrain_seed": None,
+            "baseline": None,
+            "datasets": {},
+        }
+    return table
+
+
+def alternatives(names: Iterable[Any]) -> str:
+    """A regex matching exactly one of `names` (a wildcard constraint)."""
+    return "|".join(re.escape(str(n)) for n in names)
+
+
+def dump_files(npy: str) -> dict[str, str]:
+    """A dump's files: the array and its sidecars."""
+    stem = npy[: -len(".npy")]
+    return {"npy": npy, "index": f"{stem}.index.csv", "stats": f"{stem}.stats.json"}
+
+
+# ---- command lines and environment ---------------------------------------------------------------
+
+
+def set_args(overrides: Mapping[str, Any]) -> str:
+    """{'steps': 300} -> "--set steps=300", each value as YAML so lists and mappings survive."""
+    parts = []
+    for key, value in overrides.items():
+        text = json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None else str(value)
+        parts.append(f"--set {shlex.quote(f'{key}={text}')}")
+    return " ".join(parts)
+
+
+def pretrain_args(settings: Mapping[str, Any], dumps: Mapping[str, str]) -> str:
+    """`myjepa pretrain` arguments of a run's settings; `dumps` maps each of its datasets to a dump."""
+    datasets = settings["datasets"]
+    data = " ".join(f"{name}={shlex.quote(dumps[name])}" for name in datasets)
+    args = [f"--data {data}"]  # one --data with every dump: the option takes a list
+    args.append(f"--config {shlex.quote(settings['config'])}")
+    args.append(set_args({"datasets": datasets, **settings["set"]}))
+    if settings["amp"]:
+        args.append(f"--amp {settings['amp']}")
+    if settings["compile"]:
+        args.append("--compile")
+    return " ".join(args)
+
+
+def finetune_args(settings: Mapping[str, Any], encoder: str, init: str | None = None) -> str:
+    """`myjepa finetune` arguments of a job's settings, its encoder and, if any, the checkpoint it starts from."""
+    protocol = settings["protocol"]
+    args = [
+        f"--encoder {shlex.quote(encoder)}",
+        f"--config {shlex.quote(protocol['config'])}",
+        set_args(protocol["set"]),
+        f"--val-fold {settings['val_fold']} --test-fold {settings['test_fold']}",
+    ]
+    if init:
+        args.append(f"--init {shlex.quote(init)}")
+    return " ".join(a for a in args if a)
+
+
+def job_environment(wandb: Mapping[str, Any], path: str = "", executable: str = sys.executable) -> dict[str, str]:
+    """The variables every job inherits (subprocesses, SLURM jobs and containers alike).
+
+    wandb reaches the commands here, not through params: switching it on or off, or renaming the
+    project, must not rerun anything. PATH starts with this interpreter's bin, so that
+    `.venv/bin/snakemake` run without an activated venv still finds `myjepa` and its python.
+    """
+    return {
+        "MYJEPA_WANDB": "--wandb" if wandb["enabled"] else "",
+        "WANDB_PROJECT": wandb["project"],
+        "PATH": os.pathsep.join([str(Path(executable).parent), path]),
+    }
