@@ -395,17 +395,19 @@ def test_aggregate_bad_results_file_is_a_clear_error(fabricated, capsys):
     assert not Path("a.csv").exists()
 
 
-def test_aggregate_needs_the_encoder_name_in_results(fabricated, capsys):
+@pytest.mark.parametrize("key", ["encoder_name", "task", "protocol_name", "seed"])
+def test_aggregate_needs_the_job_names_in_results(fabricated, capsys, key):
+    """The report names a job by what its results.json stores, never by the file's path."""
     bad = fabricated["paths"][0]
     data = json.loads(bad.read_text())
-    del data["encoder_name"]
+    del data[key]
     bad.write_text(json.dumps(data))
     from myjepa.errors import run_cli
 
     with pytest.raises(SystemExit) as exit_:
         run_cli(report.main, ["aggregate", "--out", "a.csv", "--summary", "b.csv", "--per-class", "c.csv", str(bad)])
     assert exit_.value.code == 2
-    assert capsys.readouterr().err == f"myjepa: error: {bad}: results lack the key 'encoder_name'\n"
+    assert capsys.readouterr().err == f"myjepa: error: {bad}: results lack the key {key!r}\n"
     assert not Path("a.csv").exists()
 
 

@@ -49,7 +49,7 @@ class Recorder:
         step_time, self.t_last = now - self.t_last, now
         if step % cfg.log_interval == 0 or step == cfg.steps:
             self.log(losses | {"lr": lr, "weight_decay": wd}, step_time, grad_norm)
-            if is_new_best(self.state, cfg.steps):
+            if update_best(self.state, cfg.steps):
                 checkpoint.save(self.checkpoint(), self.folder.best)
         if step % cfg.checkpoint_interval == 0 or step == cfg.steps or stop:
             checkpoint.save(self.checkpoint(), self.folder.last)
@@ -79,8 +79,9 @@ class Recorder:
         self.logger.close()
 
 
-def is_new_best(state: TrainState, total_steps: int) -> bool:
-    """Whether the running mean of the last losses is the best yet (judged once the window is full)."""
+def update_best(state: TrainState, total_steps: int) -> bool:
+    """Take the running mean of the last losses as `state.best_loss` if it is the best yet (judged once
+    the window is full, and at the last step); returns whether it was."""
     if len(state.window) < (state.window.maxlen or 0) and state.step != total_steps:
         return False
     mean = sum(state.window) / len(state.window)

@@ -85,6 +85,7 @@ def train(
     collator = mask_collator(cfg)
     sources = open_sources(data, cfg)
     folder, run = RunFolder(args.out), checkpoints.settings(cfg, args.seed, amp, sources)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # float32 matmuls on CUDA
     torch.manual_seed(args.seed + dist.rank)
     model = MyJEPA(cfg, seed=args.seed).to(dist.device)
     optimizer = build_optimizer(model, cfg, dist.device)
@@ -181,9 +182,6 @@ def mask_collator(cfg: PretrainConfig) -> MaskCollator:
 
 
 def build_optimizer(model: MyJEPA, cfg: PretrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     groups = param_groups([model], cfg.weight_decay)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=device.type == "cuda")
 

@@ -27,7 +27,9 @@ def load(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise UserError(f"checkpoint not found: {path}") from None
     except Exception as e:  # torch raises many types for truncated or foreign files
-        raise UserError(f"{path}: cannot load as a checkpoint: {e}") from None
+        raise UserError(
+            f"{path}: cannot load as a checkpoint (damaged, or not written by myjepa): {type(e).__name__}: {e}"
+        ) from None
     if not isinstance(ckpt, dict):
         raise UserError(f"{path}: expected a checkpoint dict, got {type(ckpt).__name__}")
     return ckpt
