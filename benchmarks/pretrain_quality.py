@@ -1,11 +1,13 @@
 """Does pretraining on real ECGs learn? Collapse check and linear probes on the real PTB-XL sample.
 
     python benchmarks/pretrain_quality.py                                  # tiny, 300 steps, rhythm + superdiagnostic
-    python benchmarks/pretrain_quality.py --config ViTXS_mimic --set batch_size=32 steps=900 warmup_steps=100
+    python benchmarks/pretrain_quality.py --config ViTXS_mimic --set batch_size=32 steps=900 warmup_steps=100 \
+        probe_interval=100
 
 Converts tests/data/ptb-xl-sample (988 real records, 100 Hz) to a 500 Hz dump, pretrains on its
-train folds 1-8 (`datasets={ptb-xl: 1}`, the config's `folds`), then compares the pretrained
-encoder with a randomly initialised one of the same config:
+train folds 1-8 (`datasets={ptb-xl: 1}`, the config's `folds`) with the online probe on (train folds
+1-8, validation fold 9; its probe/auc and the collapse alarms' embed_std and rankme are printed per
+step), then compares the pretrained encoder with a randomly initialised one of the same config:
 - collapse: the per-dimension std of the record embeddings (mean over patches) of folds 9-10,
   averaged over dimensions, and their effective rank (exp of the entropy of the normalised singular
   values); a collapsed encoder has a std near 0 and a rank near 1;
@@ -74,8 +76,9 @@ def main() -> None:
     if not dump.is_file():
         myjepa("convert", "ptb-xl", "--src", str(SAMPLE), "--out", str(dump), "--source-rate", "100", "--quiet")
     sets = ["datasets={ptb-xl: 1.0}", *args.set]
+    probe_args = ["--probe-data", str(dump), "--probe-labels", str(SAMPLE)]
     myjepa("pretrain", "--data", f"ptb-xl={dump}", "--out", str(run.parent), "--config", args.config,
-           "--seed", str(args.seed), "--set", *sets)  # fmt: skip
+           "--seed", str(args.seed), *probe_args, "--set", *sets)  # fmt: skip
     t_pretrain = time.perf_counter() - t0
     metrics = [json.loads(line) for line in (run.parent / "metrics.jsonl").read_text().splitlines()]
 
@@ -99,6 +102,10 @@ def main() -> None:
         rows[name] = {"embedding std": std, "effective rank": rank, **aucs}
 
     last = metrics[-1]
+    curves = pd.DataFrame(metrics).set_index("step")
+    shown = [k for k in ("train/pred_loss", "train/sigreg_loss", "train/embed_std", "train/rankme", "probe/auc",
+                         "probe/seconds", "train/step_time") if k in curves]  # fmt: skip
+    print(curves[shown].dropna(subset=["probe/auc"] if "probe/auc" in curves else None).to_string())
     print(f"pretrain {args.config} {' '.join(args.set)}, seed {args.seed}: {last['step']} steps in {t_pretrain:.0f} s; "
           f"last pred_loss {last['train/pred_loss']:.4g}, sigreg_loss {last['train/sigreg_loss']:.4g}")  # fmt: skip
     steps = args.probe_steps or "the shipped linear protocol's"

@@ -232,8 +232,9 @@ def set_args(overrides: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-def pretrain_args(settings: Mapping[str, Any], dumps: Mapping[str, str]) -> str:
-    """`myjepa pretrain` arguments of a run's settings; `dumps` maps each of its datasets to a dump."""
+def pretrain_args(settings: Mapping[str, Any], dumps: Mapping[str, str], probe: Mapping[str, Any]) -> str:
+    """`myjepa pretrain` arguments of a run's settings; `dumps` maps each of its datasets to a dump; `probe`:
+    the online probe's PTB-XL dump, tables folder and validation and test folds."""
     datasets = settings["datasets"]
     data = " ".join(f"{name}={shlex.quote(dumps[name])}" for name in datasets)
     args = [f"--data {data}"]  # one --data with every dump: the option takes a list
@@ -243,6 +244,10 @@ def pretrain_args(settings: Mapping[str, Any], dumps: Mapping[str, str]) -> str:
         args.append(f"--amp {settings['amp']}")
     if settings["compile"]:
         args.append("--compile")
+    args.append(
+        f"--probe-data {shlex.quote(probe['dump'])} --probe-labels {shlex.quote(probe['tables'])} "
+        f"--probe-val-fold {probe['val_fold']} --probe-test-fold {probe['test_fold']}"
+    )
     return " ".join(args)
 
 

@@ -1,17 +1,22 @@
 """End to end on synthetic demo data: an encoder pretrained on synthetic MIMIC-IV-ECG must beat the
-random-init encoder on the synthetic PTB-XL rhythm task (linear probe), at two fixed seeds.
+random-init encoder on the synthetic PTB-XL rhythm task (linear probe), at two fixed seeds; the online
+probe logs its AUC while pretraining runs.
 
-synth -> convert -> pretrain (tiny) -> finetune --config linear, pretrained and random init.
+synth -> convert -> pretrain (tiny, online probe on) -> finetune --config linear, pretrained and random init.
 """
 
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from myjepa.evaluate.finetune import main as finetune_main
 from myjepa.ingest.convert import main as convert_main
 from myjepa.ingest.synth import main as synth_main
+from myjepa.pretrain.config import load_config
+from myjepa.pretrain.probe import OnlineProbe
 from myjepa.pretrain.train import main as pretrain_main
 
 PTBXL_RECORDS, MIMIC_RECORDS, PRETRAIN_STEPS = 600, 1000, 150
@@ -54,6 +59,10 @@ def demo(tmp_path_factory):
             f"steps={PRETRAIN_STEPS}",
             "--seed",
             "0",
+            "--probe-data",
+            str(root / "ptb-xl.npy"),
+            "--probe-labels",
+            str(root / "ptb-xl"),
         ]
     )
     return root
@@ -91,3 +100,14 @@ def test_pretrained_beats_random_init_on_rhythm(demo, seed):
     assert pretrained >= random_init + MARGIN, (
         f"seed {seed}: pretrained {pretrained:.4f} vs random init {random_init:.4f}"
     )
+
+
+def test_the_online_probe_logs_its_auc_and_never_reads_the_test_fold(demo):
+    lines = [json.loads(line) for line in (demo / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    probed = [(line["step"], line["probe/auc"]) for line in lines if "probe/auc" in line]
+    interval = load_config("tiny").probe_interval
+    assert [step for step, _ in probed] == list(range(0, PRETRAIN_STEPS + 1, interval))  # 0: before training
+    assert all(0.5 < auc <= 1.0 for _, auc in probed)
+    folds = pd.read_csv(demo / "ptb-xl.index.csv")["strat_fold"].to_numpy()
+    probe = OnlineProbe(demo / "ptb-xl.npy", demo / "ptb-xl", load_config("tiny"), 9, 10, seed=0)
+    assert set(folds[probe.rows["val"]]) == {9} and not np.isin(folds[probe.rows["train"]], [9, 10]).any()

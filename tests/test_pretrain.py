@@ -125,7 +125,7 @@ def test_a_run_resumes_only_under_its_own_settings(small_dump, tmp_path, capsys)
     assert run(small_dump, out, steps=2) == 0
     with pytest.raises(UserError, match=r"different config \(steps: 2 there, 4 now\).*--restart-on-change"):
         run(small_dump, out, steps=4)
-    assert run(small_dump, out, "log_interval=2", steps=2) == 0
+    assert run(small_dump, out, "log_interval=2", "probe_interval=4", "collapse=warn", steps=2) == 0
     assert "nothing to do" in capsys.readouterr().err
     other = write_dump(tmp_path / "other.npy", synthetic_ecg(64, seed=2))
     with pytest.raises(UserError, match=r"different data \(mimic-iv-ecg: "):

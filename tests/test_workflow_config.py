@@ -324,8 +324,13 @@ def pretrain_settings(**changes) -> dict:
 
 def test_pretrain_args():
     dumps = {"mimic-iv-ecg": "results/data/mimic-iv-ecg.npy", "ptb-xl": "/data dir/ptb-xl.npy"}
-    assert wf.pretrain_args(pretrain_settings(), dumps) == (
-        "--data mimic-iv-ecg=results/data/mimic-iv-ecg.npy --config tiny --set 'datasets={\"mimic-iv-ecg\": 1.0}'"
+    probe = {"dump": "/data dir/ptb-xl.npy", "tables": "/data dir/ptb-xl", "val_fold": 9, "test_fold": 10}
+    probe_args = (
+        "--probe-data '/data dir/ptb-xl.npy' --probe-labels '/data dir/ptb-xl' --probe-val-fold 9 --probe-test-fold 10"
+    )
+    assert wf.pretrain_args(pretrain_settings(), dumps, probe) == (
+        "--data mimic-iv-ecg=results/data/mimic-iv-ecg.npy --config tiny --set 'datasets={\"mimic-iv-ecg\": 1.0}' "
+        + probe_args
     )
     settings = pretrain_settings(
         config="my model.yaml",
@@ -334,9 +339,9 @@ def test_pretrain_args():
         amp="bfloat16",
         compile=True,
     )
-    assert wf.pretrain_args(settings, dumps) == (
+    assert wf.pretrain_args(settings, dumps, probe) == (
         "--data mimic-iv-ecg=results/data/mimic-iv-ecg.npy ptb-xl='/data dir/ptb-xl.npy' --config 'my model.yaml' "
-        '--set \'datasets={"mimic-iv-ecg": 1.0, "ptb-xl": 0.5}\' --set steps=10 --amp bfloat16 --compile'
+        '--set \'datasets={"mimic-iv-ecg": 1.0, "ptb-xl": 0.5}\' --set steps=10 --amp bfloat16 --compile ' + probe_args
     )
 
 

@@ -18,11 +18,13 @@ from myjepa.models.vit import VisionTransformer, gather_tokens
 
 
 class Losses(NamedTuple):
-    """The three losses: unpack them (`loss, pred, sig = model(...)`) or index by name (`out["loss"]`)."""
+    """The three losses and the projected record embeddings SIGReg saw (detached, for the collapse alarms):
+    unpack them (`loss, pred, sig, z = model(...)`) or index by name (`out["loss"]`)."""
 
     loss: torch.Tensor
     pred_loss: torch.Tensor
     sigreg_loss: torch.Tensor
+    embeddings: torch.Tensor
 
     def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
         return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
@@ -51,16 +53,17 @@ class MyJEPA(nn.Module):
         self.sigreg = SIGReg(cfg.sigreg_slices, cfg.sigreg_points, cfg.sigreg_t_max, seed=seed)
 
     def forward(self, x: torch.Tensor, ctx_idx: torch.Tensor, tgt_idx: torch.Tensor) -> Losses:
-        """x (B, 12, T), ctx_idx (B, K_ctx), tgt_idx (B, K_tgt) -> Losses(loss, pred_loss, sigreg_loss)."""
+        """x (B, 12, T), ctx_idx (B, K_ctx), tgt_idx (B, K_tgt) -> Losses(loss, pred_loss, sigreg_loss, embeddings)."""
         tokens = self.encoder.embed(x)  # the patch embedding is shared by both passes
         z_ctx = self.encoder.encode(tokens, keep=ctx_idx)
         z_full = self.encoder.encode(tokens)
         z_tgt = gather_tokens(z_full, tgt_idx)  # no stop-gradient: SIGReg prevents collapse
         z_pred = self.predictor(z_ctx, ctx_idx, tgt_idx)
         pred_loss = F.smooth_l1_loss(z_pred.float(), z_tgt.float())
-        sigreg_loss = self.sigreg(self.projector(z_full.mean(dim=1)))
+        embeddings = self.projector(z_full.mean(dim=1))
+        sigreg_loss = self.sigreg(embeddings)
         loss = pred_loss + self.sigreg_lambda * sigreg_loss
-        return Losses(loss, pred_loss, sigreg_loss)
+        return Losses(loss, pred_loss, sigreg_loss, embeddings.detach())
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Projected record embeddings (B, proj_dim): what SIGReg sees; used to check for collapse."""

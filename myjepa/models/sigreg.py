@@ -1,7 +1,18 @@
 """SIGReg (LeJEPA): push embeddings towards an isotropic Gaussian with random 1-D Epps–Pulley tests.
 
-Two things beyond the published snippet: the empirical characteristic function is summed over all
-DDP ranks (so N is the global batch and the value equals a single-process run), and the slice
+Why the value is REFERENCE_BATCH x an unbiased distance, not N x the distance. The published
+statistic is N·∫|φ̂ − φ|²w: a test statistic, whose expected gradient grows with the N samples it
+sees, while the prediction loss is a mean over samples. So one λ meant a 64 times weaker regulariser
+at batch 32 than at 2048, and `accum_steps` (N = the micro-batch) weakened it too: real ECGs at batch
+32 collapsed with the published λ. Here the distance D = ∫|φ̂ − φ|²w is estimated without bias
+(|φ̂|² over distinct pairs of samples, whose expectation is |φ|² of the true distribution at any N),
+so its expected gradient is the same at any batch, any DDP split and any accumulation, and it is
+scaled by the published batch of 2048: λ means what it meant at batch 2048 (up to the O(1/2048) bias
+the old statistic had there), at every batch. Near a Gaussian the value is about 0 and can be
+slightly negative.
+
+Two more things beyond the published snippet: the empirical characteristic function is summed over
+all DDP ranks (so N is the global batch and the value equals a single-process run), and the slice
 directions are drawn from (seed, step) so every rank, and a resumed run, uses the same ones.
 """
 
@@ -10,6 +21,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
+
+REFERENCE_BATCH = 2048  # the global batch at which the published λ = 0.02 was set
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -44,7 +57,8 @@ def random_directions(dim: int, num_slices: int, seed: int, step: int) -> torch.
 
 
 class SIGReg(nn.Module):
-    """Mean over random slices of N·∫|φ̂(t) − e^(−t²/2)|² e^(−t²/2) dt for z of shape (N, D)."""
+    """REFERENCE_BATCH x the mean over random slices of an unbiased estimate of ∫|φ(t) − e^(−t²/2)|² e^(−t²/2) dt,
+    φ the characteristic function of the projected z (N, D), N ≥ 2 over all ranks."""
 
     def __init__(self, num_slices: int = 1024, num_points: int = 17, t_max: float = 3.0, seed: int = 0) -> None:
         super().__init__()
@@ -73,5 +87,7 @@ class SIGReg(nn.Module):
             sums = torch.stack([x_t.cos().sum(0), x_t.sin().sum(0)])  # (2, S, P)
             sums, n = all_reduce_sum(sums), all_reduce_sum(n)
             ecf = sums / n
-            err = (ecf[0] - self.phi).square() + ecf[1].square()
-            return (err @ self.weights).mean() * n[0]
+            # |φ̂|² = (1/N²)Σ_ij cos(t(x_i − x_j)) holds N diagonal ones; over pairs i ≠ j it is unbiased
+            ecf_sq = (n * ecf.square().sum(0) - 1) / (n - 1)
+            err = ecf_sq - 2 * self.phi * ecf[0] + self.phi.square()
+            return (err @ self.weights).mean() * REFERENCE_BATCH

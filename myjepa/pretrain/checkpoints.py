@@ -29,8 +29,10 @@ from myjepa.pretrain.config import PretrainConfig
 from myjepa.utils import checkpoint
 from myjepa.utils.io import atomic_path
 
-RESUMABLE_CHANGES = frozenset({"log_interval", "checkpoint_interval", "num_workers"})
-"""Config keys that may differ on resumption: they change what is logged and saved, not the weights."""
+RESUMABLE_CHANGES = frozenset(
+    {"log_interval", "checkpoint_interval", "num_workers", "collapse", "probe_interval", "probe_task", "probe_records"}
+)
+"""Config keys that may differ on resumption: they change what is logged, saved or watched, not the weights."""
 
 
 @dataclass

@@ -54,8 +54,15 @@ class PretrainConfig(EncoderConfig):
     log_interval: int
     checkpoint_interval: int
     best_loss_window: int  # steps in the running mean that picks best_ckpt.pt
+    # collapse alarms (collapse.py) and the online probe (probe.py)
+    collapse: str = "stop"  # stop: exit 4 at a collapse alarm, keeping the last checkpoint; warn: say so, go on
+    probe_interval: int = 1000  # steps between online probes when --probe-data is given
+    probe_task: str = "superdiagnostic"
+    probe_records: int = 3000  # the probe fits on at most this many training records
 
     def __post_init__(self) -> None:
+        from myjepa.evaluate.labels import check_task, is_multiclass  # here, not above: labels imports pandas
+
         super().__post_init__()
         check(
             self.pred_dim % self.pred_num_heads == 0,
@@ -67,8 +74,22 @@ class PretrainConfig(EncoderConfig):
             "batch_size, steps and accum_steps must be positive",
         )
         check(
+            self.batch_size >= 2 * self.accum_steps,
+            f"batch_size {self.batch_size} / accum_steps {self.accum_steps} leaves fewer than the 2 samples "
+            "SIGReg compares",
+        )
+        check(
             bool(self.datasets) and all(w > 0 for w in self.datasets.values()),
             "datasets needs at least one name with a positive weight",
+        )
+        check(self.collapse in ("stop", "warn"), f"collapse must be 'stop' or 'warn', not {self.collapse!r}")
+        check(self.probe_interval > 0 and self.probe_records > 0, "probe_interval and probe_records must be positive")
+        check(
+            self.probe_interval % self.log_interval == 0,
+            f"probe_interval {self.probe_interval} is not a multiple of log_interval {self.log_interval}",
+        )
+        check(
+            not is_multiclass(check_task(self.probe_task)), f"probe_task {self.probe_task!r}: the probe is multi-label"
         )
         check(
             min(self.log_interval, self.checkpoint_interval, self.best_loss_window) > 0,

@@ -4,6 +4,7 @@ best_ckpt.pt, and last_ckpt.pt with encoder.pt."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from myjepa.models.myjepa import MyJEPA
 from myjepa.pretrain import checkpoints
 from myjepa.pretrain.checkpoints import RunFolder, TrainState
 from myjepa.pretrain.config import PretrainConfig
+from myjepa.pretrain.probe import OnlineProbe
 from myjepa.utils import checkpoint
 from myjepa.utils.logging import MetricsLogger, Progress, plain_items
 
@@ -33,30 +35,55 @@ class Recorder:
         args: argparse.Namespace,
         resumed: bool,
         sample_flops: float,
+        probe: OnlineProbe | None = None,
+        autocast: contextlib.AbstractContextManager | None = None,
     ) -> None:
         self.cfg, self.folder, self.run = cfg, folder, run
+        self.probe, self.autocast = probe, autocast or contextlib.nullcontext()
         self.model, self.optimizer, self.state = model, optimizer, state
         self.sample_flops = sample_flops
         self.device = next(model.parameters()).device
         self.logger = MetricsLogger(folder.out, args.wandb, name=folder.out.name, config=to_dict(cfg), resume=resumed)
         self.bar = Progress(cfg.steps, "pretrain", "step", initial=state.step)
+        if probe is not None and state.step == 0:  # the initialised encoder: what the curve must rise above
+            self.logger.log(self.run_probe(), 0)
         self.t_last = time.perf_counter()
 
-    def after_step(self, losses: dict[str, float], lr: float, wd: float, grad_norm: torch.Tensor, stop: bool) -> None:
-        """Called once `state.step` counts the step just taken; `stop`: checkpoint now (a stop signal)."""
+    def run_probe(self) -> dict[str, float]:
+        probed = self.probe(self.model.encoder, self.autocast)
+        print(f"step {self.state.step}/{self.cfg.steps} {plain_items(probed.items())}", file=sys.stderr, flush=True)
+        return probed
+
+    def after_step(
+        self,
+        losses: dict[str, float],
+        lr: float,
+        wd: float,
+        grad_norm: torch.Tensor,
+        stop: bool,
+        collapsed: bool = False,
+    ) -> None:
+        """Called once `state.step` counts the step just taken; `stop`: checkpoint now (a stop signal);
+        `collapsed`: the run stops at a collapse alarm, so log it but keep the checkpoints as they are."""
         step, cfg = self.state.step, self.cfg
-        now = time.perf_counter()
-        step_time, self.t_last = now - self.t_last, now
+        step_time = time.perf_counter() - self.t_last
+        probed: dict[str, float] = {}
+        if self.probe is not None and (step % cfg.probe_interval == 0 or step == cfg.steps):
+            probed = self.run_probe()
         if step % cfg.log_interval == 0 or step == cfg.steps:
-            self.log(losses | {"lr": lr, "weight_decay": wd}, step_time, grad_norm)
-            if update_best(self.state, cfg.steps):
+            self.log(losses | {"lr": lr, "weight_decay": wd}, step_time, grad_norm, probed)
+            if not collapsed and update_best(self.state, cfg.steps):
                 checkpoint.save(self.checkpoint(), self.folder.best)
+        if collapsed:
+            return
         if step % cfg.checkpoint_interval == 0 or step == cfg.steps or stop:
             checkpoint.save(self.checkpoint(), self.folder.last)
             checkpoints.save_encoder(self.model, cfg, step, self.folder.encoder)
         self.bar.update(1, loss=f"{losses['loss']:.4f}")
+        self.t_last = time.perf_counter()  # the next step's time leaves out probes and checkpoints
 
-    def log(self, train: dict[str, float], step_time: float, grad_norm: torch.Tensor) -> None:
+    def log(self, train: dict[str, float], step_time: float, grad_norm: torch.Tensor, probed: dict[str, float]) -> None:
+        """One metrics line: the train/ values, speed, gradient norm, memory, and the probe's if it ran."""
         batch = self.cfg.batch_size
         metrics: dict[str, Any] = {f"train/{k}": v for k, v in train.items()}
         metrics["train/step_time"] = step_time
@@ -66,6 +93,7 @@ class Recorder:
         if self.device.type == "cuda":
             metrics["system/gpu_memory_allocated"] = torch.cuda.memory_allocated(self.device)
             metrics["system/gpu_memory_reserved"] = torch.cuda.memory_reserved(self.device)
+        metrics |= probed
         self.logger.log(metrics, self.state.step)
         shown = plain_items((k.split("/")[1], v) for k, v in list(metrics.items())[:8])
         print(f"step {self.state.step}/{self.cfg.steps} {shown}", file=sys.stderr, flush=True)

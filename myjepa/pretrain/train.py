@@ -7,8 +7,10 @@
 
 Rerunning the same command resumes from DIR/last_ckpt.pt, if it was written with the same settings
 (`checkpoints.py`). SIGTERM or SIGUSR1 saves last_ckpt.pt and exits with 128 + the signal number
-(143, 138) so the job can be requeued. A non-finite loss stops with exit status 3 and leaves
-last_ckpt.pt at the last good checkpoint.
+(143, 138) so the job can be requeued. A non-finite loss stops with exit status 3, and a collapse
+alarm (`collapse.py`; config `collapse: stop`) with exit status 4; both leave last_ckpt.pt at the
+last good checkpoint. With --probe-data and --probe-labels, a linear probe on frozen embeddings
+logs probe/auc every `probe_interval` steps (`probe.py`).
 """
 
 from __future__ import annotations
@@ -31,15 +33,19 @@ from myjepa.models.optim import param_groups
 from myjepa.pretrain import checkpoints
 from myjepa.pretrain.batches import CropBatches, open_sources, parse_data_args
 from myjepa.pretrain.checkpoints import RunFolder, TrainState
+from myjepa.pretrain.collapse import CollapseMonitor, embedding_stats
 from myjepa.pretrain.config import PretrainConfig, load_config
 from myjepa.pretrain.masks import MaskCollator
+from myjepa.pretrain.probe import OnlineProbe
 from myjepa.pretrain.recorder import Recorder
 from myjepa.pretrain.signals import StopFlag, ignore_stop_signals
 from myjepa.utils import checkpoint, distributed
 from myjepa.utils.schedules import cosine, warmup_cosine
 
 EXIT_NONFINITE = 3
+EXIT_COLLAPSE = 4
 LOSSES = ("loss", "pred_loss", "sigreg_loss")
+EMBEDDING_STATS = ("embed_std", "rankme")  # of the projected embeddings, on log steps only
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -57,12 +63,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default: cuda when available")
+    p.add_argument("--probe-data", type=Path, metavar="DUMP", help="PTB-XL dump for the online probe (probe.py)")
+    p.add_argument("--probe-labels", type=Path, metavar="DIR", help="its ptbxl_database.csv and scp_statements.csv")
+    p.add_argument("--probe-val-fold", type=int, default=9, help="the probe's validation fold (default: 9)")
+    p.add_argument("--probe-test-fold", type=int, default=10, help="never read by the probe (default: 10)")
     p.add_argument(
         "--restart-on-change",
         action="store_true",
         help="when --out holds checkpoints written with other settings or data, start afresh instead of refusing",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if (args.probe_data is None) != (args.probe_labels is None):
+        p.error("--probe-data and --probe-labels go together")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,6 +97,7 @@ def train(
     amp = args.amp or ("bfloat16" if dist.device.type == "cuda" else "float32")
     collator = mask_collator(cfg)
     sources = open_sources(data, cfg)
+    probe = online_probe(args, cfg) if dist.is_main else None  # bad probe data fails before anything is written
     folder, run = RunFolder(args.out), checkpoints.settings(cfg, args.seed, amp, sources)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # float32 matmuls on CUDA
     torch.manual_seed(args.seed + dist.rank)
@@ -98,13 +112,13 @@ def train(
         return finish_complete_run(folder, model, cfg, state.step, dist.is_main)
 
     flops = flops_per_sample(model, cfg, collator, dist.device)  # on every rank: SIGReg's all-reduce runs
+    autocast = torch.autocast(dist.device.type, dtype=getattr(torch, amp), enabled=amp != "float32")
     recorder = None
     if dist.is_main:
         checkpoints.prepare(folder, cfg, state.step if resumed else None)
-        recorder = Recorder(cfg, folder, run, model, optimizer, state, args, resumed, flops)
+        recorder = Recorder(cfg, folder, run, model, optimizer, state, args, resumed, flops, probe, autocast)
     batches = CropBatches(sources, local_batch, cfg.channel_size, collator, args.seed, dist.rank)
     loader = data_loader(batches, cfg, state.step, dist.device)
-    autocast = torch.autocast(dist.device.type, dtype=getattr(torch, amp), enabled=amp != "float32")
     try:
         return loop(
             cfg, model, optimizer, state, iter(loader), autocast, wrap(model, args.compile, dist), dist, recorder
@@ -126,15 +140,17 @@ def loop(
     recorder: Recorder | None,
 ) -> int:
     """The training loop: schedules, accumulated gradients, one optimizer step, record; until `steps`,
-    a non-finite loss (exit 3) or a stop signal (checkpoint, exit 128 + signal)."""
-    stop = StopFlag()
+    a non-finite loss (exit 3), a collapse alarm under `collapse: stop` (exit 4) or a stop signal
+    (checkpoint, exit 128 + signal)."""
+    stop, monitor = StopFlag(), CollapseMonitor(cfg.warmup_steps)
     model.train()
     try:
         while state.step < cfg.steps:
             lr, wd = set_schedules(optimizer, cfg, state.step)
-            losses = accumulate_gradients(train_model, batches, cfg.accum_steps, autocast, dist)
-            losses, signum = reduce_across_ranks(losses, stop.signum, dist.world_size)
-            if not all(math.isfinite(v) for v in losses.values()):
+            stats = is_log_step(state.step + 1, cfg)
+            sums = accumulate_gradients(train_model, batches, cfg.accum_steps, autocast, dist, stats)
+            losses, signum = reduce_across_ranks(sums, stop.signum, dist.world_size)
+            if not all(math.isfinite(losses[k]) for k in LOSSES):
                 if recorder is not None:
                     print(nonfinite_message(losses, state.step + 1, recorder.folder.last), file=sys.stderr)
                 return EXIT_NONFINITE
@@ -144,8 +160,15 @@ def loop(
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
             state.window.append(losses["loss"])
+            alarm = monitor.check(state.step, losses) if stats else None
+            if alarm and recorder is not None:
+                print(alarm, file=sys.stderr, flush=True)
+            collapsed = alarm is not None and cfg.collapse == "stop"
             if recorder is not None:
-                recorder.after_step(losses, lr, wd, grad_norm, stop=bool(signum))
+                recorder.after_step(losses, lr, wd, grad_norm, stop=bool(signum), collapsed=collapsed)
+            if collapsed:
+                distributed.barrier()
+                return EXIT_COLLAPSE
             if signum:
                 distributed.barrier()
                 if recorder is not None:
@@ -194,6 +217,12 @@ def finish_complete_run(folder: RunFolder, model: MyJEPA, cfg: PretrainConfig, s
             checkpoints.save_encoder(model, cfg, step, folder.encoder)
         print(f"{folder.out}: already trained for {step} >= {cfg.steps} steps; nothing to do", file=sys.stderr)
     return 0
+
+
+def online_probe(args: argparse.Namespace, cfg: PretrainConfig) -> OnlineProbe | None:
+    if args.probe_data is None:
+        return None
+    return OnlineProbe(args.probe_data, args.probe_labels, cfg, args.probe_val_fold, args.probe_test_fold, args.seed)
 
 
 def flops_per_sample(model: MyJEPA, cfg: PretrainConfig, collator: MaskCollator, device: torch.device) -> float:
@@ -248,18 +277,24 @@ def set_schedules(optimizer: torch.optim.Optimizer, cfg: PretrainConfig, step: i
     return lr, wd
 
 
+def is_log_step(step: int, cfg: PretrainConfig) -> bool:
+    return step % cfg.log_interval == 0 or step == cfg.steps
+
+
 def accumulate_gradients(
     model: torch.nn.Module,
     batches: Iterator[tuple[torch.Tensor, ...]],
     accum_steps: int,
     autocast: contextlib.AbstractContextManager,
     dist: distributed.DistInfo,
+    with_stats: bool,
 ) -> torch.Tensor:
     """Forward and backward over `accum_steps` micro-batches (DDP syncs gradients on the last one only).
 
-    Returns this rank's losses (loss, pred_loss, sigreg_loss) averaged over the micro-batches.
+    Returns this rank's losses (LOSSES) averaged over the micro-batches, then, when `with_stats`, the
+    EMBEDDING_STATS of its last micro-batch's projected embeddings (else zeros).
     """
-    sums = torch.zeros(len(LOSSES), device=dist.device)
+    sums = torch.zeros(len(LOSSES) + len(EMBEDDING_STATS), device=dist.device)
     for micro in range(accum_steps):
         x, ctx_idx, tgt_idx = (t.to(dist.device, non_blocking=True) for t in next(batches))
         last = micro == accum_steps - 1
@@ -267,15 +302,18 @@ def accumulate_gradients(
             with autocast:
                 losses = model(x, ctx_idx, tgt_idx)
             (losses["loss"] / accum_steps).backward()
-        sums += torch.stack([losses[k].detach().float() for k in LOSSES]) / accum_steps
+        sums[: len(LOSSES)] += torch.stack([losses[k].detach().float() for k in LOSSES]) / accum_steps
+    if with_stats:
+        sums[len(LOSSES) :] = embedding_stats(losses["embeddings"])
     return sums
 
 
 def reduce_across_ranks(sums: torch.Tensor, signum: int, world: int) -> tuple[dict[str, float], int]:
-    """Mean losses over ranks and whether any rank got a stop signal, in one collective."""
+    """Means over ranks of `sums` (LOSSES, EMBEDDING_STATS) and whether any rank got a stop signal, in one
+    collective."""
     both = torch.cat([sums, torch.tensor([float(signum)], device=sums.device)])
     distributed.all_reduce_(both)
-    losses = dict(zip(LOSSES, (both[: len(LOSSES)] / world).tolist()))
+    losses = dict(zip(LOSSES + EMBEDDING_STATS, (both[:-1] / world).tolist()))
     stopped = both[-1].item() > 0
     return losses, (signum or signal.SIGTERM) if stopped else 0
 

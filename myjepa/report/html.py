@@ -219,7 +219,10 @@ def render(
         f"<h2>Every finetune job</h2>{jobs_table(jobs)}",
         "<h2>ROC curves</h2><p class='muted'>Macro-average over classes, test fold, first seed of each "
         f"encoder.</p>{roc_figures(jobs)}",
-        f"<h2>Pretraining curves</h2>{pretrain_figure(runs)}",
+        "<h2>Pretraining curves</h2><p class='muted'>Collapse shows as embed_std (per-dimension std of the "
+        "projected embeddings; SIGReg pulls it towards 1) and rankme (their effective rank) falling towards 0 and "
+        "1 while pred_loss drops by orders of magnitude. probe/auc: the online linear probe's macro AUC on the "
+        f"validation fold, logged while pretraining runs.</p>{pretrain_figure(runs)}",
         "<h2>Per-class test AUC</h2><p class='muted'>Mean over seeds; — marks a class without a positive test "
         f"record.</p>{per_class_tables(per_class)}",
         f"<h2>Software</h2>{software_table()}<p>Container image: <code>{esc(image_digest(image))}</code></p>",

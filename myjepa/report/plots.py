@@ -14,7 +14,16 @@ import pandas as pd
 
 from myjepa.report.markup import fmt
 
-CURVES = ("train/loss", "train/pred_loss", "train/sigreg_loss", "train/lr")
+CURVES = (
+    "train/loss",
+    "train/pred_loss",
+    "train/sigreg_loss",
+    "train/lr",
+    "train/embed_std",  # collapse alarms (pretrain/collapse.py)
+    "train/rankme",
+    "probe/auc",  # the online probe (pretrain/probe.py)
+)
+LOG_SCALE = ("train/pred_loss", "train/embed_std")  # collapse shows as orders of magnitude
 
 
 def pyplot() -> Any:
@@ -101,13 +110,16 @@ def read_metrics(path: Path) -> pd.DataFrame:
 
 
 def pretrain_figure(runs: Sequence[Path]) -> str:
-    """loss, pred_loss, sigreg_loss and lr against step for every pretraining run."""
+    """CURVES against step for every pretraining run, four to a row."""
     curves = {f"{p.parent.parent.name}/{p.parent.name}": read_metrics(p.parent / "metrics.jsonl") for p in runs}
     curves = {k: v for k, v in curves.items() if not v.empty and "step" in v}
     if not curves:
         return "<p>No pretraining metrics found.</p>"
-    fig, axes = pyplot().subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.4))
-    for ax, key in zip(axes, CURVES):
+    rows = -(-len(CURVES) // 4)
+    fig, axes = pyplot().subplots(rows, 4, figsize=(16, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(CURVES) :]:
+        ax.axis("off")
+    for ax, key in zip(axes.flat, CURVES):
         for name, frame in curves.items():
             if key in frame:
                 part = frame[["step", key]].dropna()
@@ -115,5 +127,7 @@ def pretrain_figure(runs: Sequence[Path]) -> str:
         ax.set(title=key, xlabel="step")
         if key == "train/lr":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        if key in LOG_SCALE and ax.has_data():
+            ax.set_yscale("log")
         ax.legend(fontsize=7)
     return png(fig)

@@ -108,20 +108,28 @@ def pretrain_settings(wildcards):
 
 
 def pretrain_inputs(wildcards):
-    """The model YAML and each dataset's dump with its stats."""
+    """The model YAML, each dataset's dump with its stats, and the online probe's PTB-XL dump and tables."""
     run = RUNS[wildcards.run]
     inputs = {"model": wf.config_file(run["config"], "pretrain")}
     for name in run["datasets"]:
         files = wf.dump_files(dump_path(name))
         inputs[f"{name}_npy"] = files["npy"]
         inputs[f"{name}_stats"] = files["stats"]
-    return inputs
+    probe = wf.dump_files(dump_path("ptb-xl"))
+    return inputs | {f"probe_{k}": v for k, v in probe.items()} | ptbxl_tables()
 
 
 def pretrain_args(wildcards):
-    """Command-line arguments that follow from the settings (params), so they rerun when changed."""
+    """Command-line arguments that follow from the settings (params), so they rerun when changed. The
+    online probe trains on PTB-XL's train folds and validates on the evaluation's val_fold."""
     settings = pretrain_settings(wildcards)
-    return wf.pretrain_args(settings, {n: dump_path(n) for n in settings["datasets"]})
+    probe = {
+        "dump": dump_path("ptb-xl"),
+        "tables": os.path.dirname(ptbxl_tables()["db"]),
+        "val_fold": config["evaluate"]["val_fold"],
+        "test_fold": config["evaluate"]["test_fold"],
+    }
+    return wf.pretrain_args(settings, {n: dump_path(n) for n in settings["datasets"]}, probe)
 
 
 # ---- evaluation ----------------------------------------------------------------------------------

@@ -1,0 +1,71 @@
+"""Collapse alarms: is the encoder still telling records apart?
+
+Without an EMA teacher the one failure that looks like success is collapse: every record gets the
+same embedding, the prediction loss falls towards 0, and SIGReg sits at its collapsed value. Two
+signals catch it, from the projected record embeddings SIGReg sees (which it pushes towards an
+isotropic N(0, 1), so a healthy per-dimension std is near 1):
+- `embed_std`, the per-dimension std over the batch, averaged over dimensions, below `STD_FLOOR`
+  once the warmup is over (a freshly initialised projector starts near 0.03: SIGReg has not pushed
+  it out yet);
+- the prediction loss 100 times below its highest logged value while `sigreg_loss` has not moved by
+  more than 2 % over the last FLAT_LOGS logs: the encoder wins the prediction task by agreeing with
+  itself, and SIGReg sits at the value of a collapsed batch.
+`rankme` (RankMe, Garrido et al. 2023: exp of the entropy of the normalised singular values) is
+logged beside them; it falls towards 1 as the embeddings collapse to a point or a line.
+"""
+
+from __future__ import annotations
+
+import torch
+
+STD_FLOOR = 0.01
+PRED_DROP = 100.0
+SIGREG_FLAT = 0.02
+FLAT_LOGS = 5
+REMEDY = (
+    "raise sigreg_lambda (it means the same at any batch; try x4), lower lr, or check that the data is not constant"
+)
+
+
+def embedding_stats(z: torch.Tensor) -> torch.Tensor:
+    """(embed_std, rankme) of embeddings z (N, D), as a float32 tensor of 2 on z's device."""
+    z = z.float()
+    std = z.std(dim=0).mean()
+    s = torch.linalg.svdvals(z)
+    p = s / s.sum().clamp_min(1e-12) + 1e-7
+    rankme = torch.exp(-(p * p.log()).sum())
+    return torch.stack([std, rankme])
+
+
+class CollapseMonitor:
+    """Fed the logged metrics in step order; `check` returns the alarm line the first time collapse shows."""
+
+    def __init__(self, warmup_steps: int) -> None:
+        self.warmup_steps = warmup_steps
+        self.peak_pred = 0.0
+        self.recent_sigreg: list[float] = []
+        self.alarmed = False
+
+    def check(self, step: int, metrics: dict[str, float]) -> str | None:
+        """`metrics`: pred_loss, sigreg_loss and embed_std of this step (others are ignored)."""
+        pred_loss, sigreg_loss, embed_std = metrics["pred_loss"], metrics["sigreg_loss"], metrics["embed_std"]
+        self.peak_pred = max(self.peak_pred, pred_loss)
+        self.recent_sigreg = [*self.recent_sigreg, sigreg_loss][-FLAT_LOGS:]
+        if embed_std < STD_FLOOR and step > self.warmup_steps:
+            why = f"embed_std {embed_std:.3g} < {STD_FLOOR}"
+        elif pred_loss * PRED_DROP < self.peak_pred and self.flat(self.recent_sigreg):
+            why = (
+                f"pred_loss fell from {self.peak_pred:.3g} to {pred_loss:.3g} while sigreg_loss stayed at "
+                f"{sigreg_loss:.3g}"
+            )
+        else:
+            return None
+        if self.alarmed:
+            return None
+        self.alarmed = True
+        return f"myjepa: the embeddings collapsed by step {step} ({why}); {REMEDY}"
+
+    @staticmethod
+    def flat(values: list[float]) -> bool:
+        """FLAT_LOGS values within SIGREG_FLAT of each other, relative to their size."""
+        return len(values) == FLAT_LOGS and max(values) - min(values) <= SIGREG_FLAT * max(abs(v) for v in values)
