@@ -252,3 +252,18 @@ def test_tiny_training_lowers_the_loss_without_collapse(tmp_path):
     per_dim_std = z.std(dim=0)
     # at initialisation the smallest is about 0.06 and the mean about 0.1; SIGReg pushes them towards 1
     assert per_dim_std.min() > 0.15 and per_dim_std.mean() > 0.4, per_dim_std
+
+
+@pytest.mark.parametrize("log_interval", [1, 7])
+def test_a_step_to_non_finite_weights_is_never_checkpointed(small_dump, tmp_path, capsys, log_interval):
+    """A finite loss can still step to infinite weights (lr 1e6): no checkpoint may hold them."""
+    out = tmp_path / "run"
+    sets = ["lr=1e6", "checkpoint_interval=1", f"log_interval={log_interval}", "probe_interval=7"]
+    assert run(small_dump, out, *sets, steps=60) == pretrain.EXIT_NONFINITE
+    err = capsys.readouterr().err
+    assert "myjepa: error: non-finite" in err and "try a lower lr" in err
+    for name in ("last_ckpt.pt", "best_ckpt.pt", "encoder.pt"):
+        if (out / name).is_file():
+            saved = torch.load(out / name, weights_only=True)
+            tensors = saved["model"] if "model" in saved else saved["encoder"]
+            assert all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()), name

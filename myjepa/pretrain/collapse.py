@@ -28,8 +28,11 @@ REMEDY = (
 
 
 def embedding_stats(z: torch.Tensor) -> torch.Tensor:
-    """(embed_std, rankme) of embeddings z (N, D), as a float32 tensor of 2 on z's device."""
+    """(embed_std, rankme) of embeddings z (N, D), as a float32 tensor of 2 on z's device; NaN for non-finite z
+    (the loop's loss check then stops the run)."""
     z = z.float()
+    if not bool(z.isfinite().all()):
+        return torch.full((2,), float("nan"), device=z.device)
     std = z.std(dim=0).mean()
     s = torch.linalg.svdvals(z)
     p = s / s.sum().clamp_min(1e-12) + 1e-7

@@ -7,9 +7,9 @@
 
 Rerunning the same command resumes from DIR/last_ckpt.pt, if it was written with the same settings
 (`checkpoints.py`). SIGTERM or SIGUSR1 saves last_ckpt.pt and exits with 128 + the signal number
-(143, 138) so the job can be requeued. A non-finite loss stops with exit status 3, and a collapse
-alarm (`collapse.py`; config `collapse: stop`) with exit status 4; both leave last_ckpt.pt at the
-last good checkpoint. With --probe-data and --probe-labels, a linear probe on frozen embeddings
+(143, 138) so the job can be requeued. A non-finite loss or weights stop with exit status 3, and
+a collapse alarm (`collapse.py`; config `collapse: stop`) with exit status 4; both leave
+last_ckpt.pt at the last good checkpoint. With --probe-data and --probe-labels, a linear probe on frozen embeddings
 logs probe/auc every `probe_interval` steps (`probe.py`).
 """
 
@@ -140,7 +140,7 @@ def loop(
     recorder: Recorder | None,
 ) -> int:
     """The training loop: schedules, accumulated gradients, one optimizer step, record; until `steps`,
-    a non-finite loss (exit 3), a collapse alarm under `collapse: stop` (exit 4) or a stop signal
+    a non-finite loss or weights (exit 3), a collapse alarm under `collapse: stop` (exit 4) or a stop signal
     (checkpoint, exit 128 + signal)."""
     stop, monitor = StopFlag(), CollapseMonitor(cfg.warmup_steps)
     model.train()
@@ -151,14 +151,15 @@ def loop(
             sums = accumulate_gradients(train_model, batches, cfg.accum_steps, autocast, dist, stats)
             losses, signum = reduce_across_ranks(sums, stop.signum, dist.world_size)
             if not all(math.isfinite(losses[k]) for k in LOSSES):
-                if recorder is not None:
-                    print(nonfinite_message(losses, state.step + 1, recorder.folder.last), file=sys.stderr)
-                return EXIT_NONFINITE
+                values = ", ".join(f"{k} {losses[k]}" for k in LOSSES)
+                return stop_nonfinite(f"non-finite loss at step {state.step + 1} ({values})", recorder)
             max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
+            if (stats or signum or state.step % cfg.checkpoint_interval == 0) and not weights_finite(model):
+                return stop_nonfinite(f"non-finite weights after step {state.step}", recorder)  # never saved
             state.window.append(losses["loss"])
             alarm = monitor.check(state.step, losses) if stats else None
             if alarm and recorder is not None:
@@ -318,7 +319,15 @@ def reduce_across_ranks(sums: torch.Tensor, signum: int, world: int) -> tuple[di
     return losses, (signum or signal.SIGTERM) if stopped else 0
 
 
-def nonfinite_message(losses: dict[str, float], step: int, last: Path) -> str:
-    kept = f"{last} holds step {checkpoint.load(last)['step']}" if last.is_file() else "no checkpoint was written yet"
-    values = ", ".join(f"{k} {v}" for k, v in losses.items())
-    return f"myjepa: error: non-finite loss at step {step} ({values}); stopping, {kept}"
+def weights_finite(model: MyJEPA) -> bool:
+    """Checked before any checkpoint is written: a finite loss can still take a step to infinite weights."""
+    return bool(torch.stack([p.isfinite().all() for p in model.parameters()]).all())
+
+
+def stop_nonfinite(what: str, recorder: Recorder | None) -> int:
+    """Say what went non-finite and which checkpoint is kept (main process); the exit status."""
+    if recorder is not None:
+        last = recorder.folder.last
+        kept = f"{last} holds step {checkpoint.load(last)['step']}" if last.is_file() else "no checkpoint was written"
+        print(f"myjepa: error: {what}; stopping, {kept}; try a lower lr", file=sys.stderr)
+    return EXIT_NONFINITE

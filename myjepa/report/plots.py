@@ -127,7 +127,8 @@ def pretrain_figure(runs: Sequence[Path]) -> str:
         ax.set(title=key, xlabel="step")
         if key == "train/lr":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
-        if key in LOG_SCALE and ax.has_data():
-            ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        if ax.has_data():
+            ax.legend(fontsize=7)
+            if key in LOG_SCALE:
+                ax.set_yscale("log")
     return png(fig)

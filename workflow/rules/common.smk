@@ -120,8 +120,10 @@ def pretrain_inputs(wildcards):
 
 
 def pretrain_args(wildcards):
-    """Command-line arguments that follow from the settings (params), so they rerun when changed. The
-    online probe trains on PTB-XL's train folds and validates on the evaluation's val_fold."""
+    """Command-line arguments that follow from the settings (params), so they rerun when changed.
+
+    The online probe trains on PTB-XL's train folds and validates on the evaluation's val_fold.
+    """
     settings = pretrain_settings(wildcards)
     probe = {
         "dump": dump_path("ptb-xl"),
@@ -129,7 +131,9 @@ def pretrain_args(wildcards):
         "val_fold": config["evaluate"]["val_fold"],
         "test_fold": config["evaluate"]["test_fold"],
     }
-    return wf.pretrain_args(settings, {n: dump_path(n) for n in settings["datasets"]}, probe)
+    return wf.pretrain_args(
+        settings, {n: dump_path(n) for n in settings["datasets"]}, probe
+    )
 
 
 # ---- evaluation ----------------------------------------------------------------------------------
