@@ -131,4 +131,5 @@ def pretrain_figure(runs: Sequence[Path]) -> str:
             ax.legend(fontsize=7)
             if key in LOG_SCALE:
                 ax.set_yscale("log")
+    fig.tight_layout()
     return png(fig)
