@@ -89,12 +89,17 @@ class PretrainConfig(EncoderConfig):
             f"probe_interval {self.probe_interval} is not a multiple of log_interval {self.log_interval}",
         )
         check(
-            not is_multiclass(check_task(self.probe_task)), f"probe_task {self.probe_task!r}: the probe is multi-label"
+            not is_multiclass(check_task(self.probe_task)),
+            f"probe_task {self.probe_task!r} is single-label; the online probe takes a multi-label task",
         )
         check(
             min(self.log_interval, self.checkpoint_interval, self.best_loss_window) > 0,
             "log_interval, checkpoint_interval and best_loss_window must be positive",
         )
+
+    def logs_at(self, step: int) -> bool:
+        """Whether `step` (counted from 1) is logged: every `log_interval` steps, and the last one."""
+        return step % self.log_interval == 0 or step == self.steps
 
 
 def shipped_configs() -> list[str]:

@@ -70,7 +70,7 @@ class Recorder:
         probed: dict[str, float] = {}
         if self.probe is not None and (step % cfg.probe_interval == 0 or step == cfg.steps):
             probed = self.run_probe()
-        if step % cfg.log_interval == 0 or step == cfg.steps:
+        if cfg.logs_at(step):
             self.log(losses | {"lr": lr, "weight_decay": wd}, step_time, grad_norm, probed)
             if not collapsed and update_best(self.state, cfg.steps):
                 checkpoint.save(self.checkpoint(), self.folder.best)

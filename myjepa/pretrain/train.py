@@ -147,8 +147,8 @@ def loop(
     try:
         while state.step < cfg.steps:
             lr, wd = set_schedules(optimizer, cfg, state.step)
-            stats = is_log_step(state.step + 1, cfg)
-            sums = accumulate_gradients(train_model, batches, cfg.accum_steps, autocast, dist, stats)
+            log_step = cfg.logs_at(state.step + 1)
+            sums = accumulate_gradients(train_model, batches, cfg.accum_steps, autocast, dist, log_step)
             losses, signum = reduce_across_ranks(sums, stop.signum, dist.world_size)
             if not all(math.isfinite(losses[k]) for k in LOSSES):
                 values = ", ".join(f"{k} {losses[k]}" for k in LOSSES)
@@ -158,10 +158,10 @@ def loop(
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
-            if (stats or signum or state.step % cfg.checkpoint_interval == 0) and not weights_finite(model):
+            if (log_step or signum or state.step % cfg.checkpoint_interval == 0) and not weights_finite(model):
                 return stop_nonfinite(f"non-finite weights after step {state.step}", recorder)  # never saved
             state.window.append(losses["loss"])
-            alarm = monitor.check(state.step, losses) if stats else None
+            alarm = monitor.check(state.step, losses) if log_step else None
             if alarm and recorder is not None:
                 print(alarm, file=sys.stderr, flush=True)
             collapsed = alarm is not None and cfg.collapse == "stop"
@@ -276,10 +276,6 @@ def set_schedules(optimizer: torch.optim.Optimizer, cfg: PretrainConfig, step: i
         if group["apply_wd"]:
             group["weight_decay"] = wd
     return lr, wd
-
-
-def is_log_step(step: int, cfg: PretrainConfig) -> bool:
-    return step % cfg.log_interval == 0 or step == cfg.steps
 
 
 def accumulate_gradients(
