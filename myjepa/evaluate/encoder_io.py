@@ -88,7 +88,11 @@ def pretrained_encoder(path: Path) -> LoadedEncoder:
     """The encoder stored in encoder.pt, a finetuning best_ckpt.pt or a pretraining best/last_ckpt.pt."""
     if not path.is_file():
         raise UserError(f"encoder checkpoint not found: {path}")
-    ckpt = checkpoint.load(path)
+    return encoder_from_checkpoint(checkpoint.load(path), path)
+
+
+def encoder_from_checkpoint(ckpt: dict[str, Any], path: Path) -> LoadedEncoder:
+    """The encoder of a checkpoint dict already loaded from `path` (see `pretrained_encoder`)."""
     if isinstance(ckpt.get("encoder"), dict):  # encoder.pt, or a finetuning best_ckpt.pt
         state = ckpt["encoder"]
     elif isinstance(ckpt.get("model"), dict):  # pretraining best_ckpt.pt / last_ckpt.pt
