@@ -16,6 +16,7 @@ import torch
 import myjepa
 from myjepa import LEADS
 from myjepa.errors import UserError
+from myjepa.evaluate import finetune
 from myjepa.evaluate.encoder_io import load_encoder as load_eval_encoder
 from myjepa.ingest.resample import resample
 from myjepa.ingest.wfdb_io import read_record, write_record
@@ -195,3 +196,17 @@ def test_short_records_and_missing_leads_are_named(release, tmp_path, capsys):
     zeroed[6] = 0
     expected = myjepa.load_encoder(release).embed(np.stack([x, zeroed]), fs=100).numpy()
     np.testing.assert_allclose(emb, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_finetune_on_your_own_labels_with_a_release(run, release, tmp_path):
+    rng = np.random.default_rng(0)
+    split = np.array(["train"] * 32 + ["val"] * 8 + ["test"] * 8)
+    labels = pd.DataFrame({"file": [f"r{i}" for i in range(48)], "split": split, "a": rng.integers(0, 2, 48)})
+    labels.assign(b=1 - labels["a"]).to_csv(tmp_path / "mine.csv", index=False)
+    argv = ["--labels", str(tmp_path / "mine.csv"), "--dump", str(run["dump"]), "--encoder", str(release)]
+    quick = ["--set", "steps=4", "--set", "eval_interval=2", "--set", "bootstrap_samples=20"]
+    assert finetune.main([*argv, "--config", "linear", "--out", str(tmp_path / "out"), *quick]) == 0
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["task"] == "mine" and res["encoder_name"] == "release" and res["encoder_pretrained"]
+    assert res["encoder"] == str(release / "model.safetensors")
+    assert [c["name"] for c in res["classes"]] == ["a", "b"] and (res["n_train"], res["n_test"]) == (32, 8)

@@ -75,7 +75,7 @@ tokens over crops of {inp["crop"]} samples every {inp["stride"]} samples, averag
 
 ## Pretraining
 
-{pre["steps"]} steps (stopped at step {pre["step"]}), batch size {pre["batch_size"]}, seed {pre["seed"]}.
+Trained to step {pre["step"]} of {pre["steps"]}, batch size {pre["batch_size"]}, seed {pre["seed"]}.
 {loss_line}
 
 {md_table(["dataset", "records", "hours", "sampling weight", "dump"], data_rows)}

@@ -61,21 +61,33 @@ class LeadMapper:
 
 
 class DumpRecords:
-    """The records of a dump, in its order; the index is the dump's own."""
+    """The records of a dump, in its order; the index is the dump's own.
+
+    Batches are read with plain file reads, not through the memory map: pages a map has touched count
+    as the process's resident memory until the kernel drops them, which would grow with the dump.
+    """
 
     def __init__(self, path: Path, mapper: LeadMapper) -> None:
         self.dump, self.mapper = open_dump(path), mapper
         self.index = self.dump.index
         mapper.check_length(self.dump.signals.shape[2], self.dump.fs, f"{path} (every record)")
+        if not self.dump.signals.flags.c_contiguous:
+            raise UserError(f"{path}: a Fortran-ordered array; dumps are C-ordered (`myjepa convert`)")
+        self.offset = self.dump.signals.offset  # bytes before the first record (the .npy header)
 
     def __len__(self) -> int:
         return len(self.dump)
 
     def batches(self, size: int) -> Iterator[tuple[int, np.ndarray, float]]:
         """(offset, (R, 12, T) float32 mV in contract order, fs)."""
-        for i in range(0, len(self.dump), size):
-            x = np.asarray(self.dump.signals[i : i + size], dtype=np.float32)
-            yield i, self.mapper(x, self.dump.leads, str(self.dump.path)), self.dump.fs
+        signals = self.dump.signals
+        row_shape, row_bytes = signals.shape[1:], signals[0].nbytes
+        with open(self.dump.path, "rb") as f:
+            for i in range(0, len(signals), size):
+                n = min(size, len(signals) - i)
+                f.seek(self.offset + i * row_bytes)
+                x = np.fromfile(f, dtype=signals.dtype, count=n * int(np.prod(row_shape))).reshape(n, *row_shape)
+                yield i, self.mapper(x.astype(np.float32), self.dump.leads, str(self.dump.path)), self.dump.fs
 
 
 class WfdbRecords:
