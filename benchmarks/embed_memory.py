@@ -4,7 +4,7 @@
 
 Writes two synthetic 500 Hz, 10 s dumps (N and 8N records) and a randomly initialised `tiny` encoder.pt
 (with the data summary a release needs) to a temporary folder, then runs `myjepa embed` on each in a
-fresh process and prints its peak RSS (ru_maxrss) and throughput.
+fresh process and prints its peak RSS (VmHWM) and throughput.
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ from myjepa.models.vit import VisionTransformer  # noqa: E402
 from myjepa.pretrain.config import load_config  # noqa: E402
 from myjepa.utils import checkpoint  # noqa: E402
 
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork + exec, so it would show this parent's peak
 CHILD = (
-    "import resource, sys\n"
+    "import sys\n"
     "from myjepa.release.embed import main\n"
     "main(sys.argv[1:])\n"
-    "print('maxrss_mb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    "hwm = open('/proc/self/status').read().split('VmHWM:')[1].split()[0]\n"
+    "print('maxrss_mb', int(hwm) / 1024)\n"
 )
 
 
