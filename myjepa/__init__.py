@@ -8,3 +8,23 @@ __version__ = "0.1.0"
 
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 """Canonical lead order of every dump and every model input."""
+
+
+def load_encoder(path: str):
+    """A pretrained encoder (`torch.nn.Module`) from a release folder or an encoder.pt, on the CPU.
+
+    Its `embed(x, fs)` takes x (records, 12 leads, samples) in mV at `fs` Hz and returns (records, dim)
+    embeddings; it resamples and crops as the encoder needs (`myjepa.release.model.PretrainedEncoder.embed`)::
+
+        import numpy as np
+        import myjepa
+
+        model = myjepa.load_encoder("results/release/tiny-s0")
+        x = 0.1 * np.random.randn(4, 12, 1000).astype(np.float32)  # 4 records, 10 s at 100 Hz, mV, leads I..V6
+        z = model.embed(x, fs=100)  # torch.Tensor (4, model.dim)
+
+    Imported on call: `import myjepa` stays free of torch (the converters do not need it).
+    """
+    from myjepa.release.load import load_encoder as load
+
+    return load(path)

@@ -13,7 +13,9 @@ COMMANDS = {
     "synth": ("myjepa.ingest.synth", "write a synthetic demo dataset in the PTB-XL or MIMIC-IV-ECG layout"),
     "convert": ("myjepa.ingest.convert", "convert raw PTB-XL / MIMIC-IV-ECG to dumps, or merge partial dumps"),
     "pretrain": ("myjepa.pretrain.train", "self-supervised pretraining of an encoder on ECG dumps"),
-    "finetune": ("myjepa.evaluate.finetune", "linear probing or finetuning on a PTB-XL task"),
+    "finetune": ("myjepa.evaluate.finetune", "linear probing or finetuning on a PTB-XL task or your own labels"),
+    "export": ("myjepa.release.export", "write a release (safetensors, config.json, model card) of an encoder"),
+    "embed": ("myjepa.release.embed", "record embeddings of a dump or a folder of WFDB records"),
     "report": ("myjepa.report", "aggregate finetune results into AUC tables and the HTML report"),
 }
 

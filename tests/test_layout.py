@@ -43,7 +43,7 @@ def test_torch_free_modules_do_not_import_torch(modules):
 def test_every_command_is_listed_and_runs():
     from myjepa.cli import COMMANDS
 
-    assert set(COMMANDS) == {"synth", "convert", "pretrain", "finetune", "report"}
+    assert set(COMMANDS) == {"synth", "convert", "pretrain", "finetune", "export", "embed", "report"}
     for name in COMMANDS:
         proc = subprocess.run([str(BIN / "myjepa"), name, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and f"myjepa {name}" in proc.stdout, (name, proc.stderr)

@@ -106,6 +106,7 @@ def test_dry_run_real_config_job_counts(tmp_path, fake_raw):
         "convert_ptbxl": 1,
         "pretrain": len(runs) * len(p_seeds),
         "finetune": n_ft,
+        "export": len(runs) * len(p_seeds),
         "aggregate": 1,
         "report": 1,
         "all": 1,
@@ -474,7 +475,7 @@ def dry_counts(work: Path, config: Path) -> dict[str, int]:
 def test_demo_end_to_end(ci_run):
     work = ci_run
     log = (work / "run.log").read_text()
-    assert "12 of 12 steps (100%) done" in log
+    assert "13 of 13 steps (100%) done" in log
     for path in (
         "results/report.html",
         "results/auc.csv",
@@ -485,6 +486,9 @@ def test_demo_end_to_end(ci_run):
         "results/pretrain/tiny/s42/encoder.pt",
         "results/pretrain/tiny/s42/metrics.jsonl",
         "results/pretrain/tiny/s42/last_ckpt.pt",
+        "results/release/tiny-s42/model.safetensors",
+        "results/release/tiny-s42/config.json",
+        "results/release/tiny-s42/MODEL_CARD.md",
     ):
         assert (work / path).is_file(), path
     # every job wrote its log, and the commands' own progress lines are in it
@@ -498,6 +502,7 @@ def test_demo_end_to_end(ci_run):
         "pretrain/tiny-s42",
         "finetune/tiny-s42/rhythm/linear/s0",
         "finetune/random-tiny/rhythm/linear/s0",
+        "release/tiny-s42",
         "aggregate",
         "report",
     ):
@@ -513,6 +518,11 @@ def test_demo_end_to_end(ci_run):
         result = json.loads((work / row.results).read_text())
         assert row.test_auc == result["test_auc"]
         assert f"<td>{result['test_auc']:.3f}</td>" in page
+    # the release is linked and its card holds the encoder's evaluation
+    assert "<a href='release/tiny-s42/MODEL_CARD.md'>" in page
+    card = (work / "results/release/tiny-s42/MODEL_CARD.md").read_text()
+    ours = json.loads((work / "results/finetune/tiny-s42/rhythm/linear/s0/results.json").read_text())
+    assert f"| rhythm | linear | 0 | {ours['test_auc']:.3f} |" in card
 
 
 def test_nothing_to_do_after_a_complete_run(ci_run):
@@ -524,7 +534,7 @@ def test_evaluation_setting_reruns_finetunes_and_report_only(ci_run):
     protocols = yaml.safe_load(CI_CONFIG.read_text())["evaluate"]["protocols"]
     protocols[0]["set"]["steps"] += 1
     counts = dry_counts(ci_run, ci_config(ci_run, "eval.yaml", evaluate__protocols=protocols))
-    assert counts == {"finetune": 2, "aggregate": 1, "report": 1, "all": 1}
+    assert counts == {"finetune": 2, "export": 1, "aggregate": 1, "report": 1, "all": 1}
     proc = snakemake("--summary", cwd=ci_run, config=ci_run / "eval.yaml")
     status = {line.split("\t")[0]: line.split("\t")[4:] for line in proc.stdout.splitlines() if "\t" in line}
     assert status["results/finetune/tiny-s42/rhythm/linear/s0/results.json"] == ["params changed", "update pending"]
@@ -537,18 +547,20 @@ def test_model_setting_reruns_its_pretraining_and_downstream(ci_run):
     runs[0]["set"]["steps"] += 1
     counts = dry_counts(ci_run, ci_config(ci_run, "model.yaml", pretrain__runs=runs))
     # the random-init baseline does not depend on pretraining
-    assert counts == {"pretrain": 1, "finetune": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert counts == {"pretrain": 1, "finetune": 1, "export": 1, "aggregate": 1, "report": 1, "all": 1}
 
 
 def test_adding_a_task_or_seed_adds_only_its_jobs(ci_run):
     assert dry_counts(ci_run, ci_config(ci_run, "task.yaml", evaluate__tasks=["rhythm", "form"])) == {
         "finetune": 2,
+        "export": 1,
         "aggregate": 1,
         "report": 1,
         "all": 1,
     }
     assert dry_counts(ci_run, ci_config(ci_run, "seed.yaml", evaluate__seeds=[0, 1])) == {
         "finetune": 2,
+        "export": 1,
         "aggregate": 1,
         "report": 1,
         "all": 1,
@@ -556,6 +568,7 @@ def test_adding_a_task_or_seed_adds_only_its_jobs(ci_run):
     assert dry_counts(ci_run, ci_config(ci_run, "pseed.yaml", pretrain__seeds=[42, 43])) == {
         "pretrain": 1,
         "finetune": 1,
+        "export": 1,
         "aggregate": 1,
         "report": 1,
         "all": 1,
@@ -572,7 +585,14 @@ def test_input_content_change_reruns_dependents(ci_run):
         assert "Nothing to be done" in snakemake("-n", cwd=ci_run, config=CI_CONFIG).stdout
         scp.write_bytes(original + b"\n")
         # pretrain reads the labels for its online probe; its rerun finds the finished run and only rewrites encoder.pt
-        assert dry_counts(ci_run, CI_CONFIG) == {"pretrain": 1, "finetune": 2, "aggregate": 1, "report": 1, "all": 1}
+        assert dry_counts(ci_run, CI_CONFIG) == {
+            "pretrain": 1,
+            "finetune": 2,
+            "export": 1,
+            "aggregate": 1,
+            "report": 1,
+            "all": 1,
+        }
         proc = snakemake("--summary", cwd=ci_run, config=CI_CONFIG)
         assert "results/finetune/tiny-s42/rhythm/linear/s0/results.json" in proc.stdout
         assert "updated input files" in proc.stdout

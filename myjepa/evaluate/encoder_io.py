@@ -1,8 +1,9 @@
 """Load the encoder to evaluate, and check that it fits the data.
 
 `--encoder` is a pretraining output (`encoder.pt`, or `best_ckpt.pt` / `last_ckpt.pt` with the
-encoder under the `encoder.` prefix), a finetuning `best_ckpt.pt`, or a model config (shipped
-name or YAML) for a randomly initialised encoder: the baseline a pretrained encoder must beat.
+encoder under the `encoder.` prefix), a finetuning `best_ckpt.pt`, a release folder (`myjepa export`),
+or a model config (shipped name or YAML) for a randomly initialised encoder: the baseline a
+pretrained encoder must beat.
 The encoder's keys and their checks are `myjepa.models.config.EncoderConfig`'s.
 """
 
@@ -88,7 +89,11 @@ def pretrained_encoder(path: Path) -> LoadedEncoder:
     """The encoder stored in encoder.pt, a finetuning best_ckpt.pt or a pretraining best/last_ckpt.pt."""
     if not path.is_file():
         raise UserError(f"encoder checkpoint not found: {path}")
-    ckpt = checkpoint.load(path)
+    return encoder_from_checkpoint(checkpoint.load(path), path)
+
+
+def encoder_from_checkpoint(ckpt: dict[str, Any], path: Path) -> LoadedEncoder:
+    """The encoder of a checkpoint dict already loaded from `path` (see `pretrained_encoder`)."""
     if isinstance(ckpt.get("encoder"), dict):  # encoder.pt, or a finetuning best_ckpt.pt
         state = ckpt["encoder"]
     elif isinstance(ckpt.get("model"), dict):  # pretraining best_ckpt.pt / last_ckpt.pt
@@ -106,6 +111,15 @@ def pretrained_encoder(path: Path) -> LoadedEncoder:
     return LoadedEncoder(encoder, cfg, path, True, int(step) if isinstance(step, (int, float)) else None)
 
 
+def released_encoder(folder: Path) -> LoadedEncoder:
+    """The encoder of a release folder; its model.safetensors stands for it (path and sha256 in results.json)."""
+    from myjepa.release.load import WEIGHTS, load_release  # here: myjepa.release.load imports this module
+
+    model = load_release(folder)
+    cfg = {k: model.config["encoder"][k] for k in ENCODER_KEYS}
+    return LoadedEncoder(model.encoder, cfg, folder / WEIGHTS, True, model.config["pretraining"].get("step"))
+
+
 def random_encoder(spec: str | Path, seed: int) -> LoadedEncoder:
     """A freshly initialised encoder (seeded) from an encoder-only YAML or a pretraining config."""
     path = resolve_config_path(spec, PRETRAIN_CONFIG_DIR)
@@ -118,8 +132,10 @@ def random_encoder(spec: str | Path, seed: int) -> LoadedEncoder:
 
 
 def load_encoder(spec: str | Path, seed: int = 0) -> LoadedEncoder:
-    """Pretrained weights from a .pt file, or a fresh encoder (seeded) from a model config."""
+    """Pretrained weights from a .pt file or a release folder, or a fresh encoder (seeded) from a model config."""
     p = Path(spec)
+    if p.is_dir():
+        return released_encoder(p)
     if p.suffix == ".pt" or (p.is_file() and p.suffix not in (".yaml", ".yml")):
         return pretrained_encoder(p)
     return random_encoder(spec, seed)

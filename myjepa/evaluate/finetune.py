@@ -4,6 +4,11 @@
         --task superdiagnostic --config linear --out runs/eval/vits-superdiagnostic-linear-s0 --seed 0
     myjepa finetune ... --encoder ViTS_mimic ...          # randomly initialised baseline
     myjepa finetune ... --config finetune_after_linear --init runs/eval/.../best_ckpt.pt
+    myjepa finetune --labels my_task.csv --dump my.npy --encoder results/release/tiny-s0 --config linear --out ...
+
+`--labels LABELS.csv` replaces --data-dir and --task: a user's own task on any dump (the CSV's
+format: `custom_labels`), trained, scored and written exactly as a PTB-XL task; its name is the
+CSV's stem, and results.json and predictions.npz name every class.
 
 Train on folds 1-8, pick the step with the best validation (fold 9) macro AUC, report the test
 (fold 10) macro AUC with a bootstrap CI. Records are scored by averaging their 2.5 s crops taken
@@ -40,7 +45,7 @@ from myjepa.evaluate.features import encode_features
 from myjepa.evaluate.labels import TASKS, check_task
 from myjepa.evaluate.model import Model, build_model, device_name
 from myjepa.evaluate.outputs import score_test, write_outputs
-from myjepa.evaluate.run import Run, load_task_data, task_crops
+from myjepa.evaluate.run import Run, load_labels_data, load_task_data, task_crops
 from myjepa.evaluate.training import train
 from myjepa.utils.io import sha256_file
 from myjepa.utils.logging import MetricsLogger
@@ -48,17 +53,24 @@ from myjepa.utils.logging import MetricsLogger
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="myjepa finetune", description="Linear probing or finetuning of an encoder on a PTB-XL task."
+        prog="myjepa finetune",
+        description="Linear probing or finetuning of an encoder on a PTB-XL task or your own labels.",
     )
-    p.add_argument("--data-dir", required=True, help="PTB-XL folder with ptbxl_database.csv and scp_statements.csv")
-    p.add_argument("--dump", required=True, help="PTB-XL dump (PATH.npy from `myjepa convert ptb-xl`)")
+    p.add_argument("--data-dir", help="PTB-XL folder with ptbxl_database.csv and scp_statements.csv")
+    p.add_argument("--dump", required=True, help="the dump (PATH.npy from `myjepa convert`)")
+    p.add_argument(
+        "--labels",
+        metavar="LABELS.csv",
+        help="your own task instead of --data-dir/--task: record id, split (or fold), one 0/1 column per class "
+        "or one label column",
+    )
     p.add_argument(
         "--encoder",
         required=True,
-        help="encoder.pt / best_ckpt.pt / last_ckpt.pt, "
+        help="encoder.pt / best_ckpt.pt / last_ckpt.pt / a release folder, "
         "or a model config (shipped name or YAML) for a random-init baseline",
     )
-    p.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
+    p.add_argument("--task", help=f"a PTB-XL task: one of {', '.join(TASKS)}")
     p.add_argument("--config", required=True, help="linear | finetune | finetune_after_linear | PATH.yaml")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--init", help="linear probe best_ckpt.pt to start from (finetune_after_linear)")
@@ -84,8 +96,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def read_config(args: argparse.Namespace) -> tuple[str, FinetuneConfig]:
-    """The task and the protocol's config (with --set overrides), checked against --init."""
-    task = check_task(args.task)
+    """The task (a PTB-XL task, or the stem of --labels) and the protocol's config (with --set overrides)."""
+    if args.labels and (args.task or args.data_dir):
+        raise UserError("--labels replaces --data-dir and --task: give either --labels or both of them")
+    if not args.labels and not (args.task and args.data_dir):
+        raise UserError("give --data-dir and --task for a PTB-XL task, or --labels LABELS.csv for your own")
+    task = Path(args.labels).stem if args.labels else check_task(args.task)
     cfg = load_finetune_config(args.config, parse_overrides(args.set))
     if cfg.protocol == "finetune_after_linear" and not args.init:
         raise UserError("protocol finetune_after_linear needs --init LINEAR_RUN/best_ckpt.pt")
@@ -130,7 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
 
     # the task's data, the encoder, and the checks that they fit together
-    data = load_task_data(args.data_dir, args.dump, task, cfg.min_samples, args.val_fold, args.test_fold)
+    if args.labels:
+        data = load_labels_data(args.labels, args.dump, args.val_fold, args.test_fold)
+    else:
+        data = load_task_data(args.data_dir, args.dump, task, cfg.min_samples, args.val_fold, args.test_fold)
     encoder = load_encoder(args.encoder, args.seed)
     encoder_sha = sha256_file(encoder.path)
     crops, stride = task_crops(data, encoder, cfg.crop_s, cfg.stride_s)
@@ -145,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         splits=data.splits,
         crops=crops,
         stride=stride,
+        multiclass=data.multiclass,
     )
 
     # the probe (or the --init run's weights) and the optimizer

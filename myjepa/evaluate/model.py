@@ -18,7 +18,6 @@ from myjepa.errors import UserError
 from myjepa.evaluate.config import FinetuneConfig
 from myjepa.evaluate.features import Features
 from myjepa.evaluate.heads import AttentiveProbe
-from myjepa.evaluate.labels import is_multiclass
 from myjepa.evaluate.run import Run
 from myjepa.models.optim import param_groups
 from myjepa.models.vit import VisionTransformer
@@ -71,7 +70,7 @@ def build_model(run: Run, init: str | None) -> Model:
     encoder.requires_grad_(not cfg.frozen)
     trained = [head] if cfg.frozen else [encoder, head]
     optimizer = torch.optim.AdamW(param_groups(trained, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas))
-    return Model(encoder, head, trained, optimizer, device, cfg, is_multiclass(run.task))
+    return Model(encoder, head, trained, optimizer, device, cfg, run.multiclass)
 
 
 def load_init(path: Path, run: Run) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """What one run evaluates, settled before training: the task's data, its crops, the encoder, the protocol.
 
-`load_task_data` reads the PTB-XL tables and the dump and checks that they match; `task_crops`
+`load_task_data` reads the PTB-XL tables and the dump and checks that they match (`load_labels_data`:
+a user's LABELS.csv instead, `custom_labels`); `task_crops`
 checks the encoder against the dump and cuts the records into the protocol's strided crops,
 normalised with the train folds' statistics. `Run` gathers what best_ckpt.pt and results.json record.
 """
@@ -12,12 +13,21 @@ from pathlib import Path
 
 import numpy as np
 
-from myjepa.dumps import Dump, open_dump
+from myjepa.dumps import Dump, open_dump, sidecars
 from myjepa.errors import UserError
 from myjepa.evaluate.config import FinetuneConfig
+from myjepa.evaluate.custom_labels import read_labels
 from myjepa.evaluate.encoder_io import LoadedEncoder, check_compatible
 from myjepa.evaluate.features import StridedCrops, crop_starts, norm_stats
-from myjepa.evaluate.labels import Splits, check_dump_index, make_splits, read_database, read_statements, task_labels
+from myjepa.evaluate.labels import (
+    Splits,
+    check_dump_index,
+    is_multiclass,
+    make_splits,
+    read_database,
+    read_statements,
+    task_labels,
+)
 
 
 @dataclass
@@ -25,6 +35,7 @@ class TaskData:
     dump: Dump
     splits: Splits  # the task's dump rows and targets per split
     train_fold_rows: np.ndarray  # every dump row of the train folds, labelled or not: the normalisation's records
+    multiclass: bool  # one class per record: softmax + cross-entropy instead of sigmoid + binary cross-entropy
 
 
 @dataclass
@@ -41,6 +52,7 @@ class Run:
     splits: Splits
     crops: StridedCrops
     stride: int  # samples between crop starts
+    multiclass: bool
 
     @property
     def classes(self) -> list[str]:
@@ -69,7 +81,14 @@ def load_task_data(
     folds = db["strat_fold"].to_numpy()
     splits = make_splits(folds, labels, task, val_fold, test_fold)
     train_fold_rows = np.flatnonzero(np.isin(folds, splits.folds["train"]))
-    return TaskData(dump, splits, train_fold_rows)
+    return TaskData(dump, splits, train_fold_rows, is_multiclass(task))
+
+
+def load_labels_data(labels: str | Path, dump_path: str | Path, val_fold: int, test_fold: int) -> TaskData:
+    """The dump and a user's task from LABELS.csv; the train split's records are the normalisation's."""
+    dump = open_dump(dump_path)
+    splits, multiclass = read_labels(labels, dump.index, str(sidecars(dump.path)[0]), val_fold, test_fold)
+    return TaskData(dump, splits, splits.rows["train"], multiclass)
 
 
 def task_crops(data: TaskData, encoder: LoadedEncoder, crop_s: float, stride_s: float) -> tuple[StridedCrops, int]:

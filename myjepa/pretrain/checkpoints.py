@@ -72,9 +72,28 @@ class TrainState:
 
 
 def settings(cfg: PretrainConfig, seed: int, amp: str, sources: list[Source]) -> dict[str, Any]:
-    """What a checkpoint is resumed under: config, seed, autocast dtype, and each dump's stats.json digest."""
+    """What a checkpoint is resumed under: config, seed, autocast dtype, and each dump's stats.json digest;
+    and `sources`, what encoder.pt tells a release about the data (not compared on resumption)."""
     data = {s.name: hashlib.sha256(sidecars(s.dump.path)[1].read_bytes()).hexdigest()[:16] for s in sources}
-    return {"config": to_dict(cfg), "seed": seed, "amp": amp, "data": data}
+    return {"config": to_dict(cfg), "seed": seed, "amp": amp, "data": data, "sources": data_summary(sources)}
+
+
+def data_summary(sources: list[Source]) -> list[dict[str, Any]]:
+    """Per dump: name, path, records sampled, samples per record, fs, sampling weight and per-lead mean/std
+    (the z-scoring pretraining applied). `myjepa export` turns this into the release's input contract."""
+    return [
+        {
+            "name": s.name,
+            "path": str(s.dump.path),
+            "records": s.num_records,
+            "samples": int(s.dump.signals.shape[2]),
+            "fs": s.dump.fs,
+            "weight": float(s.weight),
+            "mean": s.mean.ravel().tolist(),
+            "std": s.std.ravel().tolist(),
+        }
+        for s in sources
+    ]
 
 
 def difference(stored: dict[str, Any], current: dict[str, Any]) -> str | None:
@@ -109,10 +128,12 @@ def state_dict(model: MyJEPA, optimizer: torch.optim.Optimizer, state: TrainStat
     }
 
 
-def save_encoder(model: MyJEPA, cfg: PretrainConfig, step: int, path: Path) -> None:
-    """encoder.pt: the encoder's weights and config, all that evaluation needs."""
+def save_encoder(model: MyJEPA, cfg: PretrainConfig, step: int, path: Path, run: dict[str, Any]) -> None:
+    """encoder.pt: the encoder's weights and config, all that evaluation needs; with the seed and the
+    data summary (`settings`), what a release needs too."""
     encoder = {"encoder": model.encoder.state_dict(), "config": cfg.encoder_config()}
-    checkpoint.save({**encoder, "pretrain_config": to_dict(cfg), "step": step}, path)
+    extra = {"seed": run["seed"], "data": run["sources"]}
+    checkpoint.save({**encoder, "pretrain_config": to_dict(cfg), "step": step, **extra}, path)
 
 
 def resume(

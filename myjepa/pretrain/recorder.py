@@ -78,7 +78,7 @@ class Recorder:
             return
         if step % cfg.checkpoint_interval == 0 or step == cfg.steps or stop:
             checkpoint.save(self.checkpoint(), self.folder.last)
-            checkpoints.save_encoder(self.model, cfg, step, self.folder.encoder)
+            checkpoints.save_encoder(self.model, cfg, step, self.folder.encoder, self.run)
         self.bar.update(1, loss=f"{losses['loss']:.4f}")
         self.t_last = time.perf_counter()  # the next step's time leaves out probes and checkpoints
 

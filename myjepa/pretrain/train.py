@@ -22,6 +22,7 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -109,7 +110,7 @@ def train(
     if resumed and dist.is_main:
         print(f"resuming from {folder.last} at step {state.step}", file=sys.stderr)
     if resumed and state.step >= cfg.steps:
-        return finish_complete_run(folder, model, cfg, state.step, dist.is_main)
+        return finish_complete_run(folder, model, cfg, state.step, dist.is_main, run)
 
     flops = flops_per_sample(model, cfg, collator, dist.device)  # on every rank: SIGReg's all-reduce runs
     autocast = torch.autocast(dist.device.type, dtype=getattr(torch, amp), enabled=amp != "float32")
@@ -210,12 +211,14 @@ def build_optimizer(model: MyJEPA, cfg: PretrainConfig, device: torch.device) ->
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=device.type == "cuda")
 
 
-def finish_complete_run(folder: RunFolder, model: MyJEPA, cfg: PretrainConfig, step: int, master: bool) -> int:
+def finish_complete_run(
+    folder: RunFolder, model: MyJEPA, cfg: PretrainConfig, step: int, master: bool, run: dict[str, Any]
+) -> int:
     """A run already trained to `steps`: write encoder.pt if it is missing (Snakemake deletes it before a
     forced rerun), train nothing."""
     if master:
         if not folder.encoder.is_file():
-            checkpoints.save_encoder(model, cfg, step, folder.encoder)
+            checkpoints.save_encoder(model, cfg, step, folder.encoder, run)
         print(f"{folder.out}: already trained for {step} >= {cfg.steps} steps; nothing to do", file=sys.stderr)
     return 0
 

@@ -3,7 +3,8 @@
     myjepa report aggregate --encoders JSON --out auc.csv --summary auc_summary.csv \
         --per-class auc_per_class.csv results/finetune/ENCODER/TASK/PROTOCOL/sSEED/results.json ...
     myjepa report html --auc auc.csv --summary auc_summary.csv --per-class auc_per_class.csv \
-        --pretrain-runs results/pretrain/RUN/sSEED/encoder.pt ... --config-json JSON --out report.html
+        --pretrain-runs results/pretrain/RUN/sSEED/encoder.pt ... --releases results/release/ENCODER/MODEL_CARD.md ... \
+        --config-json JSON --out report.html
 
 Each job's encoder, task, protocol and seed, and its numbers, come from its results.json
 (`aggregate`); the tables repeat them exactly. `html` rounds them to 3 decimals and embeds the
@@ -47,7 +48,8 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 def cmd_html(args: argparse.Namespace) -> None:
     config = json_option(args.config_json, "--config-json")
     jobs, summary, per_class = read_csv(args.auc), read_csv(args.summary), read_csv(args.per_class)
-    page = render(jobs, summary, per_class, [Path(p) for p in args.pretrain_runs], config, args.image)
+    runs, releases = [Path(p) for p in args.pretrain_runs], [Path(p) for p in args.releases]
+    page = render(jobs, summary, per_class, runs, config, args.image, releases, Path(args.out))
     with atomic_path(args.out) as tmp:
         Path(tmp).write_text(page)
     print(f"wrote {args.out} ({len(page) / 1e3:.0f} kB)")
@@ -68,6 +70,12 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--per-class", required=True)
     rep.add_argument(
         "--pretrain-runs", nargs="*", default=[], help="encoder.pt of each run; metrics.jsonl is read beside it"
+    )
+    rep.add_argument(
+        "--releases",
+        nargs="*",
+        default=[],
+        help="MODEL_CARD.md of each release (myjepa export); linked from the report",
     )
     rep.add_argument("--config-json", default="", help="the workflow config, shown in the report")
     rep.add_argument("--image", default="", help="Apptainer image whose sha256 the report shows")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import time
 from collections.abc import Sequence
@@ -160,6 +161,24 @@ def references_table() -> str:
     return table(header, rows)
 
 
+def releases_table(cards: Sequence[Path], report: Path) -> str:
+    """One row per release (its MODEL_CARD.md given): links relative to the report, and what it expects."""
+    if not cards:
+        return "<p class='muted'>No release was exported.</p>"
+    rows = []
+    for card in cards:
+        config = json.loads((card.parent / "config.json").read_text())
+        href = Path(os.path.relpath(card.parent, report.parent)).as_posix()
+        links = " · ".join(
+            f"<a href='{esc(href)}/{name}'>{name}</a>" for name in ("MODEL_CARD.md", "config.json", "model.safetensors")
+        )
+        inp = config["input"]
+        rows.append(
+            [esc(config["name"]), links, config["embedding"]["dim"], f"{inp['fs']} Hz, ≥ {inp['crop'] / inp['fs']:g} s"]
+        )
+    return table(["release", "files", "embedding dim", "input"], rows)
+
+
 def software_table() -> str:
     return table(["software", "version"], [[esc(k), esc(v)] for k, v in versions().items()])
 
@@ -202,6 +221,8 @@ def render(
     runs: Sequence[Path],
     config: dict[str, Any],
     image: str | None,
+    releases: Sequence[Path] = (),
+    out: Path = Path("report.html"),
 ) -> str:
     """The report, heading by heading; the exact jobs and summary tables embedded at its end."""
     import yaml
@@ -225,6 +246,9 @@ def render(
         f"validation fold, logged while pretraining runs.</p>{pretrain_figure(runs)}",
         "<h2>Per-class test AUC</h2><p class='muted'>Mean over seeds; — marks a class without a positive test "
         f"record.</p>{per_class_tables(per_class)}",
+        "<h2>Releases</h2><p class='muted'>Each pretrained encoder as safetensors weights, config.json and a model "
+        "card: <code>myjepa.load_encoder(FOLDER).embed(x, fs)</code>, or <code>myjepa embed --encoder FOLDER</code>."
+        f"</p>{releases_table(releases, out)}",
         f"<h2>Software</h2>{software_table()}<p>Container image: <code>{esc(image_digest(image))}</code></p>",
         f"<h2>Config</h2><pre>{esc(yaml.safe_dump(config, sort_keys=False))}</pre>",
     ]

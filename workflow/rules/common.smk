@@ -182,6 +182,30 @@ def finetune_args(wildcards, input):
     return wf.finetune_args(settings, encoder, init)
 
 
+# ---- releases ------------------------------------------------------------------------------------
+
+
+def release_inputs(wildcards):
+    """A pretrained encoder's encoder.pt, and its finetune results (the model card's evaluation table)."""
+    return {
+        "encoder": expand(
+            rules.pretrain.output.encoder, **PRETRAINED[wildcards.encoder]
+        )[0],
+        "results": expand(
+            rules.finetune.output.results,
+            encoder=wildcards.encoder,
+            task=TASKS,
+            protocol=list(PROTOCOLS),
+            seed=SEEDS_EVAL,
+        ),
+    }
+
+
+def all_releases():
+    """MODEL_CARD.md of every pretrained encoder's release."""
+    return [expand(rules.export.output.card, encoder=e)[0] for e in PRETRAINED]
+
+
 # ---- report --------------------------------------------------------------------------------------
 
 

@@ -48,6 +48,7 @@ rule report:
         per_class=rules.aggregate.output.per_class,
         predictions=all_finetunes("predictions"),
         encoders=all_encoders(),
+        releases=all_releases(),
     output:
         html=report(
             "results/report.html",
@@ -69,4 +70,5 @@ rule report:
     shell:
         "myjepa report html --auc {input.auc} --summary {input.summary}"
         " --per-class {input.per_class} --config-json {params.config} --image {params.image}"
-        " --pretrain-runs {input.encoders} --out {output.html} 2>&1 | tee {log}"
+        " --pretrain-runs {input.encoders} --releases {input.releases}"
+        " --out {output.html} 2>&1 | tee {log}"

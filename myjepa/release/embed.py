@@ -1,0 +1,77 @@
+"""`myjepa embed`: record embeddings of a dump or a folder of WFDB records, with a released encoder.
+
+    myjepa embed --encoder results/release/tiny-s0 --src my_ecgs/ --out emb.npy
+    myjepa embed --encoder runs/x/encoder.pt --src ptb-xl.npy --out emb.npy --missing-leads zero
+
+Writes emb.npy (records, dim) float32, row i the i-th record of emb.index.csv (a dump's own index,
+or `record` and `file` of each WFDB record, sorted by path). Records are resampled to the encoder's
+rate, cropped and averaged as `PretrainedEncoder.embed` does. Batches run on CUDA when there is a
+GPU; rows are written to a memory-mapped file as they come, so memory does not grow with the records.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from myjepa.dumps import sidecars
+from myjepa.errors import UserError, run_cli
+from myjepa.release.load import load_encoder
+from myjepa.release.records import MISSING_LEADS, open_records
+from myjepa.utils.io import atomic_path
+from myjepa.utils.logging import Progress
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="myjepa embed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--encoder", required=True, help="a release folder (myjepa export) or an encoder.pt")
+    p.add_argument("--src", required=True, help="a folder of WFDB records (searched recursively) or a dump PATH.npy")
+    p.add_argument("--out", required=True, help="output PATH.npy; the index goes to PATH.index.csv")
+    p.add_argument(
+        "--missing-leads",
+        choices=MISSING_LEADS,
+        default="error",
+        help="a record without some of the 12 leads: an error (default), or zero-fill them with a warning",
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="records read per batch (default 64)")
+    p.add_argument("--batch-crops", type=int, default=512, help="crops per encoder forward pass (default 512)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    if out.suffix != ".npy":
+        raise UserError(f"--out {out}: must end in .npy")
+    if args.batch_size < 1 or args.batch_crops < 1:
+        raise UserError("--batch-size and --batch-crops must be at least 1")
+    model = load_encoder(args.encoder)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    records = open_records(args.src, model.contract, args.missing_leads)
+    print(f"embed: {len(records)} records from {args.src}, {model.contract.describe()}, device {device}", flush=True)
+
+    bar = Progress(len(records), "embed", "records")
+    with atomic_path(out) as tmp:
+        emb = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(records), model.dim))
+        for start, x, fs in records.batches(args.batch_size):
+            emb[start : start + len(x)] = model.embed(x, fs, args.batch_crops).numpy()
+            bar.update(len(x))
+        emb.flush()
+        del emb
+        with atomic_path(sidecars(out)[0]) as tmp_index:
+            records.index.to_csv(tmp_index, index=False)
+    bar.close()
+    if records.mapper.zero_filled:
+        print(f"embed: {records.mapper.zero_filled} record(s) had missing leads zero-filled", flush=True)
+    print(f"embed: ({len(records)}, {model.dim}) float32 -> {out}, index -> {sidecars(out)[0]}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

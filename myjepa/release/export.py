@@ -1,0 +1,139 @@
+"""`myjepa export`: a pretraining run's encoder.pt -> a self-describing release folder.
+
+    myjepa export --encoder results/pretrain/tiny/s0/encoder.pt --out results/release/tiny-s0 \
+        [--results results/finetune/tiny-s0] [--name tiny-s0]
+
+The release holds model.safetensors, config.json and MODEL_CARD.md (the format: `myjepa.release`).
+It loads without the run folder and without pickle: `myjepa.load_encoder(DIR)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from myjepa.errors import UserError, run_cli
+from myjepa.evaluate.encoder_io import encoder_from_checkpoint
+from myjepa.release.card import render_card
+from myjepa.release.contract import contract_from_checkpoint
+from myjepa.release.load import CARD, CONFIG, FORMAT, FORMAT_VERSION, WEIGHTS
+from myjepa.utils import checkpoint
+from myjepa.utils.io import atomic_path, sha256_file, write_json
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="myjepa export", description=__doc__.split("\n\n")[0])
+    p.add_argument("--encoder", required=True, help="encoder.pt of a pretraining run")
+    p.add_argument("--out", required=True, help="release folder to write")
+    p.add_argument(
+        "--results", nargs="*", default=[], metavar="DIR", help="finetune results (folders searched for results.json)"
+    )
+    p.add_argument("--name", help="the release's name (default: the --out folder's name)")
+    return p.parse_args(argv)
+
+
+def final_loss(encoder_path: Path) -> dict[str, float] | None:
+    """The last logged training losses in metrics.jsonl beside encoder.pt; None when there is none."""
+    path = encoder_path.parent / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    last = None
+    for line in path.read_text().splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if "train/loss" in record:
+            last = record
+    if last is None:
+        return None
+    return {"step": last["step"]} | {
+        k: last[f"train/{k}"] for k in ("loss", "pred_loss", "sigreg_loss") if f"train/{k}" in last
+    }
+
+
+def find_results(dirs: Sequence[str]) -> list[dict[str, Any]]:
+    """Every results.json under the given folders (or given as files), sorted by task, protocol and seed."""
+    found = []
+    for d in map(Path, dirs):
+        paths = [d] if d.is_file() else sorted(d.rglob("results.json"))
+        if not paths:
+            raise UserError(f"--results {d}: no results.json found")
+        for p in paths:
+            try:
+                found.append(json.loads(p.read_text()))
+            except (OSError, json.JSONDecodeError) as e:
+                raise UserError(f"{p}: not readable JSON: {e}") from None
+    key = lambda r: (str(r.get("task")), str(r.get("protocol_name", r.get("protocol"))), r.get("seed", 0))  # noqa: E731
+    return sorted(found, key=key)
+
+
+def software() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("myjepa", "torch", "numpy", "safetensors"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def release_config(name: str, ckpt: dict[str, Any], encoder_config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """config.json without the weights' digest: encoder, input contract, pretraining, software."""
+    contract = contract_from_checkpoint(ckpt, encoder_config, str(path))
+    pretrain = ckpt.get("pretrain_config") or {}
+    data = [
+        {k: d[k] for k in ("name", "path", "records", "samples", "fs", "weight")}
+        | {"hours": d["records"] * d["samples"] / d["fs"] / 3600}
+        for d in ckpt.get("data") or ckpt.get("sources")
+    ]
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "encoder": encoder_config,
+        "embedding": {"dim": encoder_config["dim"], "pooling": "mean over patch tokens, then over strided crops"},
+        "input": contract.to_dict(),
+        "pretraining": {
+            "step": ckpt.get("step"),
+            "steps": pretrain.get("steps"),
+            "batch_size": pretrain.get("batch_size"),
+            "seed": ckpt.get("seed"),
+            "final_loss": final_loss(path),
+            "data": data,
+            "encoder_sha256": sha256_file(path),
+            "config": pretrain,
+        },
+        "software": software(),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from safetensors.torch import save_file
+
+    args = parse_args(argv)
+    path, out = Path(args.encoder), Path(args.out)
+    if not path.is_file():
+        raise UserError(f"--encoder {path}: not found")
+    ckpt = checkpoint.load(path)
+    loaded = encoder_from_checkpoint(ckpt, path)
+    config = release_config(args.name or out.absolute().name, ckpt, loaded.config, path)
+    results = find_results(args.results)
+
+    # weights first; config.json records their digest; the card last
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / WEIGHTS) as tmp:
+        state = {k: v.detach().contiguous() for k, v in loaded.encoder.state_dict().items()}
+        save_file(state, str(tmp), metadata={"format": "pt", "myjepa_release": str(FORMAT_VERSION)})
+    config = {**config, "weights": {"file": WEIGHTS, "sha256": sha256_file(out / WEIGHTS), "dtype": "float32"}}
+    write_json(out / CONFIG, config)
+    with atomic_path(out / CARD) as tmp:
+        tmp.write_text(render_card(config, results))
+    print(f"export: {path} -> {out} ({WEIGHTS}, {CONFIG}, {CARD}; {len(results)} evaluation results)")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

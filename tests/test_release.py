@@ -1,0 +1,212 @@
+"""Releases: export -> load -> the encoder's own embeddings; a damaged release is refused; `myjepa embed`
+on real PTB-XL records at 100 Hz equals embed on the same records resampled to 500 Hz beforehand."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import conftest
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import myjepa
+from myjepa import LEADS
+from myjepa.errors import UserError
+from myjepa.evaluate import finetune
+from myjepa.evaluate.encoder_io import load_encoder as load_eval_encoder
+from myjepa.ingest.resample import resample
+from myjepa.ingest.wfdb_io import read_record, write_record
+from myjepa.pretrain import train as pretrain
+from myjepa.release import embed, export
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+SAMPLE = Path(__file__).parent / "data" / "ptb-xl-sample" / "records100"
+TINY = ["dim=32", "depth=1", "batch_size=16", "log_interval=1", "checkpoint_interval=4", "warmup_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny encoder pretrained for 4 steps on 48 synthetic 10 s records at 500 Hz."""
+    root = tmp_path_factory.mktemp("run")
+    dump = conftest.write_dump(root / "mimic.npy", conftest.synthetic_ecg(48, seed=3))
+    out = root / "pretrain"
+    argv = ["--data", f"mimic-iv-ecg={dump}", "--out", str(out), "--config", "tiny", "--set", *TINY, "steps=4"]
+    assert pretrain.main(argv) == 0
+    return {"root": root, "dump": dump, "encoder": out / "encoder.pt"}
+
+
+@pytest.fixture(scope="module")
+def release(run):
+    out = run["root"] / "release"
+    assert export.main(["--encoder", str(run["encoder"]), "--out", str(out)]) == 0
+    return out
+
+
+def reference_embedding(run, x: np.ndarray) -> np.ndarray:
+    """By hand: z-score with the dump's stats, 2.5 s crops every 1.25 s, tokens averaged per crop, then over crops."""
+    enc = load_eval_encoder(run["encoder"]).encoder.eval()
+    stats = json.loads(run["dump"].with_name("mimic.stats.json").read_text())
+    z = (x - np.array(stats["mean"])[:, None]) / np.array(stats["std"])[:, None]
+    crops = [z[:, :, s : s + 1250] for s in range(0, x.shape[2] - 1250 + 1, 625)]
+    with torch.no_grad():
+        per_crop = [enc(torch.tensor(c, dtype=torch.float32)).mean(1).numpy() for c in crops]
+    return np.mean(per_crop, axis=0)
+
+
+def test_export_writes_a_self_describing_release(run, release):
+    assert sorted(p.name for p in release.iterdir()) == ["MODEL_CARD.md", "config.json", "model.safetensors"]
+    config = json.loads((release / "config.json").read_text())
+    stats = json.loads(run["dump"].with_name("mimic.stats.json").read_text())
+    assert config["format"] == "myjepa-release" and config["encoder"]["dim"] == 32
+    inp = config["input"]
+    assert (inp["fs"], inp["leads"], inp["units"], inp["crop"], inp["stride"]) == (500, list(LEADS), "mV", 1250, 625)
+    np.testing.assert_allclose(inp["mean"], stats["mean"], rtol=1e-6)
+    np.testing.assert_allclose(inp["std"], stats["std"], rtol=1e-6)
+    pre = config["pretraining"]
+    assert (pre["step"], pre["steps"], pre["batch_size"], pre["seed"]) == (4, 4, 16, 42)  # the default --seed
+    assert pre["data"][0]["records"] == 48 and pre["data"][0]["hours"] == pytest.approx(48 * 10 / 3600)
+    logged = [json.loads(line) for line in (run["encoder"].parent / "metrics.jsonl").read_text().splitlines()]
+    assert pre["final_loss"]["loss"] == logged[-1]["train/loss"]
+    card = (release / "MODEL_CARD.md").read_text()
+    assert "| mimic-iv-ecg | 48 | 0.1 |" in card and "ODbL" in card
+    assert f"{pre['final_loss']['loss']:.4f}" in card and "No evaluation results" in card
+
+
+def test_export_load_embed_equals_the_encoders_own(run, release):
+    x = conftest.synthetic_ecg(5, length=3000, seed=9)  # 6 s: 3 crops
+    from_release = myjepa.load_encoder(release).embed(x, fs=500).numpy()
+    from_checkpoint = myjepa.load_encoder(run["encoder"]).embed(torch.from_numpy(x), fs=500).numpy()
+    assert from_release.shape == (5, 32) and from_release.dtype == np.float32
+    np.testing.assert_allclose(from_release, from_checkpoint, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(from_release, reference_embedding(run, x), rtol=1e-4, atol=1e-5)
+    model = myjepa.load_encoder(release)
+    assert isinstance(model, torch.nn.Module) and model.dim == 32
+    with pytest.raises(UserError, match="shorter than one crop"):
+        model.embed(x[:, :, :1000], fs=500)
+
+
+def test_a_release_loads_without_the_run_folder(run, release, tmp_path):
+    x = conftest.synthetic_ecg(3, length=2500, seed=4)
+    expected = myjepa.load_encoder(release).embed(x, fs=500).numpy()
+    moved = tmp_path / "moved"
+    shutil.copytree(release, moved)
+    shutil.copytree(run["root"], tmp_path / "backup")
+    try:
+        shutil.rmtree(run["root"] / "pretrain")
+        np.testing.assert_array_equal(myjepa.load_encoder(moved).embed(x, fs=500).numpy(), expected)
+    finally:
+        shutil.copytree(tmp_path / "backup" / "pretrain", run["root"] / "pretrain")
+
+
+def test_a_changed_or_truncated_weights_file_is_refused(release, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(release, bad)
+    weights = bad / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF  # one weight changed; the file still parses
+    weights.write_bytes(bytes(data))
+    with pytest.raises(UserError, match=r"model.safetensors: sha256 .* does not match config.json"):
+        myjepa.load_encoder(bad)
+    weights.write_bytes(release.joinpath("model.safetensors").read_bytes()[:500])
+    with pytest.raises(UserError, match="damaged, truncated or was changed"):
+        myjepa.load_encoder(bad)
+    # truncated, and config.json's digest edited to match: safetensors' own error, as one UserError
+    config = json.loads((bad / "config.json").read_text())
+    config["weights"]["sha256"] = __import__("hashlib").sha256(weights.read_bytes()).hexdigest()
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match="cannot read the weights"):
+        myjepa.load_encoder(bad)
+    weights.unlink()
+    with pytest.raises(UserError, match="model.safetensors: not found"):
+        myjepa.load_encoder(bad)
+
+
+def test_importing_myjepa_does_not_import_torch():
+    code = "import sys, myjepa; assert callable(myjepa.load_encoder); assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- myjepa embed -------------------------------------------------------------------------------
+
+
+def ptbxl_records(dest: Path, fs: int, n: int = 6) -> list[str]:
+    """The first `n` real PTB-XL sample records under `dest`, at 100 Hz as shipped or resampled to `fs` first."""
+    names = []
+    for hea in sorted(SAMPLE.rglob("*.hea"))[:n]:
+        rel = hea.relative_to(SAMPLE).with_suffix("")
+        x, hdr = read_record(hea.with_suffix(""))
+        if fs != hdr.fs:
+            x = resample(x, hdr.fs, fs)
+        write_record(dest / rel, x, fs, hdr.names)
+        names.append(rel.as_posix())
+    return names
+
+
+def run_embed(encoder, src, out, *extra):
+    assert (
+        embed.main(["--encoder", str(encoder), "--src", str(src), "--out", str(out), "--batch-size", "4", *extra]) == 0
+    )
+    return np.load(out), pd.read_csv(out.with_name(out.stem + ".index.csv"))
+
+
+def test_embed_at_100_hz_equals_embed_of_the_records_resampled_to_500_hz(release, tmp_path):
+    names = ptbxl_records(tmp_path / "hz100", 100)
+    assert names == ptbxl_records(tmp_path / "hz500", 500)
+    emb100, index100 = run_embed(release, tmp_path / "hz100", tmp_path / "e100.npy")
+    emb500, index500 = run_embed(release, tmp_path / "hz500", tmp_path / "e500.npy")
+    assert emb100.shape == (6, 32) and emb100.dtype == np.float32
+    assert list(index100["file"]) == names == list(index500["file"])
+    assert list(index100["record"]) == [Path(n).name for n in names]
+    scale = np.abs(emb500).max()
+    np.testing.assert_allclose(emb100, emb500, rtol=0, atol=2e-3 * scale)  # 1 µV WFDB rounding of the 500 Hz copy
+    # row i is record i of the index
+    model = myjepa.load_encoder(release)
+    for i in (0, 5):
+        x, _ = read_record(tmp_path / "hz100" / index100["file"][i])
+        np.testing.assert_allclose(emb100[i], model.embed(x[None], fs=100).numpy()[0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(emb100[0], emb100[1])
+
+
+def test_embed_a_dump_keeps_its_index(run, release, tmp_path):
+    emb, index = run_embed(release, run["dump"], tmp_path / "emb.npy")
+    dump = np.load(run["dump"]).astype(np.float32)
+    np.testing.assert_allclose(emb, myjepa.load_encoder(release).embed(dump, fs=500).numpy(), rtol=1e-5, atol=1e-6)
+    assert list(index["file"]) == [f"r{i}" for i in range(48)]
+
+
+def test_short_records_and_missing_leads_are_named(release, tmp_path, capsys):
+    x = conftest.synthetic_ecg(1, length=1000, fs=100, seed=2)[0]
+    write_record(tmp_path / "src" / "a", x, 100, list(LEADS))
+    write_record(tmp_path / "src" / "b", x[:, :200], 100, list(LEADS))  # 2 s: shorter than a 2.5 s crop
+    with pytest.raises(UserError, match=r"^b: 200 samples at 100 Hz \(2 s\) is shorter than one crop \(2.5 s"):
+        run_embed(release, tmp_path / "src", tmp_path / "emb.npy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # no output, no temporary file left
+    (tmp_path / "src" / "b.hea").unlink()
+    write_record(tmp_path / "src" / "b", x[[0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11]], 100, [*LEADS[:6], *LEADS[7:]])
+    with pytest.raises(UserError, match=r"^b: missing lead\(s\) V1 \(it has I, .*; pass --missing-leads zero"):
+        run_embed(release, tmp_path / "src", tmp_path / "emb.npy")
+    emb, _ = run_embed(release, tmp_path / "src", tmp_path / "emb.npy", "--missing-leads", "zero")
+    assert "warning: b: lead(s) V1 zero-filled" in capsys.readouterr().err
+    x, _ = read_record(tmp_path / "src" / "a")  # as stored: 1 µV steps
+    zeroed = x.copy()
+    zeroed[6] = 0
+    expected = myjepa.load_encoder(release).embed(np.stack([x, zeroed]), fs=100).numpy()
+    np.testing.assert_allclose(emb, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_finetune_on_your_own_labels_with_a_release(run, release, tmp_path):
+    rng = np.random.default_rng(0)
+    split = np.array(["train"] * 32 + ["val"] * 8 + ["test"] * 8)
+    labels = pd.DataFrame({"file": [f"r{i}" for i in range(48)], "split": split, "a": rng.integers(0, 2, 48)})
+    labels.assign(b=1 - labels["a"]).to_csv(tmp_path / "mine.csv", index=False)
+    argv = ["--labels", str(tmp_path / "mine.csv"), "--dump", str(run["dump"]), "--encoder", str(release)]
+    quick = ["--set", "steps=4", "--set", "eval_interval=2", "--set", "bootstrap_samples=20"]
+    assert finetune.main([*argv, "--config", "linear", "--out", str(tmp_path / "out"), *quick]) == 0
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["task"] == "mine" and res["encoder_name"] == "release" and res["encoder_pretrained"]
+    assert res["encoder"] == str(release / "model.safetensors")
+    assert [c["name"] for c in res["classes"]] == ["a", "b"] and (res["n_train"], res["n_test"]) == (32, 8)
