@@ -15,13 +15,14 @@ COMMANDS = {
     "pretrain": ("myjepa.pretrain.train", "self-supervised pretraining of an encoder on ECG dumps"),
     "finetune": ("myjepa.evaluate.finetune", "linear probing or finetuning on a PTB-XL task"),
     "report": ("myjepa.report", "aggregate finetune results into AUC tables and the HTML report"),
+    "slurm-profile": ("myjepa.cluster.slurm_profile", "write (or --check) the Snakemake profile `slurm` from sinfo"),
 }
 
 USAGE = (
     "usage: myjepa {"
     + ",".join(COMMANDS)
     + "} ... [-h]\n\ncommands:\n"
-    + "".join(f"  {name:<10} {help_}\n" for name, (_, help_) in COMMANDS.items())
+    + "".join(f"  {name:<13} {help_}\n" for name, (_, help_) in COMMANDS.items())
 )
 
 
