@@ -166,25 +166,32 @@ def test_existing_profile_is_not_overwritten_without_force(slurm_run):
     assert path.read_text() == before
 
 
-def test_check_reports_missing_partition_and_bind_directory(slurm, tmp_path):
+def test_check_reports_each_problem_in_one_line(slurm, tmp_path):
+    """Partition, GPU model, account and bind directory: each missing one is one line, and exit 1."""
     data, image, out = tmp_path / "data", tmp_path / "myjepa.sif", tmp_path / "profile"
     data.mkdir()
     image.write_text("not a real image: --check only looks for the file")
-    proc = slurm_profile("--out", str(out), "--bind", str(data), "--image", str(image), xdg=tmp_path / "xdg")
+    proc = slurm_profile(
+        "--out", str(out), "--bind", str(data), "--image", str(image), "--account", "ci", xdg=tmp_path / "xdg"
+    )
     assert proc.returncode == 0, proc.stderr
+    path = out / "config.yaml"
     check = slurm_profile("--out", str(out), "--check", xdg=tmp_path / "xdg")
-    assert check.returncode == 0 and check.stdout == f"{out / 'config.yaml'}: ok\n", check.stdout + check.stderr
+    assert check.returncode == 0 and check.stdout == f"{path}: ok\n", check.stdout + check.stderr
 
     data.rmdir()
-    path = out / "config.yaml"
-    path.write_text(path.read_text().replace('&gpu_partition "gpu"', '&gpu_partition "gpu-a100"'))
+    text = path.read_text().replace('&gpu_partition "gpu"', '&gpu_partition "gpu-a100"')  # pretrain
+    text = text.replace("    slurm_partition: *gpu_partition\n", '    slurm_partition: "gpu"\n    gpu_model: "h100"\n')
+    path.write_text(text.replace('slurm_account: "ci"', 'slurm_account: "no-such-account"'))
     check = slurm_profile("--out", str(out), "--check", xdg=tmp_path / "xdg")
     assert check.returncode == 1
-    assert check.stdout.splitlines() == [
-        "problem: pretrain: partition 'gpu-a100' does not exist (partitions: cpu, gpu)",
-        "problem: finetune: partition 'gpu-a100' does not exist (partitions: cpu, gpu)",
+    lines = check.stdout.splitlines()
+    assert lines[0] == "problem: pretrain: partition 'gpu-a100' does not exist (partitions: cpu, gpu)"
+    assert lines[1].startswith("problem: finetune: partition 'gpu' has no node with 1 GPU of model 'h100' (has: gpu: ")
+    assert lines[2:] == [
+        "problem: account 'no-such-account': SLURM's accounting does not know it",
         f"problem: bind directory {data} does not exist (apptainer-args in {path})",
-        f"{path}: 3 problem(s)",
+        f"{path}: 4 problem(s)",
     ]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from myjepa.cluster.profile import IMAGE_BUILD
+from myjepa.cluster.profile import IMAGE_BUILD, plural
 from myjepa.cluster.slurm import Partition, account_exists, format_minutes
 from myjepa.config import read_yaml
 from myjepa.errors import UserError
@@ -86,7 +86,7 @@ def check_rule(rule: str, res: dict[str, Any], part: Partition) -> list[str]:
     problems = []
     gpus, model = as_int(res.get("gpu")), res.get("gpu_model")
     if gpus and part.max_gpus_per_node(model) < gpus:
-        what = f"{gpus} GPU(s)" + (f" of model {model!r}" if model else "")
+        what = plural(gpus, "GPU") + (f" of model {model!r}" if model else "")
         problems.append(f"{rule}: partition {part.name!r} has no node with {what} (has: {part.summary()})")
     runtime, mem_mb = as_int(res.get("runtime")), as_int(res.get("mem_mb"))
     if part.max_minutes is not None and runtime > part.max_minutes:
