@@ -76,6 +76,14 @@ def test_parse_time_rejects_garbage():
         parse_time("soon")
 
 
+def test_sinfo_without_nodes_is_skipped_and_garbage_is_one_line():
+    assert list(parse_sinfo("empty|0|0|0|(null)\ncpu*|2|8|1000|(null)\n")) == ["cpu"]
+    with pytest.raises(UserError, match="cannot read this sinfo line .*: 'cpu\\|2\\|n/a\\|1000\\|\\(null\\)'"):
+        parse_sinfo("cpu|2|n/a|1000|(null)")
+    with pytest.raises(UserError, match="expected 5 fields"):
+        parse_sinfo("cpu 2 8")
+
+
 def test_ci_cluster_facts():
     parts = cluster("ci")
     assert list(parts) == ["cpu", "gpu"]
@@ -204,6 +212,17 @@ def test_check_reports_each_problem_in_one_line(tmp_path):
         "finetune: partition 'gpu-old' does not exist (partitions: standard, gpu, gpu-small, debug)",
         f"image {image} does not exist; build it: apptainer build containers/myjepa.sif containers/myjepa.def",
         f"bind directory {data} does not exist (apptainer-args in {path})",
+    ]
+
+
+def test_check_reports_a_partition_that_is_down(tmp_path):
+    parts = cluster("ci")
+    path = tmp_path / "config.yaml"
+    path.write_text(render(propose(parts, flags(no_container=True), REAL), parts, "x"))
+    parts["gpu"].up = False
+    assert check_profile(path, parts, REAL) == [
+        "pretrain: partition 'gpu' is not up (scontrol: State)",
+        "finetune: partition 'gpu' is not up (scontrol: State)",
     ]
 
 

@@ -71,7 +71,8 @@ def check_profile(path: Path, partitions: dict[str, Partition], workflow_config:
         if exists is not True:
             why = "SLURM's accounting does not know it" if exists is False else f"cannot ask SLURM ({exists})"
             problems.append(f"account {account!r}: {why}")
-    if profile.get("software-deployment-method") == "apptainer":
+    methods = profile.get("software-deployment-method") or []
+    if "apptainer" in ([methods] if isinstance(methods, str) else methods):
         image = image_path(profile, workflow_config)
         if not Path(image).is_file():
             problems.append(f"image {image} does not exist; build it: {IMAGE_BUILD}")
@@ -83,7 +84,7 @@ def check_profile(path: Path, partitions: dict[str, Partition], workflow_config:
 
 def check_rule(rule: str, res: dict[str, Any], part: Partition) -> list[str]:
     """The rule's GPU, memory and time requests against what its partition offers."""
-    problems = []
+    problems = [] if part.up else [f"{rule}: partition {part.name!r} is not up (scontrol: State)"]
     gpus, model = as_int(res.get("gpu")), res.get("gpu_model")
     if gpus and part.max_gpus_per_node(model) < gpus:
         what = plural(gpus, "GPU") + (f" of model {model!r}" if model else "")

@@ -112,8 +112,14 @@ def parse_sinfo(text: str) -> dict[str, Partition]:
         if len(fields) != 5:
             raise UserError(f"cannot read this sinfo line (expected 5 fields): {line!r}")
         name, nodes, cpus, mem, gres = fields
-        part = partitions.setdefault(name.rstrip("*"), Partition(name.rstrip("*"), default=name.endswith("*")))
-        part.groups.append(NodeGroup(int(nodes), int(cpus.rstrip("+")), int(mem.rstrip("+")), parse_gres(gres)))
+        if nodes.strip() == "0":  # a partition without nodes: nothing can run there
+            continue
+        try:
+            group = NodeGroup(int(nodes), int(cpus.rstrip("+")), int(mem.rstrip("+")), parse_gres(gres))
+        except ValueError:
+            raise UserError(f"cannot read this sinfo line (nodes, CPUs and memory must be numbers): {line!r}") from None
+        partitions.setdefault(name.rstrip("*"), Partition(name.rstrip("*"), default=name.endswith("*")))
+        partitions[name.rstrip("*")].groups.append(group)
     return partitions
 
 

@@ -14,10 +14,11 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from myjepa.cluster.check import check_profile
 from myjepa.cluster.profile import default_profile_dir, propose, read_workflow_config, render, write_profile
-from myjepa.cluster.slurm import read_cluster
+from myjepa.cluster.slurm import Partition, read_cluster
 
 CONFIG_FILES = ["config/config.yaml", "config/real.yaml"]
 
@@ -37,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per pretraining job (default 1)")
     p.add_argument("--bind", nargs="+", metavar="DIR", help="directories for Apptainer to mount (default: raw data)")
     p.add_argument("--image", help="Apptainer image (default: container.image of the workflow config)")
-    p.add_argument("--no-container", action="store_true", help="run jobs in the submitting environment")
+    p.add_argument(
+        "--no-container", action="store_true", help="no Apptainer: jobs run in the environment that submits them"
+    )
     p.add_argument(
         "--configfile",
         nargs="+",
@@ -48,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     profile_dir = args.out or default_profile_dir()
     partitions = read_cluster()
@@ -59,13 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = propose(partitions, args, config)
     for note in plan.notes:
         print(f"chose: {note}")
-    command = " ".join(["myjepa slurm-profile", *map(shlex.quote, sys.argv[2:] if argv is None else argv)])
+    command = " ".join(["myjepa slurm-profile", *map(shlex.quote, argv)])
     path = write_profile(profile_dir, render(plan, partitions, command), args.force)
     print(f"wrote {path}; check it before a long run: myjepa slurm-profile --check")
     return 0
 
 
-def report_check(path: Path, partitions, config) -> int:
+def report_check(path: Path, partitions: dict[str, Partition], config: dict[str, Any]) -> int:
     problems = check_profile(path, partitions, config)
     for problem in problems:
         print(f"problem: {problem}")
