@@ -57,7 +57,7 @@ class Partition:
         limit = "none" if self.max_minutes is None else format_minutes(self.max_minutes)
         nodes = "; ".join(
             f"{g.nodes} x ({g.cpus} CPUs, {g.mem_mb} MB"
-            + "".join(f", {n} GPU {m or '(untyped)'}" for m, n in sorted(g.gpus.items()))
+            + "".join(f", gres gpu:{m + ':' if m else ''}{n}" for m, n in sorted(g.gpus.items()))
             + ")"
             for g in self.groups
         )
