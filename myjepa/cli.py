@@ -17,13 +17,14 @@ COMMANDS = {
     "export": ("myjepa.release.export", "write a release (safetensors, config.json, model card) of an encoder"),
     "embed": ("myjepa.release.embed", "record embeddings of a dump or a folder of WFDB records"),
     "report": ("myjepa.report", "aggregate finetune results into AUC tables and the HTML report"),
+    "slurm-profile": ("myjepa.cluster.slurm_profile", "write (or --check) the Snakemake profile `slurm` from sinfo"),
 }
 
 USAGE = (
     "usage: myjepa {"
     + ",".join(COMMANDS)
     + "} ... [-h]\n\ncommands:\n"
-    + "".join(f"  {name:<10} {help_}\n" for name, (_, help_) in COMMANDS.items())
+    + "".join(f"  {name:<13} {help_}\n" for name, (_, help_) in COMMANDS.items())
 )
 
 

@@ -32,6 +32,8 @@ def test_no_module_is_over_400_lines():
         "myjepa.ingest.convert, myjepa.ingest.synth, myjepa.dumps",
         # what the Snakemake process reads: the encoder's keys, the config folders, the task list
         "myjepa.workflow, myjepa.models.config, myjepa.pretrain.config, myjepa.evaluate.config, myjepa.evaluate.labels",
+        # a cluster's login node: writing the profile must not wait for torch
+        "myjepa.cluster.slurm_profile",
     ],
 )
 def test_torch_free_modules_do_not_import_torch(modules):
@@ -43,7 +45,7 @@ def test_torch_free_modules_do_not_import_torch(modules):
 def test_every_command_is_listed_and_runs():
     from myjepa.cli import COMMANDS
 
-    assert set(COMMANDS) == {"synth", "convert", "pretrain", "finetune", "export", "embed", "report"}
+    assert set(COMMANDS) == {"synth", "convert", "pretrain", "finetune", "export", "embed", "report", "slurm-profile"}
     for name in COMMANDS:
         proc = subprocess.run([str(BIN / "myjepa"), name, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and f"myjepa {name}" in proc.stdout, (name, proc.stderr)

@@ -1,10 +1,11 @@
 """The workflow through a real SLURM controller (`.ci/slurm` starts a single-node cluster).
 
-`snakemake --profile profiles/slurm-ci` runs a small part of the demo DAG: synthetic PTB-XL and its
-conversion on the `cpu` partition, a few pretraining steps on the `gpu` partition with a GRES gpu
-request. SLURM's own accounting (`sacct`) must show where each job ran and what it asked for.
-Skipped when no controller answers, unless MYJEPA_REQUIRE_SLURM=1 (set by .ci/run after starting
-SLURM), which turns the skip into a failure.
+`myjepa slurm-profile` writes the named profile `slurm` from what this cluster reports (under a
+temporary XDG_CONFIG_HOME), and `snakemake --profile slurm` runs a small part of the demo DAG with it:
+synthetic PTB-XL and its conversion on the `cpu` partition, a few pretraining steps on the `gpu`
+partition with a GRES gpu request. SLURM's own accounting (`sacct`) must show where each job ran and
+what it asked for. Skipped when no controller answers, unless MYJEPA_REQUIRE_SLURM=1 (set by .ci/run
+after starting SLURM), which turns the skip into a failure.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -79,28 +81,121 @@ def slurm_job_rules(workdir: Path) -> dict[str, str]:
 
 
 TARGET = "results/pretrain/tiny/s42/encoder.pt"
+# the CI cluster is idle and its jobs take seconds: poll often, and keep the logs slurm_job_rules reads
+QUICK_POLLING = [
+    "--slurm-init-seconds-before-status-checks=2",
+    "--seconds-between-status-checks=2",
+    "--slurm-keep-successful-logs",
+    "--latency-wait=5",
+]
+
+
+def slurm_profile(*args: str, xdg: Path) -> subprocess.CompletedProcess:
+    """`myjepa slurm-profile ARGS` from the repository root, with XDG_CONFIG_HOME=xdg."""
+    return subprocess.run(
+        [sys.executable, "-m", "myjepa", "slurm-profile", *args],
+        cwd=ROOT,
+        env={**os.environ, "XDG_CONFIG_HOME": str(xdg)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
 def slurm_run(slurm, tmp_path_factory) -> dict:
-    """synth_ptbxl and convert_ptbxl (cpu partition), pretrain (gpu partition) through SLURM."""
-    work = tmp_path_factory.mktemp("slurm")
+    """synth_ptbxl and convert_ptbxl (cpu partition), pretrain (gpu partition) through SLURM, with the profile
+    that `myjepa slurm-profile` wrote for this cluster and this config (no Apptainer: CI jobs run in the venv)."""
+    work, xdg = tmp_path_factory.mktemp("slurm"), tmp_path_factory.mktemp("xdg")
     overlay = work / "slurm.yaml"
     ci = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
     ci["synth"]["ptb_xl_records"] = 100
     ci["pretrain"]["runs"][0]["datasets"] = {"ptb-xl": 1.0}  # PTB-XL folds 1-8 only: no MIMIC jobs
     ci["pretrain"]["runs"][0]["set"]["steps"] = 3
     overlay.write_text(yaml.safe_dump(ci))
+    generated = slurm_profile("--no-container", "--configfile", "config/config.yaml", str(overlay), xdg=xdg)
+    assert generated.returncode == 0, generated.stderr
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
     dry = snakemake(TARGET, "-n", "--quiet", "rules", cwd=work, config=overlay)
     proc = snakemake(
-        TARGET, "--profile", str(ROOT / "profiles" / "slurm-ci"), cwd=work, config=overlay, check=False, timeout=900
+        TARGET,
+        "--profile",
+        "slurm",
+        *QUICK_POLLING,
+        cwd=work,
+        config=overlay,
+        check=False,
+        timeout=900,
+        extra_env={"XDG_CONFIG_HOME": str(xdg)},
     )
-    return {"work": work, "overlay": overlay, "since": since, "dry": dry.stdout + dry.stderr, "proc": proc}
+    return {
+        "work": work,
+        "xdg": xdg,
+        "overlay": overlay,
+        "since": since,
+        "dry": dry.stdout + dry.stderr,
+        "proc": proc,
+        "generated": generated.stdout,
+        "profile": yaml.safe_load((xdg / "snakemake" / "slurm" / "config.yaml").read_text()),
+    }
+
+
+def test_generated_profile_names_the_ci_partitions_and_gpu_gres(slurm_run):
+    out, profile = slurm_run["generated"], slurm_run["profile"]
+    assert "found: cpu (default): time limit none; nodes 1 x (" in out
+    assert "found: gpu: time limit none; nodes 1 x (" in out and ", gres gpu:1)" in out
+    assert "chose: CPU partition cpu (guessed: the default)" in out
+    assert "chose: GPU partition gpu (guessed: 1 GPU), GPU model untyped, up to 1 per node" in out
+    assert profile["executor"] == "slurm" and profile["default-resources"]["slurm_partition"] == "cpu"
+    resources = profile["set-resources"]
+    assert all(resources[rule]["slurm_partition"] == "cpu" for rule in ("synth_ptbxl", "convert_ptbxl", "report"))
+    for rule in ("pretrain", "finetune"):
+        assert resources[rule]["slurm_partition"] == "gpu" and resources[rule]["gpu"] == 1
+        assert "gpu_model" not in resources[rule]  # the CI GRES is untyped: gpu:1
+
+
+def test_existing_profile_is_not_overwritten_without_force(slurm_run):
+    path = slurm_run["xdg"] / "snakemake" / "slurm" / "config.yaml"
+    before = path.read_text()
+    proc = slurm_profile(xdg=slurm_run["xdg"])
+    assert proc.returncode == 2
+    assert (
+        proc.stderr == f"myjepa: error: {path} exists; pass --force to overwrite it (or --out DIR to write elsewhere)\n"
+    )
+    assert path.read_text() == before
+
+
+def test_check_reports_each_problem_in_one_line(slurm, tmp_path):
+    """Partition, GPU model, account and bind directory: each missing one is one line, and exit 1."""
+    data, image, out = tmp_path / "data", tmp_path / "myjepa.sif", tmp_path / "profile"
+    data.mkdir()
+    image.write_text("not a real image: --check only looks for the file")
+    proc = slurm_profile(
+        "--out", str(out), "--bind", str(data), "--image", str(image), "--account", "ci", xdg=tmp_path / "xdg"
+    )
+    assert proc.returncode == 0, proc.stderr
+    path = out / "config.yaml"
+    check = slurm_profile("--out", str(out), "--check", xdg=tmp_path / "xdg")
+    assert check.returncode == 0 and check.stdout == f"{path}: ok\n", check.stdout + check.stderr
+
+    data.rmdir()
+    text = path.read_text().replace('&gpu_partition "gpu"', '&gpu_partition "gpu-a100"')  # pretrain
+    text = text.replace("    slurm_partition: *gpu_partition\n", '    slurm_partition: "gpu"\n    gpu_model: "h100"\n')
+    path.write_text(text.replace('slurm_account: "ci"', 'slurm_account: "no-such-account"'))
+    check = slurm_profile("--out", str(out), "--check", xdg=tmp_path / "xdg")
+    assert check.returncode == 1
+    lines = check.stdout.splitlines()
+    assert lines[0] == "problem: pretrain: partition 'gpu-a100' does not exist (partitions: cpu, gpu)"
+    assert lines[1].startswith("problem: finetune: partition 'gpu' has no node with 1 GPU of model 'h100' (has: gpu: ")
+    assert lines[2:] == [
+        "problem: account 'no-such-account': SLURM's accounting does not know it",
+        f"problem: bind directory {data} does not exist (apptainer-args in {path})",
+        f"{path}: 4 problem(s)",
+    ]
 
 
 def test_workflow_on_slurm_uses_cpu_and_gpu_partitions(slurm_run):
-    work, proc = slurm_run["work"], slurm_run["proc"]
+    work, proc, profile = slurm_run["work"], slurm_run["proc"], slurm_run["profile"]
     assert job_counts(slurm_run["dry"]) == {"synth_ptbxl": 1, "convert_ptbxl": 1, "pretrain": 1}
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text[-6000:]
@@ -111,6 +206,8 @@ def test_workflow_on_slurm_uses_cpu_and_gpu_partitions(slurm_run):
     jobs = sacct_jobs(slurm_run["since"], work)
     by_rule = {rule: jobs[job_id] for job_id, rule in rules.items() if job_id in jobs}
     assert set(by_rule) == {"synth_ptbxl", "convert_ptbxl", "pretrain"}, (rules, jobs)
+    for rule, job in by_rule.items():  # every job where the generated profile sent it
+        assert job["Partition"] == profile["set-resources"][rule]["slurm_partition"], job
     for rule in ("synth_ptbxl", "convert_ptbxl"):
         assert by_rule[rule]["Partition"] == "cpu", by_rule[rule]
         assert "gres/gpu" not in by_rule[rule]["ReqTRES"], by_rule[rule]

@@ -26,13 +26,20 @@ def env() -> dict[str, str]:
 
 
 def snakemake(
-    *args: str, cwd: Path, config: Path | None = None, check: bool = True, timeout: int = 900
+    *args: str,
+    cwd: Path,
+    config: Path | None = None,
+    check: bool = True,
+    timeout: int = 900,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run snakemake on this repository's workflow in `cwd`, with `config` on top of the demo default."""
     cmd = [*SNAKEMAKE, "--snakefile", str(SNAKEFILE), "--directory", str(cwd), *args]
     if config is not None:
         cmd += ["--configfile", str(ROOT / "config" / "config.yaml"), str(config)]  # last: it takes a list
-    proc = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        cmd, cwd=cwd, env={**env(), **(extra_env or {})}, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"

@@ -1,0 +1,242 @@
+"""`myjepa slurm-profile` without a cluster: parsing captured sinfo / scontrol output, the proposal, the
+profile's text, --check's problem lines, and the one-line refusal on a machine without SLURM.
+
+The real cluster (generation, `snakemake --profile slurm`, --check through the CLI) is in test_slurm.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from myjepa.cluster.check import bind_dirs, check_profile, image_path
+from myjepa.cluster.profile import CPU_RULES, GPU_RULES, propose, read_workflow_config, render, write_profile
+from myjepa.cluster.slurm import NodeGroup, parse_gres, parse_scontrol, parse_sinfo, parse_time
+from myjepa.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data" / "slurm"
+
+
+def cluster(name: str) -> dict:
+    partitions = parse_sinfo((DATA / f"{name}-sinfo.txt").read_text())
+    parse_scontrol((DATA / f"{name}-scontrol.txt").read_text(), partitions)
+    return partitions
+
+
+def flags(**changes) -> Namespace:
+    base = dict(
+        cpu_partition=None,
+        gpu_partition=None,
+        gpu_model=None,
+        account=None,
+        gpus_per_job=1,
+        bind=None,
+        image=None,
+        no_container=False,
+    )
+    return Namespace(**{**base, **changes})
+
+
+REAL = read_workflow_config([str(ROOT / "config/config.yaml"), str(ROOT / "config/real.yaml")])
+
+
+@pytest.mark.parametrize(
+    "text, gpus",
+    [
+        ("gpu:h100:8(S:0-1)", {"h100": 8}),
+        ("gpu:a100:4(S:0),nvme:1", {"a100": 4}),
+        ("gpu:4", {"": 4}),
+        ("gpu:1", {"": 1}),
+        ("gpu:v100:2,gpu:t4:1(S:0,1)", {"v100": 2, "t4": 1}),
+        ("(null)", {}),
+        ("shard:8", {}),
+    ],
+)
+def test_parse_gres(text, gpus):
+    assert parse_gres(text) == gpus
+
+
+@pytest.mark.parametrize(
+    "text, minutes",
+    [("UNLIMITED", None), ("infinite", None), ("30:00", 30), ("04:00:00", 240), ("1-00:00:00", 1440), ("2-12", 3600)],
+)
+def test_parse_time(text, minutes):
+    assert parse_time(text) == minutes
+
+
+def test_parse_time_rejects_garbage():
+    with pytest.raises(UserError, match="cannot read the SLURM time limit 'soon'"):
+        parse_time("soon")
+
+
+def test_sinfo_without_nodes_is_skipped_and_garbage_is_one_line():
+    assert list(parse_sinfo("empty|0|0|0|(null)\ncpu*|2|8|1000|(null)\n")) == ["cpu"]
+    with pytest.raises(UserError, match="cannot read this sinfo line .*: 'cpu\\|2\\|n/a\\|1000\\|\\(null\\)'"):
+        parse_sinfo("cpu|2|n/a|1000|(null)")
+    with pytest.raises(UserError, match="expected 5 fields"):
+        parse_sinfo("cpu 2 8")
+
+
+def test_ci_cluster_facts():
+    parts = cluster("ci")
+    assert list(parts) == ["cpu", "gpu"]
+    cpu, gpu = parts["cpu"], parts["gpu"]
+    assert cpu.default and not gpu.default and cpu.up and gpu.up
+    assert cpu.max_minutes is None and gpu.max_minutes is None
+    assert gpu.gpu_totals() == {"": 1} and gpu.max_gpus_per_node(None) == 1
+    assert len(gpu.groups) == 1 and gpu.groups[0].nodes == 1 and gpu.groups[0].mem_mb > 0
+
+
+def test_typed_cluster_facts():
+    parts = cluster("typed")
+    assert list(parts) == ["standard", "gpu", "gpu-small", "debug"]
+    assert parts["standard"].default and parts["standard"].max_minutes == 2880
+    assert [g.nodes for g in parts["standard"].groups] == [120, 8]
+    assert parts["gpu"].gpu_totals() == {"h100": 32, "a100": 8} and parts["gpu"].max_minutes == 1440
+    assert parts["gpu"].groups[1] == NodeGroup(2, 64, 512000, {"a100": 4})
+    assert parts["gpu-small"].gpu_totals() == {"": 12} and parts["gpu-small"].max_minutes == 240
+    assert parts["debug"].gpu_totals() == {} and parts["debug"].max_minutes == 30
+
+
+def test_ci_proposal_picks_cpu_and_gpu():
+    plan = propose(cluster("ci"), flags(), REAL)
+    assert (plan.cpu.name, plan.gpu.name, plan.gpu_model) == ("cpu", "gpu", None)
+    assert plan.binds == ["/data/physionet/ptb-xl/1.0.3", "/data/physionet/mimic-iv-ecg/1.0"]  # real.yaml's raw data
+
+
+def test_typed_proposal_cuts_runtimes_and_memory_to_the_partitions():
+    plan = propose(cluster("typed"), flags(), REAL)
+    assert (plan.cpu.name, plan.gpu.name, plan.gpu_model) == ("standard", "gpu", "h100")  # most GPUs: h100
+    res = plan.resources
+    assert res["pretrain"] == {"runtime": 1440, "cpus_per_gpu": 12}  # 2880 > 1-00:00:00; 96 CPUs / 8 GPUs
+    assert res["finetune"] == {"cpus_per_gpu": 8}  # within the limits: runtime and memory stay with the config
+    assert res["convert_mimic_shard"] == {}
+    assert "pretrain: runtime 2880 -> 1440 (gpu's time limit in minutes)" in plan.notes
+    assert plan.notes[-1].endswith("merge_mimic 240, aggregate 30, report 30, pretrain 1440, finetune 480")
+
+
+def test_flags_override_guesses():
+    plan = propose(
+        cluster("typed"), flags(cpu_partition="debug", gpu_partition="gpu-small", gpus_per_job=4, bind=["/x"]), REAL
+    )
+    assert (plan.cpu.name, plan.gpu.name, plan.gpu_model, plan.gpus_per_job) == ("debug", "gpu-small", None, 4)
+    assert plan.resources["report"] == {} and plan.resources["merge_mimic"] == {"runtime": 30}  # 240 > 30:00
+    assert plan.resources["convert_ptbxl"] == {"runtime": 30, "threads": 8}  # 16 threads > 8 CPUs
+    assert plan.resources["pretrain"]["cpus_per_gpu"] == 4 and plan.binds == ["/x"]
+    assert propose(cluster("typed"), flags(gpu_model="a100"), REAL).resources["pretrain"]["cpus_per_gpu"] == 16
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"gpu_partition": "nope"}, "--gpu-partition 'nope' does not exist; partitions: standard, gpu, gpu-small"),
+        ({"cpu_partition": "nope"}, "--cpu-partition 'nope' does not exist"),
+        ({"gpu_model": "v100"}, "GPU partition 'gpu' has no GPUs of model 'v100' (has: a100, h100)"),
+        ({"gpus_per_job": 9}, "--gpus-per-job 9: nodes of 'gpu' have at most 8 such GPUs"),
+    ],
+)
+def test_impossible_flags_are_one_line_errors(change, message):
+    with pytest.raises(UserError) as e:
+        propose(cluster("typed"), flags(**change), REAL)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_rendered_profile_has_the_shape_of_the_example(tmp_path):
+    parts = cluster("typed")
+    plan = propose(parts, flags(account="proj42", image="/img/myjepa.sif"), REAL)
+    text = render(plan, parts, "myjepa slurm-profile --account proj42")
+    example = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+    profile = yaml.safe_load(text)
+    assert set(example) <= set(profile) and set(profile["set-resources"]) == set(example["set-resources"])
+    assert set(CPU_RULES) | set(GPU_RULES) == set(example["set-resources"])
+    settings = set(example) - {"apptainer-args", "default-resources", "set-resources"}  # executor, apptainer, retries..
+    assert {key: profile[key] for key in settings} == {key: example[key] for key in settings}
+    assert (
+        profile["apptainer-args"] == "--nv --bind /data/physionet/ptb-xl/1.0.3 --bind /data/physionet/mimic-iv-ecg/1.0"
+    )
+    assert profile["default-resources"]["slurm_partition"] == "standard"
+    assert profile["default-resources"]["slurm_account"] == "proj42"
+    pretrain = profile["set-resources"]["pretrain"]
+    assert pretrain == {"slurm_partition": "gpu", "gpu": 1, "gpu_model": "h100", "runtime": 1440, "cpus_per_gpu": 12}
+    assert profile["set-resources"]["finetune"]["gpu_model"] == "h100"
+    assert image_path(profile, REAL) == "/img/myjepa.sif"
+    header = [line for line in text.splitlines() if line.startswith("#")][:7]
+    assert header[0].startswith("# Written by `myjepa slurm-profile --account proj42` on ")
+    assert header[3] == (
+        "#   gpu: time limit 1-00:00:00; nodes 4 x (96 CPUs, 1024000 MB, gres gpu:h100:8);"
+        " 2 x (64 CPUs, 512000 MB, gres gpu:a100:4)"
+    )
+
+
+def test_no_container_profile():
+    parts = cluster("ci")
+    profile = yaml.safe_load(render(propose(parts, flags(no_container=True), REAL), parts, "x"))
+    assert "software-deployment-method" not in profile and "apptainer-args" not in profile
+    assert "gpu_model" not in profile["set-resources"]["pretrain"]  # untyped GRES: plain gpu:1
+
+
+def test_existing_profile_is_kept_without_force(tmp_path):
+    write_profile(tmp_path, "first\n", force=False)
+    with pytest.raises(UserError, match="config.yaml exists; pass --force"):
+        write_profile(tmp_path, "second\n", force=False)
+    assert (tmp_path / "config.yaml").read_text() == "first\n"
+    write_profile(tmp_path, "second\n", force=True)
+    assert (tmp_path / "config.yaml").read_text() == "second\n" and os.listdir(tmp_path) == ["config.yaml"]
+
+
+def test_check_reports_each_problem_in_one_line(tmp_path):
+    parts = cluster("typed")
+    data, image = tmp_path / "data", tmp_path / "img.sif"
+    data.mkdir()
+    image.write_text("sif")
+    plan = propose(parts, flags(bind=[str(data)], image=str(image)), REAL)
+    path = tmp_path / "config.yaml"
+    path.write_text(render(plan, parts, "x"))
+    assert check_profile(path, parts, REAL) == []
+
+    data.rmdir()
+    image.unlink()
+    text = path.read_text().replace('"gpu"', '"gpu-old"')
+    path.write_text(text.replace("merge_mimic: {slurm_partition: *cpu_partition}", "merge_mimic: {runtime: 9999}"))
+    assert check_profile(path, parts, REAL) == [
+        "merge_mimic: runtime 9999 min exceeds the time limit 2-00:00:00 of 'standard'",  # the default partition
+        "pretrain: partition 'gpu-old' does not exist (partitions: standard, gpu, gpu-small, debug)",
+        "finetune: partition 'gpu-old' does not exist (partitions: standard, gpu, gpu-small, debug)",
+        f"image {image} does not exist; build it: apptainer build containers/myjepa.sif containers/myjepa.def",
+        f"bind directory {data} does not exist (apptainer-args in {path})",
+    ]
+
+
+def test_check_reports_a_partition_that_is_down(tmp_path):
+    parts = cluster("ci")
+    path = tmp_path / "config.yaml"
+    path.write_text(render(propose(parts, flags(no_container=True), REAL), parts, "x"))
+    parts["gpu"].up = False
+    assert check_profile(path, parts, REAL) == [
+        "pretrain: partition 'gpu' is not up (scontrol: State)",
+        "finetune: partition 'gpu' is not up (scontrol: State)",
+    ]
+
+
+def test_bind_dirs_reads_every_bind_form():
+    assert bind_dirs("--nv --bind /a,/b:/mnt/b -B /c:/c:ro --bind=/d") == ["/a", "/b", "/c", "/d"]
+
+
+def test_without_slurm_one_line_and_nothing_written(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {**os.environ, "PATH": str(empty), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    for extra in ([], ["--check"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "myjepa", "slurm-profile", *extra], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 2
+        assert proc.stderr == "myjepa: error: no SLURM on this machine: `sinfo` is not on PATH; nothing written\n"
+        assert not (tmp_path / "xdg").exists()
