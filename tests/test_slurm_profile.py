@@ -7,6 +7,7 @@ The real cluster (generation, `snakemake --profile slurm`, --check through the C
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from argparse import Namespace
@@ -119,7 +120,7 @@ def test_typed_proposal_cuts_runtimes_and_memory_to_the_partitions():
     assert res["finetune"] == {"cpus_per_gpu": 8}  # within the limits: runtime and memory stay with the config
     assert res["convert_mimic_shard"] == {}
     assert "pretrain: runtime 2880 -> 1440 (gpu's time limit in minutes)" in plan.notes
-    assert plan.notes[-1].endswith("merge_mimic 240, aggregate 30, report 30, pretrain 1440, finetune 480")
+    assert plan.notes[-1].endswith("merge_mimic 240, aggregate 30, export 30, report 30, pretrain 1440, finetune 480")
 
 
 def test_flags_override_guesses():
@@ -240,3 +241,25 @@ def test_without_slurm_one_line_and_nothing_written(tmp_path):
         assert proc.returncode == 2
         assert proc.stderr == "myjepa: error: no SLURM on this machine: `sinfo` is not on PATH; nothing written\n"
         assert not (tmp_path / "xdg").exists()
+
+
+def workflow_rule_groups() -> dict[str, str]:
+    """rule -> resource group, read from workflow/rules/*.smk (`rule NAME:` ... `res("GROUP", ...)`)."""
+    groups = {}
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+            name = block.split(":", 1)[0].strip()
+            found = re.search(r'res\("(\w+)"', block)
+            if found:
+                groups[name] = found.group(1)
+    return groups
+
+
+def test_every_workflow_rule_has_a_partition():
+    """A rule missing from the map would run on the default partition with default resources."""
+    groups = workflow_rule_groups()
+    assert len(groups) >= 8
+    assert {**CPU_RULES, **GPU_RULES} == groups
+    for example in ("slurm", "slurm-ci"):
+        profile = yaml.safe_load((ROOT / "profiles" / example / "config.yaml").read_text())
+        assert set(profile["set-resources"]) == set(groups), example

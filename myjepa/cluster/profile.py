@@ -19,7 +19,8 @@ from myjepa.config import read_yaml
 from myjepa.errors import UserError
 from myjepa.utils.io import atomic_path
 
-# rule -> its group under `resources:` in the workflow config (workflow/rules/*.smk: res(GROUP, ...))
+# rule -> its group under `resources:` in the workflow config (workflow/rules/*.smk: res(GROUP, ...));
+# tests/test_slurm_profile.py checks that every rule of the workflow is here
 CPU_RULES = {
     "synth_ptbxl": "synth",
     "synth_mimic": "synth",
@@ -27,6 +28,7 @@ CPU_RULES = {
     "convert_mimic_shard": "convert",
     "merge_mimic": "merge",
     "aggregate": "report",
+    "export": "report",
     "report": "report",
 }
 GPU_RULES = {"pretrain": "pretrain", "finetune": "finetune"}
