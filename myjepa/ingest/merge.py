@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from myjepa.dumps import sidecars
+from myjepa.dumps import check_npy, sidecars
 from myjepa.errors import UserError, stop_on_signals
 from myjepa.ingest.output import VERSION, dump_paths, new_array, write_stats
 from myjepa.ingest.stats import add_sums
@@ -38,6 +38,7 @@ def _read_part(path: Path) -> _Part:
     for p in (path, idx_path, stats_path):
         if not p.is_file():
             raise UserError(f"merge: {p} not found (a part needs its .npy, .index.csv and .stats.json)")
+    check_npy(path)
     try:
         stats = json.loads(stats_path.read_text())
         array = np.load(path, mmap_mode="r")

@@ -21,7 +21,7 @@ import numpy as np
 from myjepa.dumps import sidecars
 from myjepa.errors import UserError
 from myjepa.ingest.stats import finish_stats
-from myjepa.utils.io import atomic_path
+from myjepa.utils.io import check_file_path, tmp_path
 
 VERSION = 1
 """Converter version, stored in stats.json; bump when the dump contents change for the same input."""
@@ -29,11 +29,29 @@ VERSION = 1
 
 @contextlib.contextmanager
 def dump_paths(out: str | os.PathLike) -> Iterator[tuple[Path, Path, Path]]:
-    """Temporary (npy, index.csv, stats.json) paths for dump `out`: renamed into place when the block
-    completes (stats.json last), removed when it fails."""
-    idx_path, stats_path = sidecars(out)
-    with atomic_path(stats_path) as tmp_stats, atomic_path(idx_path) as tmp_idx, atomic_path(out) as tmp_npy:
-        yield tmp_npy, tmp_idx, tmp_stats
+    """Temporary (npy, index.csv, stats.json) paths for dump `out`, renamed into place when the block
+    completes and removed when it fails.
+
+    stats.json marks a complete dump (every reader needs it): the old one goes first and the new one
+    is renamed last, and a rename that fails takes the whole set with it, so a new .npy never sits
+    beside an old stats.json.
+    """
+    finals = (Path(out), *sidecars(out))
+    check_file_path(finals[0], "--out")
+    temporaries = tuple(tmp_path(p) for p in finals)
+    finals[0].parent.mkdir(parents=True, exist_ok=True)
+    renaming = False
+    try:
+        yield temporaries
+        renaming = True
+        finals[2].unlink(missing_ok=True)
+        for tmp, final in zip(temporaries, finals):
+            os.replace(tmp, final)
+    except BaseException:
+        for p in (*temporaries, *(finals if renaming else ())):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        raise
 
 
 def new_array(path: Path, shape: tuple[int, ...], out: str | os.PathLike) -> np.memmap:

@@ -56,9 +56,10 @@ class ChunkResult:
 _JOB: dict[str, Any] = {}
 
 
-def _init_worker(src: str, fs: int, npy: str, offset: int) -> None:
-    """`offset`: where the array's data start in the .npy file (after its header)."""
-    _JOB.update(src=src, fs=fs, npy=npy, offset=offset)
+def _init_worker(src: str, fs: int, npy: str, offset: int, source_rate: int | None) -> None:
+    """`offset`: where the array's data start in the .npy file (after its header); `source_rate`: the
+    rate every header must state (the user chose it), or None where records at other rates are resampled."""
+    _JOB.update(src=src, fs=fs, npy=npy, offset=offset, source_rate=source_rate)
 
 
 def _init_pool_worker(*job: Any) -> None:
@@ -86,7 +87,7 @@ def convert_chunk(task: tuple[int, list[Any], list[str], list[bool]]) -> ChunkRe
     res = ChunkResult([], [])
     for j, (rec_id, rel, use) in enumerate(zip(ids, paths, in_stats)):
         try:
-            x, n_nan = load_ecg(os.path.join(src, rel), fs, out=rows[j])
+            x, n_nan = load_ecg(os.path.join(src, rel), fs, out=rows[j], source_rate=_JOB["source_rate"])
         except RecordError as e:
             res.skipped.append({"id": rec_id, "file": rel, "reason": str(e)})
             continue
@@ -99,7 +100,7 @@ def convert_chunk(task: tuple[int, list[Any], list[str], list[bool]]) -> ChunkRe
 
 
 def _chunk_results(
-    stack: contextlib.ExitStack, records: RecordList, job: tuple[str, int, str, int], workers: int
+    stack: contextlib.ExitStack, records: RecordList, job: tuple[str, int, str, int, int | None], workers: int
 ) -> Iterable[ChunkResult]:
     """Convert `records` CHUNK at a time, in a pool of `workers` processes (kept open by `stack`) or in
     this one; `job` is `_init_worker`'s arguments. The results come in chunk order.
@@ -248,7 +249,9 @@ def convert(
     records, stats = _records_to_convert(source, src, source_rate, fs, shard)
     with stop_on_signals(), dump_paths(out) as (tmp_npy, tmp_idx, tmp_stats), contextlib.ExitStack() as stack:
         array = new_array(tmp_npy, (len(records), len(LEADS), DURATION_S * fs), out)
-        results = _chunk_results(stack, records, (str(src), fs, str(tmp_npy), array.offset), workers)
+        chosen_rate = stats["source_rate"] if len(ARCHIVES[source].source_rates) > 1 else None
+        job = (str(src), fs, str(tmp_npy), array.offset, chosen_rate)
+        results = _chunk_results(stack, records, job, workers)
         desc = f"convert {source}" + (f" shard {shard[0]}/{shard[1]}" if shard != (1, 1) else "")
         bar = Progress(len(records), desc, unit="rec") if progress else None
         kept = _gather(results, array, stats, src, max_skip_fraction, bar)

@@ -10,11 +10,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from myjepa.errors import UserError
+
 
 def tmp_path(path: str | os.PathLike) -> Path:
     """The temporary sibling of `path` (same folder, so the final rename is atomic)."""
     p = Path(path)
     return p.with_name(f".{p.name}.tmp{os.getpid()}")
+
+
+def check_file_path(path: Path, option: str) -> None:
+    """`path` can become a file: it is not a folder, and no folder above it is a file (found now, not
+    after hours of work when the final rename fails)."""
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a folder; give a file path")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{option} {path}: {parent} is a file, not a folder")
+            return
 
 
 @contextlib.contextmanager
