@@ -1,4 +1,5 @@
-"""Conversion under hostile conditions: early stops in a loop, full disks, stop signals, dead workers.
+"""Hostile conditions for conversion and the files it reads and writes: early stops in a loop, full
+disks, stop signals, dead workers, read-only folders, failed renames, damaged stats and checkpoints.
 
 Disk-full cases run the real command on a small tmpfs mounted in a private user and mount namespace
 (`unshare -rm`), and are skipped with the reason where the machine does not allow one.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,14 +17,21 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
+from conftest import synthetic_ecg, write_dump
 from data_fixtures import mimic_tree
 
 import myjepa.ingest.output as output
+from myjepa.dumps import open_dump
 from myjepa.errors import UserError
+from myjepa.ingest.merge import merge
 from myjepa.ingest.writer import convert
+from myjepa.utils import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "tests" / "data" / "ptb-xl-sample"
 
 
 def python(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -200,3 +209,133 @@ def test_a_dead_worker_is_an_error_not_a_hang(tree, tmp_path):
         " no dump written\n"
     )
     assert leftovers(out) == []
+
+
+def read_only(folder: Path) -> str:
+    """Shell commands that make `folder` read-only inside the namespace (chmod does not stop root)."""
+    return f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder}"
+
+
+def test_a_read_only_output_folder_is_one_line(tree, tmp_path):
+    """Defect 5: was 71 lines of traceback."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    proc = in_namespace(read_only(ro), "true", *CONVERT, "--src", str(tree), "--out", f"{ro}/d.npy")
+    assert proc.returncode == 2
+    assert proc.stderr == f"myjepa: error: {ro}/d.npy: cannot write 2.9 MB in {ro}: Read-only file system\n"
+
+
+def test_out_must_be_a_file_path(tree, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match=rf"--out {tmp_path}: is a folder; give a file path"):
+        convert("mimic-iv-ecg", tree, tmp_path, progress=False)
+    with pytest.raises(UserError, match=rf"--out {tmp_path}/file/sub/d.npy: {tmp_path}/file is a file, not a folder"):
+        convert("mimic-iv-ecg", tree, tmp_path / "file" / "sub" / "d.npy", progress=False)
+    assert leftovers(tmp_path) == ["file"]
+
+
+def test_a_failed_rename_never_mixes_old_and_new_sidecars(tree, tmp_path, monkeypatch):
+    """Defect 9: the new .npy beside the old stats.json. stats.json goes first and comes back last; a rename
+    that fails takes the whole set, so no reader sees a mixed dump."""
+    out = tmp_path / "d.npy"
+    convert("mimic-iv-ecg", tree, out, shard=(1, 2), progress=False)  # the old dump: 12 records
+    rename = os.replace
+
+    def failing(src, dst):
+        if str(dst).endswith(".index.csv"):
+            raise OSError(28, "No space left on device", str(dst))
+        rename(src, dst)
+
+    monkeypatch.setattr(output.os, "replace", failing)
+    with pytest.raises(OSError, match="No space left"):
+        convert("mimic-iv-ecg", tree, out, progress=False)
+    assert leftovers(tmp_path) == []  # the new .npy had been renamed: removed with the rest
+    monkeypatch.setattr(output.os, "replace", rename)
+    convert("mimic-iv-ecg", tree, out, progress=False)
+    assert leftovers(tmp_path) == ["d.index.csv", "d.npy", "d.stats.json"]
+    assert open_dump(out).stats["count"] == 24 and len(open_dump(out).index) == 24
+
+
+@pytest.mark.parametrize(
+    "stats, message",
+    [
+        ({"mean": "zero"}, "key 'mean' must be a list of 12 values (one per lead), got 'zero'"),
+        ({"std": [1.0] * 11}, "key 'std' must be a list of 12 values"),
+        ({"std": [1.0] * 11 + [None]}, "key 'std' has None for lead V6; expected a finite number"),
+        ({"mean": [float("nan")] + [0.0] * 11}, "key 'mean' has nan for lead I"),
+        ({"std": [-1.0] + [1.0] * 11}, "key 'std' has -1.0 for lead I"),
+        ({"fs": "fast"}, "key 'fs' must be a positive number, got 'fast'"),
+    ],
+)
+def test_malformed_dump_stats_are_named(tmp_path, stats, message):
+    path = write_dump(tmp_path / "d.npy", synthetic_ecg(2, length=100), stats=stats)
+    with pytest.raises(UserError, match=re.escape(f"{tmp_path}/d.stats.json: {message}")):
+        open_dump(path)
+
+
+def test_a_text_file_given_as_a_dump_is_named_as_such(tmp_path):
+    path = write_dump(tmp_path / "d.npy", synthetic_ecg(2, length=100))
+    path.write_text("subject_id,study_id\n1,2\n")
+    with pytest.raises(UserError, match=rf"^{path}: not a .npy dump \(no .npy header; a text file\)$"):
+        open_dump(path)
+    with pytest.raises(UserError, match="a text file"):
+        merge([path], tmp_path / "m.npy")
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (None, r"refused: it would build posix.system, which a myjepa checkpoint never holds and which can run code"),
+        (b"", r"the file is empty \(0 bytes\)"),
+        (b"step: 3\n", r"not written by torch.save \(a text file\)"),
+        ("truncated", r"damaged or truncated \(RuntimeError: PytorchStreamReader failed reading zip archive"),
+    ],
+)
+def test_checkpoint_load_errors_give_a_reason_and_never_torch_advice(tmp_path, monkeypatch, content, reason):
+    """Defect 8: torch's "weights_only=False will likely succeed" is how a pickle payload runs."""
+    path = tmp_path / "last_ckpt.pt"
+    if content is None or content == "truncated":
+        torch.save({"model": {"w": torch.zeros(3)}, "x": _Payload()}, path)
+        if content == "truncated":
+            path.write_bytes(path.read_bytes()[:200])
+    else:
+        path.write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError) as info:
+        checkpoint.load(path)
+    assert re.fullmatch(rf"{path}: cannot load as a checkpoint: {reason}.*", str(info.value))
+    assert "weights_only" not in str(info.value) and not (tmp_path / "pwned").exists()
+
+
+def ptbxl_tree(root: Path, n: int) -> pd.DataFrame:
+    """The first `n` records of the PTB-XL sample (100 Hz files) in a PTB-XL layout at `root`."""
+    db = pd.read_csv(SAMPLE / "ptbxl_database.csv").head(n)
+    db.to_csv(root / "ptbxl_database.csv", index=False)
+    for rel in db["filename_lr"]:
+        for ext in (".hea", ".dat"):
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / (rel + ext)).write_bytes((SAMPLE / (rel + ext)).read_bytes())
+    return db
+
+
+def test_header_rates_and_lead_names_are_checked(tmp_path):
+    """Defect 7: a header claiming 50 Hz under --source-rate 100 was resampled silently; a lead named twice
+    used the first signal of that name."""
+    db = ptbxl_tree(tmp_path, 4)
+    hea = [tmp_path / (rel + ".hea") for rel in db["filename_lr"]]
+    lines = hea[0].read_text().splitlines(keepends=True)
+    hea[0].write_text(lines[0].replace(" 12 100 1000", " 12 50 1000") + "".join(lines[1:]))
+    lines = hea[1].read_text().splitlines(keepends=True)
+    hea[1].write_text("".join(lines[:2]) + lines[2].replace(" II\n", " I\n") + "".join(lines[3:]))
+    stats = convert("ptb-xl", tmp_path, tmp_path / "d.npy", source_rate=100, fs=100, max_skip_fraction=0.5)
+    reasons = {s["file"]: s["reason"] for s in stats["skipped"]}
+    assert reasons == {
+        db["filename_lr"][0]: "header says 50 Hz but --source-rate is 100",
+        db["filename_lr"][1]: "lead I appears twice (signals 1 and 2 of the header)",
+    }
+    assert stats["count"] == 2

@@ -49,7 +49,7 @@ def dump_paths(out: str | os.PathLike) -> Iterator[tuple[Path, Path, Path]]:
             os.replace(tmp, final)
     except BaseException:
         for p in (*temporaries, *(finals if renaming else ())):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # on a read-only disk a missing file is EROFS
                 p.unlink()
         raise
 
