@@ -176,6 +176,16 @@ SLOW_CONVERT = """
 def test_sigterm_mid_conversion_removes_the_temporary_files(tree, tmp_path, workers):
     """Defect 3: a SLURM time limit (SIGTERM) used to leave the hidden full-size .NAME.npy.tmpPID."""
     out = tmp_path / "out"
+    proc = start_slow_conversion(out, tree, workers)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert stderr == "myjepa: stopped by SIGTERM; unfinished output removed\n"
+    assert leftovers(out) == []
+
+
+def start_slow_conversion(out: Path, tree: Path, workers: str) -> subprocess.Popen:
+    """A conversion of `tree` to `out`/d.npy at 0.1 s a record, returned once its temporary .npy exists."""
     argv = [*CONVERT[4:], "--src", str(tree), "--out", str(out / "d.npy"), "--workers", workers]
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(SLOW_CONVERT), *argv], stderr=subprocess.PIPE, text=True
@@ -184,11 +194,18 @@ def test_sigterm_mid_conversion_removes_the_temporary_files(tree, tmp_path, work
     while not (out.is_dir() and any(out.glob(".d.npy.tmp*"))) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.5)  # a few records in (24 records take 2.4 s)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM
-    assert stderr == "myjepa: stopped by SIGTERM; unfinished output removed\n"
-    assert leftovers(out) == []
+    return proc
+
+
+def test_after_kill_9_the_next_conversion_removes_the_orphaned_temporary(tree, tmp_path):
+    """SIGKILL runs no handler: the temporary stays until the next conversion to the same --out."""
+    out = tmp_path / "out"
+    proc = start_slow_conversion(out, tree, "1")
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert [p.name.rpartition(".tmp")[0] for p in out.iterdir()] == [".d.npy"]
+    convert("mimic-iv-ecg", tree, out / "d.npy", progress=False)
+    assert leftovers(out) == ["d.index.csv", "d.npy", "d.stats.json"]
 
 
 def test_a_dead_worker_is_an_error_not_a_hang(tree, tmp_path):

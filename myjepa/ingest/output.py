@@ -21,7 +21,7 @@ import numpy as np
 from myjepa.dumps import sidecars
 from myjepa.errors import UserError
 from myjepa.ingest.stats import finish_stats
-from myjepa.utils.io import check_file_path, tmp_path
+from myjepa.utils.io import check_file_path, remove_stale_temporaries, tmp_path
 
 VERSION = 1
 """Converter version, stored in stats.json; bump when the dump contents change for the same input."""
@@ -40,6 +40,8 @@ def dump_paths(out: str | os.PathLike) -> Iterator[tuple[Path, Path, Path]]:
     check_file_path(finals[0], "--out")
     temporaries = tuple(tmp_path(p) for p in finals)
     finals[0].parent.mkdir(parents=True, exist_ok=True)
+    for final in finals:
+        remove_stale_temporaries(final)
     renaming = False
     try:
         yield temporaries

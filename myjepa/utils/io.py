@@ -19,6 +19,20 @@ def tmp_path(path: str | os.PathLike) -> Path:
     return p.with_name(f".{p.name}.tmp{os.getpid()}")
 
 
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporaries of `path` that processes no longer running on this machine left behind:
+    a process killed with SIGKILL (or by the OOM killer) runs no cleanup."""
+    for tmp in path.parent.glob(f".{path.name}.tmp*"):
+        pid = tmp.name.rpartition(".tmp")[2]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                tmp.unlink(missing_ok=True)
+            except PermissionError:  # alive, another user's
+                pass
+
+
 def check_file_path(path: Path, option: str) -> None:
     """`path` can become a file: it is not a folder, and no folder above it is a file (found now, not
     after hours of work when the final rename fails)."""
@@ -36,6 +50,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write to; rename it to `path` on success, delete it on failure."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final)
     tmp = tmp_path(final)
     try:
         yield tmp
