@@ -27,6 +27,8 @@ def save(obj: dict[str, Any], path: str | Path) -> None:
         with atomic_path(path) as tmp:
             torch.save(obj, tmp)
     except (OSError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not any(w in str(e) for w in ("inline_container", "PytorchStreamWriter")):
+            raise  # not the zip writer's failure to write: a bug to see in full
         why = e.strerror if isinstance(e, OSError) and e.strerror else "the write failed"
         with contextlib.suppress(OSError):
             why += f", {shutil.disk_usage(path.parent).free / 1e6:.1f} MB free in {path.parent}"
