@@ -8,8 +8,10 @@ shipped YAMLs together (`pretrain/config.py` + `pretrain/configs/`, `evaluate/co
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -26,6 +28,12 @@ T = TypeVar("T")
 def check(ok: bool, message: str) -> None:
     if not ok:
         raise UserError(message)
+
+
+def check_positive(cfg: Any, *names: str) -> None:
+    """Each named field of `cfg` is > 0 (sizes, counts, rates): a zero or negative one is named with its value."""
+    for name in names:
+        check(getattr(cfg, name) > 0, f"{name} must be positive, got {getattr(cfg, name)}")
 
 
 def shipped_configs(config_dir: Path) -> list[str]:
@@ -113,14 +121,17 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise UserError(f"{where}: expected a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise UserError(f"{where}: expected a number, got {value!r}")
+            number = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is None:
+            raise UserError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):  # no field means anything by nan or inf
+            raise UserError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is int:
         if isinstance(value, bool):
             raise UserError(f"{where}: expected an integer, got {value!r}")

@@ -63,6 +63,37 @@ class Dump:
         return (x - mean) / np.maximum(std, 1e-6)
 
 
+def check_npy(path: Path) -> None:
+    """`path` starts with the .npy magic: anything else (a text file, a pickle) is named as not a .npy file
+    (numpy's own message for it is about "pickled data")."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head != b"\x93NUMPY":
+        what = "an empty file" if not head else "a text file" if head.isascii() else "another kind of file"
+        raise UserError(f"{path}: not a .npy dump (no .npy header; {what})")
+
+
+def check_stats(stats_path: Path, stats: dict[str, Any], n_leads: int) -> None:
+    """The stats.json keys every reader uses: a readable sampling rate, and one finite mean and one finite,
+    non-negative std per lead."""
+    for key in ("fs", "leads", "mean", "std"):
+        if key not in stats:
+            raise UserError(f"{stats_path}: missing key {key!r}")
+    fs = stats["fs"]
+    if isinstance(fs, bool) or not isinstance(fs, (int, float)) or fs <= 0:
+        raise UserError(f"{stats_path}: key 'fs' must be a positive number, got {fs!r}")
+    for key in ("leads", "mean", "std"):
+        value = stats[key]
+        if not isinstance(value, list) or len(value) != n_leads:
+            raise UserError(
+                f"{stats_path}: key {key!r} must be a list of {n_leads} values (one per lead), got {value!r}"
+            )
+    for key in ("mean", "std"):
+        for lead, v in zip(stats["leads"], stats[key]):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or (key == "std" and v < 0):
+                raise UserError(f"{stats_path}: key {key!r} has {v!r} for lead {lead}; expected a finite number")
+
+
 def open_dump(path: str | Path) -> Dump:
     """Open a dump read-only with memory mapping; a missing or malformed file is a UserError."""
     p = Path(path)
@@ -71,6 +102,7 @@ def open_dump(path: str | Path) -> Dump:
         raise UserError(f"dump not found: {p}")
     if not stats_path.is_file():
         raise UserError(f"dump stats not found: {stats_path} (every dump needs its .stats.json sidecar)")
+    check_npy(p)
     try:
         signals = np.load(p, mmap_mode="r")
     except (OSError, ValueError) as e:
@@ -81,7 +113,7 @@ def open_dump(path: str | Path) -> Dump:
         stats = json.loads(stats_path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise UserError(f"{stats_path}: cannot read: {e}") from None
-    for key in ("fs", "leads", "mean", "std"):
-        if key not in stats:
-            raise UserError(f"{stats_path}: missing key {key!r}")
+    if not isinstance(stats, dict):
+        raise UserError(f"{stats_path}: expected a JSON object")
+    check_stats(stats_path, stats, signals.shape[1])
     return Dump(p, signals, stats)

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from myjepa.config import resolve_config_path
+from myjepa.config import load, parse_overrides, resolve_config_path
 from myjepa.errors import UserError
 from myjepa.evaluate.config import CONFIG_DIR as FINETUNE_CONFIGS
 from myjepa.models.config import ENCODER_KEYS
@@ -96,11 +96,31 @@ def config_file(name_or_path: str, kind: str, key: str = "config") -> str:
 
 
 def check_config_files(runs: Mapping[str, Run], protocols: Mapping[str, Protocol]) -> None:
-    """Resolve every config file now: a wrong name is an error before any job."""
+    """Resolve every config file and load it with its `set:` overrides, as its job will (the same
+    --set text, the same loader): a wrong name, key, type or value fails the dry run, not a job
+    hours later after the data conversion."""
+    from myjepa.evaluate.config import FinetuneConfig
+    from myjepa.pretrain.config import PretrainConfig
+
     for name, run in runs.items():
         config_file(run["config"], "pretrain", f"pretrain.runs[{name}].config")
+        overrides = {"datasets": run["datasets"], **run["set"]}
+        check_loads(f"pretrain.runs[{name}]", PretrainConfig, run["config"], "pretrain", overrides)
     for name, protocol in protocols.items():
         config_file(protocol["config"], "finetune", f"evaluate.protocols[{name}].config")
+        check_loads(f"evaluate.protocols[{name}]", FinetuneConfig, protocol["config"], "finetune", protocol["set"])
+
+
+def check_loads(where: str, cls: type, name_or_path: str, kind: str, overrides: Mapping[str, Any]) -> None:
+    """Config `name_or_path` loads into `cls` with `overrides` passed as a job passes them (`set_pairs`);
+    otherwise a ConfigError names `where` (and `.set` when an override alone is at fault)."""
+    try:
+        load(cls, name_or_path, CONFIG_DIRS[kind], parse_overrides(set_pairs(overrides)))
+    except UserError as e:
+        message = str(e)
+        if message.startswith("override: "):
+            raise ConfigError(f"{where}.set: {message.removeprefix('override: ')}") from None
+        raise ConfigError(f"{where}: {message}") from None
 
 
 # ---- tables derived from the config --------------------------------------------------------------
@@ -223,13 +243,18 @@ def dump_files(npy: str) -> dict[str, str]:
 # ---- command lines and environment ---------------------------------------------------------------
 
 
-def set_args(overrides: Mapping[str, Any]) -> str:
-    """{'steps': 300} -> "--set steps=300", each value as YAML so lists and mappings survive."""
-    parts = []
+def set_pairs(overrides: Mapping[str, Any]) -> list[str]:
+    """{'steps': 300} -> ["steps=300"], each value as YAML so lists and mappings survive."""
+    pairs = []
     for key, value in overrides.items():
         text = json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None else str(value)
-        parts.append(f"--set {shlex.quote(f'{key}={text}')}")
-    return " ".join(parts)
+        pairs.append(f"{key}={text}")
+    return pairs
+
+
+def set_args(overrides: Mapping[str, Any]) -> str:
+    """{'steps': 300} -> "--set steps=300": `set_pairs`, quoted for the shell."""
+    return " ".join(f"--set {shlex.quote(pair)}" for pair in set_pairs(overrides))
 
 
 def pretrain_args(settings: Mapping[str, Any], dumps: Mapping[str, str], probe: Mapping[str, Any]) -> str:

@@ -159,6 +159,14 @@ def test_dry_run_demo_default(tmp_path):
             {"pretrain__runs": [{"name": "a", "config": "ViTM_mimic"}]},
             "config: pretrain.runs[a].config: unknown config 'ViTM_mimic'",
         ),
+        (  # overrides are loaded with the package's own config loader when the DAG is built
+            {"pretrain__runs": [{"name": "a", "config": "tiny", "set": {"warmup_step": 5}}]},
+            "config: pretrain.runs[a].set: unknown key 'warmup_step' (did you mean 'warmup_steps'?)",
+        ),
+        (
+            {"evaluate__protocols": [{"name": "lin", "config": "linear", "set": {"lr": -0.1}}]},
+            "config: evaluate.protocols[lin]: config keys: need 0 < min_lr <= lr",
+        ),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, changes, message):

@@ -297,6 +297,26 @@ def test_check_config_files_names_the_key():
     )
 
 
+@pytest.mark.parametrize(
+    "runs, protocols, message",
+    [
+        ([run(set={"lr": "fast"})], [], "pretrain.runs[a].set: key 'lr': expected a number, got 'fast'"),
+        ([run(set={"lr": float("nan")})], [], "pretrain.runs[a].set: key 'lr': expected a finite number, got 'nan'"),
+        ([run(set={"warmup_steps": -5})], [], "pretrain.runs[a]: warmup_steps must be 0 or more, got -5"),
+        ([run(set={"steps": 0})], [], "pretrain.runs[a]: batch_size, steps and accum_steps must be positive"),
+        ([run(datasets={"ptb-xl": 1.0}, set={"folds": "all"})], [], "pretrain.runs[a].set: key 'folds': expected a"),
+        ([], [protocol(set={"patience": 1.5})], "evaluate.protocols[linear].set: key 'patience': expected an integer"),
+        ([], [protocol(set={"protocl": "linear"})], "evaluate.protocols[linear].set: unknown key 'protocl' (did you"),
+    ],
+)
+def test_check_config_files_loads_every_override(runs, protocols, message):
+    """A bad `set:` fails when the DAG is built (snakemake -n), as the job's own loader would fail it."""
+    with pytest.raises(wf.ConfigError) as info:
+        wf.check_config_files(wf.runs_by_name(runs), wf.protocols_by_name(protocols))
+    assert str(info.value).startswith(message), str(info.value)
+    wf.check_config_files(wf.runs_by_name([run(set={"lr": 0.5, "betas": [0.9, 0.95]})]), {})
+
+
 # ---- command lines and environment ---------------------------------------------------------------
 
 

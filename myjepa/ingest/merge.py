@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from myjepa.dumps import sidecars
-from myjepa.errors import UserError
+from myjepa.dumps import check_npy, sidecars
+from myjepa.errors import UserError, stop_on_signals
 from myjepa.ingest.output import VERSION, dump_paths, new_array, write_stats
 from myjepa.ingest.stats import add_sums
 
@@ -38,6 +38,7 @@ def _read_part(path: Path) -> _Part:
     for p in (path, idx_path, stats_path):
         if not p.is_file():
             raise UserError(f"merge: {p} not found (a part needs its .npy, .index.csv and .stats.json)")
+    check_npy(path)
     try:
         stats = json.loads(stats_path.read_text())
         array = np.load(path, mmap_mode="r")
@@ -101,8 +102,8 @@ def _merged_stats(first: dict[str, Any], parts: list[_Part]) -> dict[str, Any]:
 
 def _write(parts: list[_Part], stats: dict[str, Any], out: str | os.PathLike, chunk_rows: int) -> None:
     """The parts' rows and index lines one after the other, and `stats`, as dump `out`."""
-    with dump_paths(out) as (tmp_npy, tmp_idx, tmp_stats):
-        array = new_array(tmp_npy, (stats["count"], *parts[0].array.shape[1:]))
+    with stop_on_signals(), dump_paths(out) as (tmp_npy, tmp_idx, tmp_stats):
+        array = new_array(tmp_npy, (stats["count"], *parts[0].array.shape[1:]), out)
         row = 0
         for part in parts:
             for s in range(0, len(part.array), chunk_rows):

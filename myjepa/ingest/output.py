@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from myjepa.dumps import sidecars
+from myjepa.errors import UserError
 from myjepa.ingest.stats import finish_stats
-from myjepa.utils.io import atomic_path
+from myjepa.utils.io import check_file_path, remove_stale_temporaries, tmp_path
 
 VERSION = 1
 """Converter version, stored in stats.json; bump when the dump contents change for the same input."""
@@ -26,16 +29,55 @@ VERSION = 1
 
 @contextlib.contextmanager
 def dump_paths(out: str | os.PathLike) -> Iterator[tuple[Path, Path, Path]]:
-    """Temporary (npy, index.csv, stats.json) paths for dump `out`: renamed into place when the block
-    completes (stats.json last), removed when it fails."""
-    idx_path, stats_path = sidecars(out)
-    with atomic_path(stats_path) as tmp_stats, atomic_path(idx_path) as tmp_idx, atomic_path(out) as tmp_npy:
-        yield tmp_npy, tmp_idx, tmp_stats
+    """Temporary (npy, index.csv, stats.json) paths for dump `out`, renamed into place when the block
+    completes and removed when it fails.
+
+    stats.json marks a complete dump (every reader needs it): the old one goes first and the new one
+    is renamed last, and a rename that fails takes the whole set with it, so a new .npy never sits
+    beside an old stats.json.
+    """
+    finals = (Path(out), *sidecars(out))
+    check_file_path(finals[0], "--out")
+    temporaries = tuple(tmp_path(p) for p in finals)
+    finals[0].parent.mkdir(parents=True, exist_ok=True)
+    for final in finals:
+        remove_stale_temporaries(final)
+    renaming = False
+    try:
+        yield temporaries
+        renaming = True
+        finals[2].unlink(missing_ok=True)
+        for tmp, final in zip(temporaries, finals):
+            os.replace(tmp, final)
+    except BaseException:
+        for p in (*temporaries, *(finals if renaming else ())):
+            with contextlib.suppress(OSError):  # on a read-only disk a missing file is EROFS
+                p.unlink()
+        raise
 
 
-def new_array(path: Path, shape: tuple[int, ...]) -> np.memmap:
-    """A float16 .npy file of `shape` at `path`, memory-mapped for writing."""
-    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
+def new_array(path: Path, shape: tuple[int, ...], out: str | os.PathLike) -> np.memmap:
+    """A float16 .npy file of `shape` at `path` (the temporary for dump `out`), memory-mapped for writing,
+    after a check for free space and with its disk blocks reserved.
+
+    A store into a mapped page that the filesystem cannot back kills the process with SIGBUS, which
+    no handler can turn into a message; reserving the blocks makes a full disk an error here instead.
+    """
+    size = math.prod(shape) * np.dtype(np.float16).itemsize + 128  # + the .npy header
+    free = shutil.disk_usage(path.parent).free
+    if free < size:
+        raise UserError(f"{out}: needs {_size(size)} but {path.parent} has only {_size(free)} free")
+    try:
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, path.stat().st_size)
+    except OSError as e:
+        raise UserError(f"{out}: cannot write {_size(size)} in {path.parent}: {e.strerror or e}") from None
+    return array
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e9:.2f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
 
 
 def set_npy_rows(path: Path, n_rows: int) -> None:

@@ -50,10 +50,13 @@ def _lookup(gain: float, baseline: int, mv: float) -> tuple[np.ndarray, bool]:
 
 
 def _lead_order(hdr: Header) -> list[int]:
-    """Header signal index of each canonical lead (the first signal of that name, case-insensitive)."""
+    """Header signal index of each canonical lead (matched by name, case-insensitive; a lead twice is an error)."""
     rows: dict[int | None, int] = {}
     for i, s in enumerate(hdr.signals):
-        rows.setdefault(_LEAD_KEYS.get(s.name.lower()), i)
+        lead = _LEAD_KEYS.get(s.name.lower())
+        if lead is not None and lead in rows:
+            raise RecordError(f"lead {LEADS[lead]} appears twice (signals {rows[lead] + 1} and {i + 1} of the header)")
+        rows[lead] = i
     missing = [lead for j, lead in enumerate(LEADS) if j not in rows]
     if missing:
         raise RecordError(f"missing lead(s) {', '.join(missing)} (header has {', '.join(hdr.names)})")
@@ -100,16 +103,23 @@ def _by_float(digital: np.ndarray, sigs: list[Signal], mv: np.ndarray, fs_in: fl
 
 
 def load_ecg(
-    record_path: str | os.PathLike, fs: int, out: np.ndarray | None = None, duration_s: int = DURATION_S
+    record_path: str | os.PathLike,
+    fs: int,
+    out: np.ndarray | None = None,
+    duration_s: int = DURATION_S,
+    source_rate: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """One record as float16 (12, duration*fs) mV in canonical lead order (written into `out`), and its NaN count.
 
     Leads are matched by header name (case-insensitive); the first 10 s are kept; other rates
     are resampled; NaN runs are interpolated. Raises RecordError for anything that makes the
-    record unusable (`out` may then hold part of it).
+    record unusable (`out` may then hold part of it), and for a header rate other than `source_rate`
+    (the rate the user chose to read) where one is given.
     """
     base = os.fspath(record_path)
     hdr = read_header(base + ".hea")
+    if source_rate is not None and hdr.fs != source_rate:
+        raise RecordError(f"header says {hdr.fs:g} Hz but --source-rate is {source_rate}")
     order = _lead_order(hdr)
     n_in = round(duration_s * hdr.fs)
     if hdr.n_samples < n_in:

@@ -14,7 +14,10 @@ import contextlib
 import math
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from myjepa import LEADS
-from myjepa.errors import UserError
+from myjepa.errors import UserError, stop_on_signals
 from myjepa.ingest.archives import ARCHIVES
 from myjepa.ingest.output import VERSION, dump_paths, new_array, set_npy_rows, write_stats
 from myjepa.ingest.record import DURATION_S, load_ecg
@@ -53,9 +56,18 @@ class ChunkResult:
 _JOB: dict[str, Any] = {}
 
 
-def _init_worker(src: str, fs: int, npy: str, offset: int) -> None:
-    """`offset`: where the array's data start in the .npy file (after its header)."""
-    _JOB.update(src=src, fs=fs, npy=npy, offset=offset)
+def _init_worker(src: str, fs: int, npy: str, offset: int, source_rate: int | None) -> None:
+    """`offset`: where the array's data start in the .npy file (after its header); `source_rate`: the
+    rate every header must state (the user chose it), or None where records at other rates are resampled."""
+    _JOB.update(src=src, fs=fs, npy=npy, offset=offset, source_rate=source_rate)
+
+
+def _init_pool_worker(*job: Any) -> None:
+    """A pool worker leaves Ctrl-C to the parent (which stops the pool) and dies of SIGTERM (a SLURM
+    time limit signals every process of the job), instead of running the handlers it inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _init_worker(*job)
 
 
 def convert_chunk(task: tuple[int, list[Any], list[str], list[bool]]) -> ChunkResult:
@@ -75,7 +87,7 @@ def convert_chunk(task: tuple[int, list[Any], list[str], list[bool]]) -> ChunkRe
     res = ChunkResult([], [])
     for j, (rec_id, rel, use) in enumerate(zip(ids, paths, in_stats)):
         try:
-            x, n_nan = load_ecg(os.path.join(src, rel), fs, out=rows[j])
+            x, n_nan = load_ecg(os.path.join(src, rel), fs, out=rows[j], source_rate=_JOB["source_rate"])
         except RecordError as e:
             res.skipped.append({"id": rec_id, "file": rel, "reason": str(e)})
             continue
@@ -88,17 +100,24 @@ def convert_chunk(task: tuple[int, list[Any], list[str], list[bool]]) -> ChunkRe
 
 
 def _chunk_results(
-    stack: contextlib.ExitStack, records: RecordList, job: tuple[str, int, str, int], workers: int
+    stack: contextlib.ExitStack, records: RecordList, job: tuple[str, int, str, int, int | None], workers: int
 ) -> Iterable[ChunkResult]:
     """Convert `records` CHUNK at a time, in a pool of `workers` processes (kept open by `stack`) or in
-    this one; `job` is `_init_worker`'s arguments. The results come in chunk order."""
+    this one; `job` is `_init_worker`'s arguments. The results come in chunk order.
+
+    The pool is a ProcessPoolExecutor, not multiprocessing.Pool: a worker that dies (SIGBUS, the OOM
+    killer) breaks it with an error instead of losing its task and hanging the parent, and stopping
+    early cancels the queued chunks and waits for the running ones (each a fraction of a second)
+    instead of Pool.terminate(), which can deadlock against the pool's own threads.
+    """
     tasks = [
         (s, records.ids[s : s + CHUNK], records.paths[s : s + CHUNK], records.in_stats[s : s + CHUNK].tolist())
         for s in range(0, len(records), CHUNK)
     ]
     if workers > 1 and len(tasks) > 1:
-        pool = stack.enter_context(mp.get_context("fork").Pool(min(workers, len(tasks)), _init_worker, job))
-        return pool.imap(convert_chunk, tasks)
+        pool = ProcessPoolExecutor(min(workers, len(tasks)), mp.get_context("fork"), _init_pool_worker, job)
+        stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+        return pool.map(convert_chunk, tasks)
     _init_worker(*job)
     stack.callback(_JOB.clear)
     return map(convert_chunk, tasks)
@@ -166,6 +185,16 @@ def _too_many_skips(src: Path, stats: dict[str, Any], done: int, max_skip_fracti
     )
 
 
+def _unbroken(results: Iterable[ChunkResult]) -> Iterable[ChunkResult]:
+    """`results`, with a dead pool worker reported as the UserError it is for the user."""
+    try:
+        yield from results
+    except BrokenProcessPool:
+        raise UserError(
+            "a conversion worker died (killed, out of memory, or a bus error writing the output); no dump written"
+        ) from None
+
+
 def _gather(
     results: Iterable[ChunkResult],
     array: np.ndarray,
@@ -180,7 +209,7 @@ def _gather(
     kept: list[int] = []  # rows of the kept records, in order
     done = 0
     try:
-        for res in results:  # in chunk order: every row before this chunk's is final
+        for res in _unbroken(results):  # in chunk order: every row before this chunk's is final
             for row in res.kept:
                 if row != len(kept):  # a skipped record left a gap: move the row up
                     array[len(kept)] = array[row]
@@ -214,12 +243,15 @@ def convert(
 
     Workers write record i straight into row i of the output file; the parent only gathers the
     small chunk results, in order, and closes the gaps that skipped records leave behind it.
+    SIGTERM or Ctrl-C stops it with the temporary files removed (`stop_on_signals`).
     """
     src = Path(src)
     records, stats = _records_to_convert(source, src, source_rate, fs, shard)
-    with dump_paths(out) as (tmp_npy, tmp_idx, tmp_stats), contextlib.ExitStack() as stack:
-        array = new_array(tmp_npy, (len(records), len(LEADS), DURATION_S * fs))
-        results = _chunk_results(stack, records, (str(src), fs, str(tmp_npy), array.offset), workers)
+    with stop_on_signals(), dump_paths(out) as (tmp_npy, tmp_idx, tmp_stats), contextlib.ExitStack() as stack:
+        array = new_array(tmp_npy, (len(records), len(LEADS), DURATION_S * fs), out)
+        chosen_rate = stats["source_rate"] if len(ARCHIVES[source].source_rates) > 1 else None
+        job = (str(src), fs, str(tmp_npy), array.offset, chosen_rate)
+        results = _chunk_results(stack, records, job, workers)
         desc = f"convert {source}" + (f" shard {shard[0]}/{shard[1]}" if shard != (1, 1) else "")
         bar = Progress(len(records), desc, unit="rec") if progress else None
         kept = _gather(results, array, stats, src, max_skip_fraction, bar)

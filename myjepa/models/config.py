@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from myjepa import LEADS
-from myjepa.config import check
+from myjepa.config import check, check_positive
 
 
 @dataclass
@@ -31,6 +31,8 @@ class EncoderConfig:
     num_registers: int
 
     def __post_init__(self) -> None:
+        check_positive(self, "fs", "channel_size", "patch_size", "dim", "depth", "num_heads", "mlp_ratio")
+        check(self.num_registers >= 0, f"num_registers must be 0 or more, got {self.num_registers}")
         check(
             self.channel_size % self.patch_size == 0,
             f"channel_size {self.channel_size} is not a multiple of patch_size {self.patch_size}",

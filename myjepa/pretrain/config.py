@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from myjepa import config
-from myjepa.config import check
+from myjepa.config import check, check_positive
 from myjepa.models.config import EncoderConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -64,6 +64,14 @@ class PretrainConfig(EncoderConfig):
         from myjepa.evaluate.labels import check_task, is_multiclass  # here, not above: labels imports pandas
 
         super().__post_init__()
+        check_positive(self, "pred_dim", "pred_depth", "pred_num_heads", "proj_hidden", "proj_dim", "lr")
+        check_positive(self, "sigreg_slices", "sigreg_points", "sigreg_t_max", "min_block_size")
+        check(0 <= self.min_lr <= self.lr, f"need 0 <= min_lr <= lr, got min_lr {self.min_lr}, lr {self.lr}")
+        check(self.warmup_steps >= 0, f"warmup_steps must be 0 or more, got {self.warmup_steps}")
+        check(
+            min(self.sigreg_lambda, self.weight_decay, self.final_weight_decay, self.grad_clip) >= 0,
+            "sigreg_lambda, weight_decay, final_weight_decay and grad_clip must be 0 or more",
+        )
         check(
             self.pred_dim % self.pred_num_heads == 0,
             f"pred_dim {self.pred_dim} is not divisible by pred_num_heads {self.pred_num_heads}",

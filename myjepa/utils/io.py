@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from myjepa.errors import UserError
+
 
 def tmp_path(path: str | os.PathLike) -> Path:
     """The temporary sibling of `path` (same folder, so the final rename is atomic)."""
@@ -17,17 +19,44 @@ def tmp_path(path: str | os.PathLike) -> Path:
     return p.with_name(f".{p.name}.tmp{os.getpid()}")
 
 
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporaries of `path` that processes no longer running on this machine left behind:
+    a process killed with SIGKILL (or by the OOM killer) runs no cleanup."""
+    for tmp in path.parent.glob(f".{path.name}.tmp*"):
+        pid = tmp.name.rpartition(".tmp")[2]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                tmp.unlink(missing_ok=True)
+            except PermissionError:  # alive, another user's
+                pass
+
+
+def check_file_path(path: Path, option: str) -> None:
+    """`path` can become a file: it is not a folder, and no folder above it is a file (found now, not
+    after hours of work when the final rename fails)."""
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a folder; give a file path")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{option} {path}: {parent} is a file, not a folder")
+            return
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write to; rename it to `path` on success, delete it on failure."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final)
     tmp = tmp_path(final)
     try:
         yield tmp
         os.replace(tmp, final)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # on a read-only disk a missing file is EROFS
             tmp.unlink()
         raise
 
