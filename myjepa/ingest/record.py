@@ -77,6 +77,11 @@ class Raw:
     fs: float
     signal: np.ndarray  # int16 digital units (WFDB; `keys` scale them) or float millivolts (`keys` None)
     keys: list[tuple[float, int, float]] | None = None  # per lead: gain, baseline, mV per physical unit
+    length: int | None = None  # samples of the whole record, where only its first windows were read
+
+    @property
+    def seconds(self) -> float:
+        return (self.signal.shape[1] if self.length is None else self.length) / self.fs
 
 
 def read_wfdb(record_path: str | os.PathLike, max_windows: int | None = None) -> Raw:
@@ -88,7 +93,7 @@ def read_wfdb(record_path: str | os.PathLike, max_windows: int | None = None) ->
     digital = read_digital(base, n, hdr)[0][order]
     mv = mv_per_unit(hdr)[order]
     keys = [(hdr.signals[i].gain, hdr.signals[i].baseline, float(m)) for i, m in zip(order, mv)]
-    return Raw(hdr.fs, digital, keys)
+    return Raw(hdr.fs, digital, keys, hdr.n_samples)
 
 
 def read_wfdb_records(

@@ -94,7 +94,7 @@ def convert_chunk(task: Task) -> ChunkResult:
             row += n_rows
             continue
         if _JOB["split"]:
-            res.remainders.append(raw.signal.shape[1] / raw.fs - count * DURATION_S)
+            res.remainders.append(raw.seconds - count * DURATION_S)
         for w in range(count):
             res.kept.append(start + row + w)
             res.windows.append((first + j, w * DURATION_S))
