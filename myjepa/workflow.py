@@ -241,6 +241,11 @@ def dump_files(npy: str) -> dict[str, str]:
     return {"npy": npy, "index": f"{stem}.index.csv", "stats": f"{stem}.stats.json"}
 
 
+def dump_of_stats(stats: str) -> str:
+    """`x.stats.json` -> `x.npy`: the dump a stats file belongs to."""
+    return stats[: -len(".stats.json")] + ".npy"
+
+
 # ---- command lines and environment ---------------------------------------------------------------
 
 

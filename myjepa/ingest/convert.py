@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="myjepa convert", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="source", required=True, metavar="{" + ",".join([*ARCHIVES, "merge"]) + "}")
     for name, archive in ARCHIVES.items():
-        p = sub.add_parser(name, help=archive.help)
+        p = sub.add_parser(name, help=archive.help.replace("%", "%%"))  # argparse %-formats help
         p.add_argument("--src", required=True, help="the dataset's root folder")
         p.add_argument("--out", required=True, help="output dump PATH.npy (sidecars PATH.index.csv, PATH.stats.json)")
         if len(archive.source_rates) > 1:

@@ -214,6 +214,12 @@ def all_finetunes(key):
     ]
 
 
+def pretrain_dump_stats():
+    """stats.json of every dump some pretraining run samples, for the report's data table."""
+    names = sorted({name for run in RUNS.values() for name in run["datasets"]})
+    return [wf.dump_files(dump_path(name))["stats"] for name in names]
+
+
 def all_encoders():
     """encoder.pt of every pretraining run."""
     return [

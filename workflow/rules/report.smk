@@ -48,6 +48,7 @@ rule report:
         per_class=rules.aggregate.output.per_class,
         predictions=all_finetunes("predictions"),
         encoders=all_encoders(),
+        dumps=pretrain_dump_stats(),
     output:
         html=report(
             "results/report.html",
@@ -66,7 +67,8 @@ rule report:
     params:
         config=lambda w: shlex.quote(json.dumps(config, sort_keys=True)),
         image=config["container"]["image"],
+        dumps=lambda w, input: " ".join(wf.dump_of_stats(s) for s in input.dumps),
     shell:
         "myjepa report html --auc {input.auc} --summary {input.summary}"
         " --per-class {input.per_class} --config-json {params.config} --image {params.image}"
-        " --pretrain-runs {input.encoders} --out {output.html} 2>&1 | tee {log}"
+        " --pretrain-runs {input.encoders} --dumps {params.dumps} --out {output.html} 2>&1 | tee {log}"
