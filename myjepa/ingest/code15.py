@@ -31,6 +31,9 @@ from myjepa.utils.tables import read_csv
 LEAD_NAMES = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 """The order of the 12 columns of `tracings` (the archive's documentation; the files carry no names)."""
 
+ORDER = lead_order(LEAD_NAMES)
+"""Column of `tracings` holding each canonical lead."""
+
 RATE, SAMPLES = 400, 4096
 """Sampling rate in Hz and samples per exam (zero-padded) of every tracing."""
 
@@ -116,11 +119,10 @@ def _runs(paths: list[str]) -> Iterator[tuple[int, int, str, int]]:
 
 def _raw(tracing: np.ndarray) -> Raw:
     """One (4096, 12) tracing without its zero padding, as a Raw record in canonical lead order."""
-    x = tracing.T[lead_order(LEAD_NAMES)]
-    signal = np.flatnonzero((x != 0).any(axis=0))
+    signal = np.flatnonzero((tracing != 0).any(axis=1))
     if len(signal) == 0:
         raise RecordError("the tracing is all zeros")
-    return Raw(RATE, x[:, signal[0] : signal[-1] + 1])
+    return Raw(RATE, tracing[signal[0] : signal[-1] + 1, ORDER].T)
 
 
 def read_code15_records(

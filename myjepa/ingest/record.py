@@ -29,6 +29,8 @@ HIGHPASS_ORDER = 2
 
 _LEAD_KEYS = {name.lower(): i for i, name in enumerate(LEADS)}
 _TOO_LARGE = "values beyond the float16 range (|x| > 65504 mV)"
+F16_OVERFLOW = 65520.0
+"""The smallest magnitude float16 rounds to infinity (65504 is the largest finite value)."""
 
 
 def interpolate_nans(x: np.ndarray) -> int:
@@ -170,10 +172,10 @@ def to_windows(raw: Raw, fs: int, max_windows: int, sos: np.ndarray | None, out:
         from scipy.signal import sosfiltfilt  # already imported where `sos` was designed
 
         x = sosfiltfilt(sos, x[:, : count * t], axis=-1)
-    with np.errstate(over="ignore"):
-        out[:count] = x[:, : count * t].reshape(len(LEADS), count, t).transpose(1, 0, 2)
-    if not np.isfinite(out[:count]).all():
+    x = x[:, : count * t]
+    if np.abs(x).max() >= F16_OVERFLOW:  # on float64: ~5x cheaper than isfinite on the float16 rows
         raise RecordError(_TOO_LARGE)
+    out[:count] = x.reshape(len(LEADS), count, t).transpose(1, 0, 2)
     return count, n_nan
 
 
