@@ -36,9 +36,15 @@ CODE15_PART_EXAMS = 200
 
 CHALLENGE_LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 CHALLENGE_GAIN, CHALLENGE_FS = 1000.0, 500
-SNOMED = {"SR": 426783006, "STACH": 427084000, "SBRAD": 426177001, "SARRH": 427393009, "AFIB": 164889003}
-"""SNOMED-CT codes of the simulated rhythms, as the Challenge's `#Dx:` lines give them (AFLT: 164890007)."""
-SNOMED["AFLT"] = 164890007
+SNOMED = {
+    "SR": 426783006,
+    "STACH": 427084000,
+    "SBRAD": 426177001,
+    "SARRH": 427393009,
+    "AFIB": 164889003,
+    "AFLT": 164890007,
+}
+"""SNOMED-CT codes of the simulated rhythms, as the Challenge's `#Dx:` lines give them."""
 
 
 def _padded(x: np.ndarray) -> np.ndarray:
