@@ -1,12 +1,19 @@
-"""Converter throughput: `myjepa convert` against the reference `wfdb.rdrecord(...).p_signal` loop.
+"""Converter throughput: `myjepa convert` against the reference `wfdb.rdrecord(...).p_signal` loop, and
+on the CODE-15% (HDF5) and Challenge 2021 (.hea + MATLAB .mat) layouts.
 
     python benchmarks/convert.py [--records 4000] [--workers 1 2] [--repeat 3] [--dir /tmp/convert-bench]
+    python benchmarks/convert.py --archive code-15 --records 4000 [--workers 1 2] [--fs 500]
 
 Generates a MIMIC-IV-ECG-layout tree (500 Hz, 10 s, format 16, MIMIC lead order), reads every file
 once so both paths run on page-cached files, then times (a) the reference dump loop in one process
 and (b) `convert` with each worker count, best of `--repeat` runs each after one untimed warm-up
 run. Prints records/s by wall clock and per CPU-second (what "per core" means on a shared
 machine), the ratio to the reference, and each worker count's speed-up over one worker.
+
+With `--archive code-15` or `challenge-2021` the tree is `myjepa synth`'s (CODE-15%: every exam in
+one HDF5 part, so the part grows with --records; Challenge: records of 6-60 s, so several windows
+each) and there is no reference loop; the run also prints the peak memory of a 1-worker conversion
+in a fresh process: its anonymous part should not grow with --records.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import time
 from functools import partial
@@ -65,13 +73,74 @@ def reference(root: Path, paths: list[str]) -> np.ndarray:
     return out
 
 
+def peak_memory_mb(archive: str, root: Path, out: Path, fs: int) -> tuple[float, float]:
+    """(peak anonymous, peak total) resident MB of one 1-worker `myjepa convert` in a fresh process, polled
+    every 20 ms. The total includes the dump's file pages mapped while they are written (page cache, which
+    the kernel reclaims); the anonymous part is the converter's own memory."""
+    cmd = [sys.executable, "-m", "myjepa", "convert", archive, "--src", str(root), "--out", str(out)]
+    proc = subprocess.Popen([*cmd, "--fs", str(fs), "--max-skip-fraction", "0.5", "--quiet"], stdout=subprocess.DEVNULL)
+    anon = total = 0.0
+    while proc.poll() is None:
+        try:
+            status = dict(line.split(":", 1) for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines())
+        except (OSError, ValueError):
+            break
+        anon = max(anon, int(status.get("RssAnon", "0 kB").split()[0]) / 1024)
+        total = max(total, int(status.get("VmHWM", "0 kB").split()[0]) / 1024)
+        time.sleep(0.02)
+    proc.wait()
+    return anon, total
+
+
+def other_archive(args: argparse.Namespace) -> None:
+    """Records and windows per second (wall, CPU) of a synthetic CODE-15% or Challenge 2021 tree."""
+    import myjepa.ingest.synth_layouts as layouts
+    from myjepa.ingest.synth import synth
+
+    root = Path(f"{args.dir}-{args.archive}-{args.records}")
+    if not root.is_dir():
+        layouts.CODE15_PART_EXAMS = args.records  # one part holding every exam
+        t = time.perf_counter()
+        synth(args.archive, root, args.records, seed=0, workers=2, progress=False)
+        print(f"generated {args.records} {args.archive} records in {time.perf_counter() - t:.1f} s under {root}")
+    for dirpath, _, files in os.walk(root):  # warm the page cache
+        for f in files:
+            Path(dirpath, f).read_bytes()
+    out = root.parent / f"{root.name}-dump.npy"
+
+    def remove() -> None:
+        for p in (out, out.with_suffix(".index.csv"), out.with_suffix(".stats.json")):
+            p.unlink(missing_ok=True)
+
+    for workers in args.workers:
+        run = partial(
+            convert, args.archive, root, out, fs=args.fs, workers=workers, progress=False, max_skip_fraction=0.5
+        )
+        stats = run()
+        remove()
+        n, windows = stats["records_in_shard"], stats["count"]
+        wall, cpu = best_of(run, args.repeat, cleanup=remove)
+        print(
+            f"myjepa convert {args.archive} --fs {args.fs}, {workers} worker(s): {n / wall:7.0f} records/s wall,"
+            f" {n / cpu:7.0f} records/CPU-s ({windows} windows: {windows / cpu:7.0f} windows/CPU-s)"
+        )
+    anon, total = peak_memory_mb(args.archive, root, out, args.fs)
+    print(f"1-worker conversion of {n} records: peak {anon:.0f} MB anonymous, {total:.0f} MB resident in all")
+    remove()
+    print(machine())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--archive", default="mimic-iv-ecg", choices=["mimic-iv-ecg", "code-15", "challenge-2021"])
     parser.add_argument("--records", type=int, default=4000)
+    parser.add_argument("--fs", type=int, default=500, help="output rate (--archive code-15/challenge-2021 only)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per path; the fastest counts")
     parser.add_argument("--dir", default="/tmp/myjepa-convert-bench")
     args = parser.parse_args()
+    if args.archive != "mimic-iv-ecg":
+        return other_archive(args)
     root = Path(args.dir)
     if not (root / "record_list.csv").is_file() or len(pd.read_csv(root / "record_list.csv")) != args.records:
         shutil.rmtree(root, ignore_errors=True)

@@ -25,9 +25,11 @@ from myjepa.evaluate.config import CONFIG_DIR as FINETUNE_CONFIGS
 from myjepa.models.config import ENCODER_KEYS
 from myjepa.pretrain.config import CONFIG_DIR as PRETRAIN_CONFIGS
 
-# The dumps the workflow builds (workflow/rules/data.smk), by the names of pretrain.runs[].datasets
-# and of the pretraining config's `datasets`.
-DATASETS = ("mimic-iv-ecg", "ptb-xl")
+EVALUATION_DUMP = "ptb-xl"
+"""The evaluation's dump (data.ptb_xl); pretraining can sample its train folds under this name."""
+
+SYNTH_LAYOUTS = ("mimic-iv-ecg", "code-15", "challenge-2021")
+"""Archive kinds `myjepa synth` writes, so a data.pretrain entry of these kinds may leave raw and dump empty."""
 CONFIG_DIRS = {"pretrain": PRETRAIN_CONFIGS, "finetune": FINETUNE_CONFIGS}
 
 Run = dict[str, Any]  # one entry of pretrain.runs, defaults filled in by the schema
@@ -66,25 +68,44 @@ def check_config(config: Mapping[str, Any]) -> None:
 
     for i, task in enumerate(config["evaluate"]["tasks"]):
         check_choice(f"evaluate.tasks.{i}", task, TASKS)
+    check_data(config["data"])
+    names = dataset_names(config["data"])
     for i, run in enumerate(config["pretrain"]["runs"]):
         for name in run["datasets"]:
-            check_choice(f"pretrain.runs.{i}.datasets", name, DATASETS)
-    check_data(config["data"])
+            check_choice(f"pretrain.runs.{i}.datasets", name, names)
     if config["evaluate"]["val_fold"] == config["evaluate"]["test_fold"]:
         raise ConfigError("evaluate.val_fold and evaluate.test_fold must differ")
 
 
+def dataset_names(data: Mapping[str, Any]) -> list[str]:
+    """The dumps the workflow builds (workflow/rules/data.smk), by the names pretrain.runs[].datasets use."""
+    return [entry["name"] for entry in data["pretrain"]] + [EVALUATION_DUMP]
+
+
 def check_data(data: Mapping[str, Any]) -> None:
-    """Configured raw directories exist, ready-made dumps are .npy, a PTB-XL dump comes with its tables."""
-    ptbxl, mimic = data["ptb_xl"], data["mimic_iv_ecg"]
+    """Configured raw directories exist, ready-made dumps are .npy, a PTB-XL dump comes with its tables, every
+    pretraining entry names a known archive and a unique name, and only synthesisable ones lack data."""
+    from myjepa.ingest.archives import ARCHIVES  # here: the converters import numpy and h5py
+
+    ptbxl = data["ptb_xl"]
     if ptbxl["dump"] and not ptbxl["raw"]:
         raise ConfigError("data.ptb_xl.dump needs data.ptb_xl.raw too (its ptbxl_database.csv and scp_statements.csv)")
-    for key, value in (("data.ptb_xl.raw", ptbxl["raw"]), ("data.mimic_iv_ecg.raw", mimic["raw"])):
-        if value and not Path(value).is_dir():
-            raise ConfigError(f"{key}: {value} is not a directory")
-    for key, value in (("data.ptb_xl.dump", ptbxl["dump"]), ("data.mimic_iv_ecg.dump", mimic["dump"])):
-        if value and not value.endswith(".npy"):
-            raise ConfigError(f"{key}: {value} is not a .npy dump")
+    paths = [("data.ptb_xl", ptbxl)] + [(f"data.pretrain.{i}", e) for i, e in enumerate(data["pretrain"])]
+    for key, entry in paths:
+        if entry["raw"] and not Path(entry["raw"]).is_dir():
+            raise ConfigError(f"{key}.raw: {entry['raw']} is not a directory")
+        if entry["dump"] and not entry["dump"].endswith(".npy"):
+            raise ConfigError(f"{key}.dump: {entry['dump']} is not a .npy dump")
+    seen = {EVALUATION_DUMP}
+    for i, entry in enumerate(data["pretrain"]):
+        if entry["name"] in seen:
+            raise ConfigError(f"data.pretrain.{i}.name: {entry['name']!r} is used twice (ptb-xl is data.ptb_xl's)")
+        seen.add(entry["name"])
+        check_choice(f"data.pretrain.{i}.archive", entry["archive"], [a for a in ARCHIVES if a != EVALUATION_DUMP])
+        if not (entry["raw"] or entry["dump"] or entry["archive"] in SYNTH_LAYOUTS):
+            raise ConfigError(
+                f"data.pretrain.{i}: a {entry['archive']} archive needs `raw` or `dump` (no synthetic one)"
+            )
 
 
 def config_file(name_or_path: str, kind: str, key: str = "config") -> str:
@@ -231,13 +252,18 @@ def encoder_table(
 
 def alternatives(names: Iterable[Any]) -> str:
     """A regex matching exactly one of `names` (a wildcard constraint)."""
-    return "|".join(re.escape(str(n)) for n in names)
+    return "|".join(re.escape(str(n)) for n in names) or "(?!)"  # no name: a regex that matches nothing
 
 
 def dump_files(npy: str) -> dict[str, str]:
     """A dump's files: the array and its sidecars."""
     stem = npy[: -len(".npy")]
     return {"npy": npy, "index": f"{stem}.index.csv", "stats": f"{stem}.stats.json"}
+
+
+def dump_of_stats(stats: str) -> str:
+    """`x.stats.json` -> `x.npy`: the dump a stats file belongs to."""
+    return stats[: -len(".stats.json")] + ".npy"
 
 
 # ---- command lines and environment ---------------------------------------------------------------

@@ -360,14 +360,14 @@ def workflow_config(path: Path, image: Path, ptbxl: Path, mimic: bool) -> Path:
     synthetic MIMIC-IV-ECG (synth, one conversion shard, merge), else on PTB-XL's training folds."""
     config = {
         "container": {"image": str(image)},
-        "data": {"ptb_xl": {"raw": str(ptbxl), "source_rate": 500}},
-        "synth": {"mimic_iv_ecg_records": 40},
-        "convert": {"shards": 1},
+        "data": {
+            "ptb_xl": {"raw": str(ptbxl), "source_rate": 500},
+            "pretrain": [{"name": "mimic-iv-ecg", "archive": "mimic-iv-ecg", "synth_records": 40}],
+        },
         "evaluate": {"baseline": False},
     }
-    if not mimic:
-        run = yaml.safe_load((REPO / "config" / "ci.yaml").read_text())["pretrain"]["runs"][0]
-        config["pretrain"] = {"runs": [{**run, "datasets": {"ptb-xl": 1.0}}]}
+    run = yaml.safe_load((REPO / "config" / "ci.yaml").read_text())["pretrain"]["runs"][0]
+    config["pretrain"] = {"runs": [{**run, "datasets": {"mimic-iv-ecg" if mimic else "ptb-xl": 1.0}}]}
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -412,7 +412,7 @@ def test_workflow_torch_rules_run_inside_the_image(apptainer, external_ptbxl, tm
     """`snakemake --sdm apptainer` with profiles/slurm's apptainer-args on this machine: every job of
     synth -> conversions -> pretraining -> finetune runs in the CI image and reads the bound data."""
     binary, image = apptainer
-    rules = ("synth_mimic", "convert_mimic_shard", "merge_mimic", "convert_ptbxl", "pretrain", "finetune")
+    rules = ("synth_archive", "convert_shard", "merge_shards", "convert_ptbxl", "pretrain", "finetune")
     out = run_workflow(tmp_path, image, external_ptbxl, host_env(binary), True, "--cores", "2")
     check_outputs(tmp_path, image, external_ptbxl, out, rules)
     assert out.count(f"Activating singularity image {image}") == len(rules), out[-4000:]

@@ -46,7 +46,8 @@ def test_ptbxl_values_order_and_folds_match_the_real_files(ptbxl100):
     assert dump.stats["fs"] == 100 and dump.stats["leads"] == list(LEADS) and dump.stats["count"] == len(db)
     assert dump.stats["skipped"] == [] and dump.stats["nan_interpolated"] == 0
     index = dump.index
-    assert list(index.columns) == ["ecg_id", "patient_id", "strat_fold", "scp_codes", "file"]
+    assert list(index.columns) == ["ecg_id", "patient_id", "strat_fold", "scp_codes", "file", "offset_s"]
+    assert (index["offset_s"] == 0).all()
     assert index["ecg_id"].tolist() == sorted(db["ecg_id"]) and index["ecg_id"].is_monotonic_increasing
     assert index["strat_fold"].tolist() == db["strat_fold"].tolist()
     assert index["patient_id"].tolist() == db["patient_id"].astype(int).tolist()
@@ -95,7 +96,7 @@ def test_mimic_leads_are_mapped_by_header_name_not_position(tmp_path):
     convert("mimic-iv-ecg", tmp_path / "mimic", tmp_path / "m.npy", progress=False)
     dump = open_dump(tmp_path / "m.npy")
     assert dump.signals.shape == (6, 12, 5000)
-    assert list(dump.index.columns) == ["subject_id", "study_id", "file"]
+    assert list(dump.index.columns) == ["subject_id", "study_id", "file", "offset_s"]
     offsets = dump.signals[:].astype(np.float64).mean(axis=(0, 2))
     # each lead carries 0.1 mV * (canonical index + 1); position mapping would swap aVL (4) and aVF (5)
     np.testing.assert_allclose(offsets, 0.1 * np.arange(1, 13), atol=0.02)

@@ -157,17 +157,18 @@ def test_a_file_size_limit_is_one_line(tree, tmp_path):
 
 SLOW_CONVERT = """
     import os, signal, sys, time
+    import myjepa.ingest.record as record
     import myjepa.ingest.writer as writer
     from myjepa.errors import run_cli
     from myjepa.ingest.convert import main
     writer.CHUNK = 2
-    load = writer.load_ecg
-    def slow_load(path, *args, **kwargs):
+    read = record.read_wfdb
+    def slow_read(path, *args, **kwargs):
         if os.environ.get("DIE_AT") and path.endswith(os.environ["DIE_AT"]):
             os.kill(os.getpid(), signal.SIGBUS)
         time.sleep(0.1)
-        return load(path, *args, **kwargs)
-    writer.load_ecg = slow_load
+        return read(path, *args, **kwargs)
+    record.read_wfdb = slow_read
     run_cli(main, sys.argv[1:])
 """
 

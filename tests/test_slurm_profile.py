@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from myjepa.cluster.check import bind_dirs, check_profile, image_path
-from myjepa.cluster.profile import CPU_RULES, GPU_RULES, propose, read_workflow_config, render, write_profile
+from myjepa.cluster.profile import CPU_RULES, GPU_RULES, data_dirs, propose, read_workflow_config, render, write_profile
 from myjepa.cluster.slurm import NodeGroup, parse_gres, parse_scontrol, parse_sinfo, parse_time
 from myjepa.errors import UserError
 
@@ -109,7 +109,16 @@ def test_typed_cluster_facts():
 def test_ci_proposal_picks_cpu_and_gpu():
     plan = propose(cluster("ci"), flags(), REAL)
     assert (plan.cpu.name, plan.gpu.name, plan.gpu_model) == ("cpu", "gpu", None)
-    assert plan.binds == ["/data/physionet/ptb-xl/1.0.3", "/data/physionet/mimic-iv-ecg/1.0"]  # real.yaml's raw data
+    assert plan.binds[:3] == ["/data/physionet/ptb-xl/1.0.3", "/data/physionet/mimic-iv-ecg/1.0", "/data/code-15"]
+    assert len(plan.binds) == 10  # real.yaml's raw data: PTB-XL and the nine pretraining archives
+
+
+def test_data_dirs_are_the_outermost_absolute_folders():
+    data = {
+        "ptb_xl": {"raw": "/d/ptb-xl", "dump": ""},
+        "pretrain": [{"raw": "/d/ptb-xl/sub"}, {"raw": "", "dump": "/dumps/a.npy"}, {"raw": "rel/x"}, {"raw": "/e"}],
+    }
+    assert data_dirs(data) == ["/d/ptb-xl", "/dumps", "/e"]
 
 
 def test_typed_proposal_cuts_runtimes_and_memory_to_the_partitions():
@@ -118,9 +127,9 @@ def test_typed_proposal_cuts_runtimes_and_memory_to_the_partitions():
     res = plan.resources
     assert res["pretrain"] == {"runtime": 1440, "cpus_per_gpu": 12}  # 2880 > 1-00:00:00; 96 CPUs / 8 GPUs
     assert res["finetune"] == {"cpus_per_gpu": 8}  # within the limits: runtime and memory stay with the config
-    assert res["convert_mimic_shard"] == {}
+    assert res["convert_shard"] == {}
     assert "pretrain: runtime 2880 -> 1440 (gpu's time limit in minutes)" in plan.notes
-    assert plan.notes[-1].endswith("merge_mimic 240, aggregate 30, export 30, report 30, pretrain 1440, finetune 480")
+    assert plan.notes[-1].endswith("merge_shards 240, aggregate 30, export 30, report 30, pretrain 1440, finetune 480")
 
 
 def test_flags_override_guesses():
@@ -128,7 +137,7 @@ def test_flags_override_guesses():
         cluster("typed"), flags(cpu_partition="debug", gpu_partition="gpu-small", gpus_per_job=4, bind=["/x"]), REAL
     )
     assert (plan.cpu.name, plan.gpu.name, plan.gpu_model, plan.gpus_per_job) == ("debug", "gpu-small", None, 4)
-    assert plan.resources["report"] == {} and plan.resources["merge_mimic"] == {"runtime": 30}  # 240 > 30:00
+    assert plan.resources["report"] == {} and plan.resources["merge_shards"] == {"runtime": 30}  # 240 > 30:00
     assert plan.resources["convert_ptbxl"] == {"runtime": 30, "threads": 8}  # 16 threads > 8 CPUs
     assert plan.resources["pretrain"]["cpus_per_gpu"] == 4 and plan.binds == ["/x"]
     assert propose(cluster("typed"), flags(gpu_model="a100"), REAL).resources["pretrain"]["cpus_per_gpu"] == 16
@@ -159,9 +168,7 @@ def test_rendered_profile_has_the_shape_of_the_example(tmp_path):
     assert set(CPU_RULES) | set(GPU_RULES) == set(example["set-resources"])
     settings = set(example) - {"apptainer-args", "default-resources", "set-resources"}  # executor, apptainer, retries..
     assert {key: profile[key] for key in settings} == {key: example[key] for key in settings}
-    assert (
-        profile["apptainer-args"] == "--nv --bind /data/physionet/ptb-xl/1.0.3 --bind /data/physionet/mimic-iv-ecg/1.0"
-    )
+    assert profile["apptainer-args"] == " ".join(["--nv", *(f"--bind {d}" for d in plan.binds)])
     assert profile["default-resources"]["slurm_partition"] == "standard"
     assert profile["default-resources"]["slurm_account"] == "proj42"
     pretrain = profile["set-resources"]["pretrain"]
@@ -205,9 +212,9 @@ def test_check_reports_each_problem_in_one_line(tmp_path):
     data.rmdir()
     image.unlink()
     text = path.read_text().replace('"gpu"', '"gpu-old"')
-    path.write_text(text.replace("merge_mimic: {slurm_partition: *cpu_partition}", "merge_mimic: {runtime: 9999}"))
+    path.write_text(text.replace("merge_shards: {slurm_partition: *cpu_partition}", "merge_shards: {runtime: 9999}"))
     assert check_profile(path, parts, REAL) == [
-        "merge_mimic: runtime 9999 min exceeds the time limit 2-00:00:00 of 'standard'",  # the default partition
+        "merge_shards: runtime 9999 min exceeds the time limit 2-00:00:00 of 'standard'",  # the default partition
         "pretrain: partition 'gpu-old' does not exist (partitions: standard, gpu, gpu-small, debug)",
         "finetune: partition 'gpu-old' does not exist (partitions: standard, gpu, gpu-small, debug)",
         f"image {image} does not exist; build it: apptainer build containers/myjepa.sif containers/myjepa.def",

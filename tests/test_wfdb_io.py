@@ -86,7 +86,7 @@ def test_missing_and_truncated_files_raise_record_errors(tmp_path):
         read_record(tmp_path / "r")
     with pytest.raises(RecordError, match="missing file nothing.hea"):
         read_record(tmp_path / "nothing")
-    (tmp_path / "f.hea").write_text("f 1 100 10\nf.dat 212 200 12 0 0 0 0 I\n")
+    (tmp_path / "f.hea").write_text("f 1 100 10\nf.dat 80 200 12 0 0 0 0 I\n")
     with pytest.raises(RecordError, match="unsupported WFDB format"):
         read_record(tmp_path / "f")
 

@@ -72,25 +72,28 @@ def test_every_schema_key_is_documented():
 
 @pytest.fixture()
 def fake_raw(tmp_path: Path) -> dict[str, Path]:
-    """Raw-data directories that look like PTB-XL and MIMIC-IV-ECG to a dry run (no records)."""
-    ptbxl, mimic = tmp_path / "raw" / "ptb-xl", tmp_path / "raw" / "mimic-iv-ecg"
+    """Raw-data directories for PTB-XL and every archive of config/real.yaml, as a dry run sees them (no records)."""
+    ptbxl = tmp_path / "raw" / "ptb-xl"
     ptbxl.mkdir(parents=True)
-    mimic.mkdir(parents=True)
     (ptbxl / "ptbxl_database.csv").write_text("ecg_id\n")
     (ptbxl / "scp_statements.csv").write_text("code\n")
-    (mimic / "record_list.csv").write_text("subject_id,study_id,path\n")
-    return {"ptbxl": ptbxl, "mimic": mimic}
+    dirs = {"ptbxl": ptbxl}
+    for entry in yaml.safe_load((ROOT / "config" / "real.yaml").read_text())["data"]["pretrain"]:
+        dirs[entry["name"]] = tmp_path / "raw" / entry["name"]
+        dirs[entry["name"]].mkdir()
+    return dirs
 
 
 def real_config(tmp_path: Path, fake_raw: dict[str, Path], **changes) -> Path:
     cfg = yaml.safe_load((ROOT / "config" / "real.yaml").read_text())
     cfg["data"]["ptb_xl"]["raw"] = str(fake_raw["ptbxl"])
-    cfg["data"]["mimic_iv_ecg"]["raw"] = str(fake_raw["mimic"])
+    for entry in cfg["data"]["pretrain"]:
+        entry["raw"] = str(fake_raw[entry["name"]])
     return write_config(tmp_path / "real.yaml", cfg, **changes)
 
 
 def test_dry_run_real_config_job_counts(tmp_path, fake_raw):
-    """Real data: K convert shards + merge, PTB-XL conversion, runs x seeds pretrainings, and every
+    """Real data: each archive's shards + its merge, PTB-XL conversion, runs x seeds pretrainings, and every
     (encoder x task x protocol x seed) finetune, with one random-init baseline per architecture."""
     path = real_config(tmp_path, fake_raw)
     cfg = yaml.safe_load(path.read_text())
@@ -100,9 +103,11 @@ def test_dry_run_real_config_job_counts(tmp_path, fake_raw):
     archs = {r["config"] for r in runs}
     n_enc = len(runs) * len(p_seeds) + len(archs)
     n_ft = n_enc * len(cfg["evaluate"]["tasks"]) * len(cfg["evaluate"]["protocols"]) * len(cfg["evaluate"]["seeds"])
+    archives = cfg["data"]["pretrain"]
+    assert len(archives) == 9  # + ptb-xl: the reference's ten
     assert counts == {
-        "convert_mimic_shard": cfg["convert"]["shards"],
-        "merge_mimic": 1,
+        "convert_shard": sum(entry.get("shards", 1) for entry in archives),
+        "merge_shards": len(archives),
         "convert_ptbxl": 1,
         "pretrain": len(runs) * len(p_seeds),
         "finetune": n_ft,
@@ -111,18 +116,26 @@ def test_dry_run_real_config_job_counts(tmp_path, fake_raw):
         "report": 1,
         "all": 1,
     }, proc.stdout
-    assert "synth_ptbxl" not in counts and "synth_mimic" not in counts
+    assert "synth_ptbxl" not in counts and "synth_archive" not in counts
 
 
 def test_dry_run_real_config_commands(tmp_path, fake_raw):
     """The shell commands a real-data run would execute: shards, torchrun only for >1 GPU, init."""
-    path = real_config(tmp_path, fake_raw, convert__shards=3)
+    path = real_config(tmp_path, fake_raw)
     proc = snakemake("-n", "-p", cwd=tmp_path, config=path)
     out = proc.stdout
-    for i in (1, 2, 3):
-        assert f"--shard {i}/3" in out
-    assert f"--src {fake_raw['mimic']}" in out and f"--src {fake_raw['ptbxl']}" in out
-    assert "--data mimic-iv-ecg=results/data/mimic-iv-ecg.npy" in out
+    cfg = yaml.safe_load(path.read_text())
+    for entry in cfg["data"]["pretrain"]:
+        shards = entry.get("shards", 1)
+        for i in range(1, shards + 1):  # each archive: its own kind, directory, shards and options
+            command = re.search(
+                rf"myjepa convert {entry['archive']} --src {fake_raw[entry['name']]} .*--shard {i}/{shards}.*", out
+            )
+            assert command, (entry, out[-3000:])
+            assert ("--highpass 0.5" in command.group(0)) == (entry["name"] in ("code-15", "st-petersburg"))
+            assert "--windows split" in command.group(0)
+    assert f"--src {fake_raw['ptbxl']}" in out
+    assert re.search(r"--data mimic-iv-ecg=results/data/mimic-iv-ecg.npy code-15=results/data/code-15.npy ptb-xl=", out)
     assert "--data ptb-xl=results/data/ptb-xl.npy" in out  # the PTB-XL-only ablation run
     assert re.search(r"--init results/finetune/\S+/linear/s\d+/best_ckpt.pt", out)
     assert "torchrun --standalone --nproc_per_node=" in out  # the launcher's multi-GPU branch
@@ -131,7 +144,8 @@ def test_dry_run_real_config_commands(tmp_path, fake_raw):
 def test_dry_run_demo_default(tmp_path):
     proc = snakemake("-n", "--quiet", "rules", cwd=tmp_path, config=ROOT / "config" / "config.yaml")
     counts = job_counts(proc.stdout + proc.stderr)
-    assert counts["synth_ptbxl"] == counts["synth_mimic"] == 1 and counts["pretrain"] == 1
+    assert counts["synth_ptbxl"] == 1 and counts["synth_archive"] == 3 and counts["pretrain"] == 1
+    assert counts["convert_shard"] == 4 and counts["merge_shards"] == 3  # mimic-iv-ecg in 2 shards
     assert counts["finetune"] >= 4
 
 
@@ -140,7 +154,11 @@ def test_dry_run_demo_default(tmp_path):
     [
         ({"evaluate__taks": ["rhythm"]}, "evaluate: unknown key 'taks' (did you mean 'tasks'?)"),
         ({"evaluate__tasks": ["rythm"]}, "evaluate.tasks.0: 'rythm' is not one of"),
-        ({"convert__shards": "two"}, "convert.shards: 'two' is not of type 'integer'"),
+        ({"synth__seed": "two"}, "synth.seed: 'two' is not of type 'integer'"),
+        (
+            {"data__pretrain": [{"name": "x", "archive": "wfdb"}]},
+            "data.pretrain.0: a wfdb archive needs `raw` or `dump` (no synthetic one)",
+        ),
         ({"pretrain__seeds": []}, "pretrain.seeds: [] should be non-empty"),
         (
             {"pretrain__runs": [{"name": "a", "set": {"dim": 128}}]},
@@ -483,7 +501,7 @@ def dry_counts(work: Path, config: Path) -> dict[str, int]:
 def test_demo_end_to_end(ci_run):
     work = ci_run
     log = (work / "run.log").read_text()
-    assert "13 of 13 steps (100%) done" in log
+    assert "16 of 16 steps (100%) done" in log
     for path in (
         "results/report.html",
         "results/auc.csv",
@@ -491,6 +509,7 @@ def test_demo_end_to_end(ci_run):
         "results/auc_per_class.csv",
         "results/data/ptb-xl.npy",
         "results/data/mimic-iv-ecg.npy",
+        "results/data/cpsc.npy",
         "results/pretrain/tiny/s42/encoder.pt",
         "results/pretrain/tiny/s42/metrics.jsonl",
         "results/pretrain/tiny/s42/last_ckpt.pt",
@@ -503,7 +522,9 @@ def test_demo_end_to_end(ci_run):
     for log_file in (
         "synth/ptb-xl",
         "synth/mimic-iv-ecg",
+        "synth/cpsc",
         "convert/ptb-xl",
+        "convert/cpsc-part-1",
         "convert/mimic-iv-ecg-part-1",
         "convert/mimic-iv-ecg-part-2",
         "convert/mimic-iv-ecg-merge",

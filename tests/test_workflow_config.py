@@ -73,7 +73,7 @@ def protocol(name: str = "linear", **changes) -> dict:
             "(top level): unknown key 'qq' (allowed: data, synth, convert, pretrain, evaluate, wandb, container, "
             "resources)",
         ),
-        ({"convert": {"shards": "two"}}, "convert.shards: 'two' is not of type 'integer'"),
+        ({"convert": {"shards": 2}}, "convert: unknown key 'shards' (allowed: max_skip_fraction)"),
         ({"pretrain": {"seeds": []}}, "pretrain.seeds: [] should be non-empty"),
         ({"evaluate": {"tasks": [1]}}, "evaluate.tasks.0: 1 is not of type 'string'"),
         ({"pretrain": {"runs": [{"name": "a-b"}]}}, "pretrain.runs.0.name: 'a-b' does not match '^[A-Za-z0-9_.]+$'"),
@@ -105,8 +105,12 @@ def test_shipped_configs_pass(name):
 def test_real_config_passes_with_its_directories(tmp_path):
     config = shipped("real.yaml")
     config["data"]["ptb_xl"]["raw"] = str(tmp_path)
-    config["data"]["mimic_iv_ecg"]["raw"] = str(tmp_path)
+    for entry in config["data"]["pretrain"]:
+        entry["raw"] = str(tmp_path)
     wf.check_config(config)
+    runs = wf.runs_by_name(config["pretrain"]["runs"])
+    assert set(wf.dataset_names(config["data"])) == set(runs["ViTS_all"]["datasets"])  # all ten
+    assert sum(runs["ViTS_all"]["datasets"].values()) == pytest.approx(1.0)
     wf.check_config_files(
         wf.runs_by_name(config["pretrain"]["runs"]), wf.protocols_by_name(config["evaluate"]["protocols"])
     )
@@ -145,8 +149,8 @@ def test_check_config_messages(config, message):
 
 def test_dump_names_are_the_dumps_the_workflow_builds():
     rules = (ROOT / "workflow" / "rules" / "data.smk").read_text()
-    assert wf.DATASETS == ("mimic-iv-ecg", "ptb-xl")
-    assert all(f'wf.dump_files("results/data/{name}.npy")' in rules for name in wf.DATASETS)
+    assert wf.dataset_names(shipped("config.yaml")["data"]) == ["mimic-iv-ecg", "code-15", "cpsc", "ptb-xl"]
+    assert 'wf.dump_files("results/data/ptb-xl.npy")' in rules and 'wf.dump_files("results/data/{name}.npy")' in rules
 
 
 @pytest.mark.parametrize(
@@ -156,8 +160,14 @@ def test_dump_names_are_the_dumps_the_workflow_builds():
             {"ptb_xl": {"dump": "x.npy"}},
             "data.ptb_xl.dump needs data.ptb_xl.raw too (its ptbxl_database.csv and scp_statements.csv)",
         ),
-        ({"mimic_iv_ecg": {"raw": "/no/such/dir"}}, "data.mimic_iv_ecg.raw: /no/such/dir is not a directory"),
-        ({"mimic_iv_ecg": {"dump": "x.np"}}, "data.mimic_iv_ecg.dump: x.np is not a .npy dump"),
+        ({"pretrain": [{"name": "m", "archive": "mimic-iv-ecg", "raw": "/no/dir"}]}, "data.pretrain.0.raw: /no/dir is"),
+        (
+            {"pretrain": [{"name": "m", "archive": "code-15", "dump": "x.np"}]},
+            "data.pretrain.0.dump: x.np is not a .npy",
+        ),
+        ({"pretrain": [{"name": "ptb-xl", "archive": "wfdb"}]}, "data.pretrain.0.name: 'ptb-xl' is used twice"),
+        ({"pretrain": [{"name": "m", "archive": "ptb-xl"}]}, "data.pretrain.0.archive: 'ptb-xl' is not one of"),
+        ({"pretrain": [{"name": "m", "archive": "hdf5"}]}, "data.pretrain.0.archive: 'hdf5' is not one of"),
     ],
 )
 def test_check_data_messages(data, message):
@@ -166,7 +176,13 @@ def test_check_data_messages(data, message):
 
 
 def test_check_data_accepts_configured_data(tmp_path):
-    data = {"ptb_xl": {"raw": str(tmp_path), "dump": "ptb.npy"}, "mimic_iv_ecg": {"dump": "/d/mimic.npy"}}
+    data = {
+        "ptb_xl": {"raw": str(tmp_path), "dump": "ptb.npy"},
+        "pretrain": [
+            {"name": "m", "archive": "mimic-iv-ecg", "dump": "/d/mimic.npy"},
+            {"name": "c", "archive": "code-15"},
+        ],
+    }
     wf.check_data(with_defaults({"data": data})["data"])
 
 

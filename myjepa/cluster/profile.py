@@ -23,10 +23,10 @@ from myjepa.utils.io import atomic_path
 # tests/test_slurm_profile.py checks that every rule of the workflow is here
 CPU_RULES = {
     "synth_ptbxl": "synth",
-    "synth_mimic": "synth",
+    "synth_archive": "synth",
     "convert_ptbxl": "convert",
-    "convert_mimic_shard": "convert",
-    "merge_mimic": "merge",
+    "convert_shard": "convert",
+    "merge_shards": "merge",
     "aggregate": "report",
     "export": "report",
     "report": "report",
@@ -113,9 +113,7 @@ def propose(partitions: dict[str, Partition], args: Any, config: dict[str, Any])
     if not 1 <= args.gpus_per_job <= per_node:
         raise UserError(f"--gpus-per-job {args.gpus_per_job}: nodes of {gpu.name!r} have at most {per_node} such GPUs")
 
-    data = config.get("data", {})
-    raw = [d.get("raw", "") for d in data.values() if isinstance(d, dict)] if isinstance(data, dict) else []
-    binds = args.bind if args.bind is not None else [r for r in raw if os.path.isabs(str(r))]
+    binds = args.bind if args.bind is not None else data_dirs(config.get("data", {}))
     plan = Plan(cpu, gpu, gpu_model, args.gpus_per_job, args.account, binds, args.image, not args.no_container)
     cpu_why = ", ".join(["without GPUs"] * (not cpu.gpu_totals()) + ["the default"] * cpu.default) or "another one"
     plan.notes = [
@@ -155,6 +153,15 @@ def fit_resources(plan: Plan, wanted: dict[str, dict[str, Any]]) -> dict[str, di
             out[rule]["cpus_per_gpu"] = max(1, min(int(want["threads"]), per_gpu))
     plan.notes.append("runtimes in minutes: " + ", ".join(runtimes))
     return out
+
+
+def data_dirs(data: dict[str, Any]) -> list[str]:
+    """The absolute folders the config reads data from (PTB-XL's and every pretraining archive's raw
+    folder or dump folder), without those inside another one: what the container must bind."""
+    entries = [data.get("ptb_xl", {}), *data.get("pretrain", [])]
+    paths = [e.get("raw") or os.path.dirname(str(e.get("dump") or "")) for e in entries if isinstance(e, dict)]
+    found = [str(p) for p in dict.fromkeys(paths) if p and os.path.isabs(str(p))]
+    return [p for p in found if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in found)]
 
 
 def plural(n: int, noun: str) -> str:

@@ -1,7 +1,10 @@
-"""`myjepa convert`: raw PTB-XL / MIMIC-IV-ECG downloads -> memory-mappable dumps; `merge` joins shards.
+"""`myjepa convert`: raw ECG archives -> memory-mappable dumps of 10 s windows; `merge` joins shards.
 
     myjepa convert ptb-xl --src PTBXL_DIR --out ptb-xl.npy [--source-rate 500|100] [--fs 500]
     myjepa convert mimic-iv-ecg --src MIMIC_DIR --out mimic.npy --workers 16 --shard 3/40
+    myjepa convert code-15 --src CODE15_DIR --out code-15.npy --highpass 0.5
+    myjepa convert challenge-2021 --src training/georgia --out georgia.npy [--windows split|first]
+    myjepa convert wfdb --src ANY_WFDB_TREE --out other.npy
     myjepa convert merge mimic.part*.npy --out mimic.npy
 
 The command line only: one subcommand per archive in `archives.ARCHIVES` (the converter is
@@ -14,7 +17,7 @@ import argparse
 from collections.abc import Sequence
 
 from myjepa.errors import UserError, run_cli
-from myjepa.ingest.archives import ARCHIVES
+from myjepa.ingest.archives import ARCHIVES, WINDOWS
 from myjepa.ingest.merge import merge
 from myjepa.ingest.record_list import parse_shard
 from myjepa.ingest.writer import convert
@@ -24,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="myjepa convert", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="source", required=True, metavar="{" + ",".join([*ARCHIVES, "merge"]) + "}")
     for name, archive in ARCHIVES.items():
-        p = sub.add_parser(name, help=archive.help)
+        p = sub.add_parser(name, help=archive.help.replace("%", "%%"))  # argparse %-formats help
         p.add_argument("--src", required=True, help="the dataset's root folder")
         p.add_argument("--out", required=True, help="output dump PATH.npy (sidecars PATH.index.csv, PATH.stats.json)")
         if len(archive.source_rates) > 1:
@@ -36,6 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
                 help=archive.source_rate_help,
             )
         p.add_argument("--fs", type=int, default=500, help="output sampling rate in Hz (default 500)")
+        p.add_argument(
+            "--windows",
+            choices=WINDOWS,
+            default=archive.windows,
+            help="split: every whole 10 s window of a record (a shorter remainder is counted, not kept);"
+            f" first: its first 10 s (default {archive.windows})",
+        )
+        p.add_argument(
+            "--highpass",
+            type=float,
+            default=None,
+            metavar="HZ",
+            help="remove baseline wander: zero-phase Butterworth high-pass at HZ (e.g. 0.5); default none",
+        )
         p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
         p.add_argument("--shard", default=None, help="convert only the I-th of N contiguous slices, e.g. 3/40")
         p.add_argument(
@@ -56,6 +73,8 @@ def _check_options(args: argparse.Namespace) -> None:
         raise UserError(f"--fs {args.fs}: must be positive")
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: must be at least 1")
+    if args.highpass is not None and not 0 < args.highpass < args.fs / 2:
+        raise UserError(f"--highpass {args.highpass:g}: must be between 0 and half of --fs ({args.fs / 2:g} Hz)")
     if not 0 <= args.max_skip_fraction <= 1:
         raise UserError(f"--max-skip-fraction {args.max_skip_fraction}: must be between 0 and 1")
 
@@ -77,10 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int | None:
         parse_shard(args.shard),
         args.max_skip_fraction,
         progress=not args.quiet,
+        windows=args.windows,
+        highpass=args.highpass,
     )
     print(
-        f"converted {stats['count']} of {stats['records_in_shard']} records ({len(stats['skipped'])} skipped,"
-        f" {stats['nan_interpolated']} NaN samples interpolated) -> {args.out}"
+        f"converted {stats['records_kept']} of {stats['records_in_shard']} records into {stats['count']} windows"
+        f" ({len(stats['skipped'])} skipped, {stats['nan_interpolated']} NaN samples interpolated) -> {args.out}"
     )
     return 0
 

@@ -21,7 +21,7 @@ from myjepa.errors import UserError, stop_on_signals
 from myjepa.ingest.output import VERSION, dump_paths, new_array, write_stats
 from myjepa.ingest.stats import add_sums
 
-_MUST_AGREE = ("fs", "leads", "source", "source_rate", "records_listed")
+_MUST_AGREE = ("fs", "leads", "source", "source_rate", "records_listed", "windows", "highpass")
 """stats.json keys every part must share with the first."""
 
 
@@ -90,6 +90,7 @@ def _merged_stats(first: dict[str, Any], parts: list[_Part]) -> dict[str, Any]:
         skipped=[s for p in parts for s in p.stats["skipped"]],
         shard=[1, 1],
         records_in_shard=sum(p.stats["records_in_shard"] for p in parts),
+        records_kept=sum(p.stats.get("records_kept", len(p.array)) for p in parts),
         version=VERSION,
         merged_from=len(parts),
     )
@@ -97,6 +98,12 @@ def _merged_stats(first: dict[str, Any], parts: list[_Part]) -> dict[str, Any]:
     merged["exact_sums"] = dict(first["exact_sums"], records=0, samples=0, sum=[0] * n_leads, sum_sq=[0] * n_leads)
     for p in parts:
         add_sums(merged["exact_sums"], p.stats["exact_sums"])
+    if "remainders" in first:
+        merged["remainders"] = dict(
+            first["remainders"],
+            count=sum(p.stats["remainders"]["count"] for p in parts),
+            seconds=round(sum(p.stats["remainders"]["seconds"] for p in parts), 6),
+        )
     return merged
 
 

@@ -23,8 +23,9 @@ from myjepa.errors import UserError
 from myjepa.ingest.stats import finish_stats
 from myjepa.utils.io import check_file_path, remove_stale_temporaries, tmp_path
 
-VERSION = 1
-"""Converter version, stored in stats.json; bump when the dump contents change for the same input."""
+VERSION = 2
+"""Converter version, stored in stats.json; bump when the dump contents change for the same input
+(2: one index row per 10 s window, with `offset_s`)."""
 
 
 @contextlib.contextmanager

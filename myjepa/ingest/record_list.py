@@ -26,6 +26,7 @@ class RecordList:
     ids: list[Any]
     paths: list[str]  # relative to src, without extension
     in_stats: np.ndarray  # bool per record
+    durations: np.ndarray | None = None  # seconds per record (NaN: unknown); None: not listed, read the headers
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -37,6 +38,7 @@ class RecordList:
             self.ids[start:stop],
             self.paths[start:stop],
             self.in_stats[start:stop],
+            None if self.durations is None else self.durations[start:stop],
         )
 
 
@@ -75,3 +77,11 @@ def shard_bounds(n_records: int, shard: tuple[int, int]) -> tuple[int, int]:
     """Contiguous slice [start, stop) of the I-th of N near-equal shards."""
     i, n = shard
     return (i - 1) * n_records // n, i * n_records // n
+
+
+def max_windows(durations: np.ndarray, window_s: int) -> np.ndarray:
+    """Rows to reserve per record: the whole windows its duration holds, and 1 where that is 0 or unknown
+    (the converter then reads the record and skips it with the reason)."""
+    with np.errstate(invalid="ignore"):
+        whole = np.floor(durations / window_s + 1e-9)
+    return np.where(np.isfinite(whole) & (whole >= 1), whole, 1).astype(np.int64)

@@ -1,7 +1,11 @@
-"""`myjepa synth`: a synthetic demo dataset in the real PTB-XL or MIMIC-IV-ECG layout.
+"""`myjepa synth`: a synthetic demo dataset in the real PTB-XL, MIMIC-IV-ECG, CODE-15% or Challenge 2021 layout.
 
     myjepa synth --layout ptb-xl --out demo/ptb-xl --records 600 --seed 0
     myjepa synth --layout mimic-iv-ecg --out demo/mimic --records 2000 --seed 1
+    myjepa synth --layout code-15 --out demo/code-15 --records 400 --seed 2
+    myjepa synth --layout challenge-2021 --out demo/cpsc --records 100 --seed 3
+
+The CODE-15% and Challenge 2021 layouts are in `synth_layouts`.
 
 Labels are real SCP codes and they shape the waveforms (see `profiles`), so the demo's six
 PTB-XL tasks are learnable: rhythm (SR, STACH, SBRAD, SARRH, AFIB, AFLT), conduction (bundle
@@ -31,6 +35,7 @@ from myjepa.errors import UserError, run_cli
 from myjepa.ingest.profiles import assign_folds, sample_profile
 from myjepa.ingest.resample import resample_poly
 from myjepa.ingest.simulator import simulate
+from myjepa.ingest.synth_layouts import write_challenge, write_code15
 from myjepa.ingest.wfdb_io import write_record
 from myjepa.utils.io import tmp_path
 from myjepa.utils.logging import Progress
@@ -147,7 +152,7 @@ def _mimic_record(task: tuple[Path, int, int, int, str, float]) -> dict[str, Any
     return {"subject_id": subject, "study_id": study, "file_name": study, "ecg_time": when, "path": rel}
 
 
-def _run(fn: Any, tasks: list[Any], workers: int, desc: str, progress: bool) -> list[dict[str, Any]]:
+def run_tasks(fn: Any, tasks: list[Any], workers: int, desc: str, progress: bool) -> list[dict[str, Any]]:
     """fn over tasks in order, in `workers` processes; each record depends only on its task."""
     rows = []
     with contextlib.ExitStack() as stack:
@@ -177,7 +182,7 @@ def write_ptbxl(out: Path, n_records: int, seed: int, workers: int = 1, progress
     patients = rng.choice(np.arange(1000, 22000 + n_records), size=n_records, replace=False)
     when = _times(rng, n_records, "1985-01-01T00:00", 10)
     tasks = [(out, seed, k + 1, int(patients[k]), when[k], desc) for k in range(n_records)]
-    df = pd.DataFrame(_run(_ptbxl_record, tasks, workers, "synth ptb-xl", progress))
+    df = pd.DataFrame(run_tasks(_ptbxl_record, tasks, workers, "synth ptb-xl", progress))
     df["strat_fold"] = assign_folds(df.pop("_key").tolist(), rng)
     df[PTBXL_COLUMNS].to_csv(out / "ptbxl_database.csv", index=False)
     shutil.copyfile(resources.files("myjepa.resources").joinpath("scp_statements.csv"), out / "scp_statements.csv")
@@ -197,12 +202,17 @@ def write_mimic(
     studies = rng.choice(np.arange(40_000_000, 50_000_000), size=n_records, replace=False)
     when = _times(rng, n_records, "2110-01-01T00:00", 80)
     tasks = [(out, seed, int(subject_of[k]), int(studies[k]), when[k], nan_fraction) for k in range(n_records)]
-    df = pd.DataFrame(_run(_mimic_record, tasks, workers, "synth mimic-iv-ecg", progress))
+    df = pd.DataFrame(run_tasks(_mimic_record, tasks, workers, "synth mimic-iv-ecg", progress))
     df.to_csv(out / "record_list.csv", index=False)
     return df
 
 
-LAYOUTS = {"ptb-xl": write_ptbxl, "mimic-iv-ecg": write_mimic}
+LAYOUTS = {
+    "ptb-xl": write_ptbxl,
+    "mimic-iv-ecg": write_mimic,
+    "code-15": write_code15,
+    "challenge-2021": write_challenge,
+}
 """`--layout` -> the function that writes a dataset in that archive's layout."""
 
 

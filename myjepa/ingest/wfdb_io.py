@@ -1,9 +1,10 @@
-"""Fast WFDB reading and writing for the two formats PhysioNet ECG archives use (format 16).
+"""Fast WFDB reading and writing for the formats PhysioNet ECG archives use: 16, 212 and the MATLAB
+variant (format 16 in a .mat file after its MAT header, `X.mat 16+24` in the CinC 2021 headers).
 
-`wfdb.rdrecord` spends most of its time in generic parsing; a 12-lead format-16 record is one
-header of a dozen lines and one interleaved int16 file, so parsing the header once and scaling the
-samples with numpy is several times faster. Anything unusual raises `RecordError`, whose message
-becomes the `reason` of a skipped record.
+`wfdb.rdrecord` spends most of its time in generic parsing; a 12-lead record is one header of a
+dozen lines and one interleaved sample file, so parsing the header once and decoding the samples
+with numpy is several times faster. Anything unusual raises `RecordError`, whose message becomes
+the `reason` of a skipped record.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ import numpy as np
 
 WFDB_INVALID_16 = -32768
 """Format 16's 'no sample' value; wfdb turns it into NaN in the physical signal."""
+
+WFDB_INVALID_212 = -2048
+"""Format 212's 'no sample' value; `read_digital` returns it as WFDB_INVALID_16, so callers see one code."""
+
+MAT_V4_INT16 = 30
+"""A MATLAB v4 matrix's type word for little-endian int16 (M=0, O=0, P=3, T=0)."""
 
 DEFAULT_GAIN = 200.0
 """Gain (adu per physical unit) that the WFDB spec assumes when a header gives 0 or none."""
@@ -122,10 +129,44 @@ def read_header(hea_path: str | os.PathLike) -> Header:
     return parse_header(_read_bytes(os.fspath(hea_path), name).decode("latin-1"), name)
 
 
+def _decode_212(buf: bytes, count: int) -> np.ndarray:
+    """Format 212: two 12-bit two's-complement samples in every 3 bytes -> int16; invalid -> WFDB_INVALID_16."""
+    available = len(buf) * 2 // 3  # whole samples in the bytes read (a truncated file may end mid-group)
+    b = np.frombuffer(buf + b"\0" * (-len(buf) % 3), dtype=np.uint8).reshape(-1, 3).astype(np.int16)
+    pairs = np.empty((len(b), 2), dtype=np.int16)
+    pairs[:, 0] = b[:, 0] | ((b[:, 1] & 0x0F) << 8)
+    pairs[:, 1] = b[:, 2] | ((b[:, 1] & 0xF0) << 4)
+    samples = pairs.reshape(-1)[: min(count, available)]
+    samples[samples >= 2048] -= 4096
+    samples[samples == WFDB_INVALID_212] = WFDB_INVALID_16
+    return samples
+
+
+def _check_mat(path: str, name: str, head: bytes, offset: int, n_sig: int, n_samples: int) -> None:
+    """The MAT header (v4, or v5 as wfdb's `wfdb_to_mat` writes) agrees with the WFDB header and the file size."""
+    data = 2 * n_sig * n_samples
+    if head[:10] == b"MATLAB 5.0" and len(head) >= 168:
+        rows, cols = np.frombuffer(head[160:168], dtype="<u4").tolist()
+        padded = {offset + data, offset + -(-data // 8) * 8}  # v5 pads the data to 8 bytes (wfdb's writer does not)
+    elif len(head) >= 20 and np.frombuffer(head[:4], dtype="<i4")[0] == MAT_V4_INT16:
+        rows, cols = np.frombuffer(head[4:12], dtype="<i4").tolist()
+        padded = {offset + data}
+    else:
+        raise RecordError(f"{name}: not a MATLAB v4/v5 int16 matrix file")
+    if (rows, cols) != (n_sig, n_samples):
+        raise RecordError(f"{name}: holds a {rows} x {cols} matrix, the header says {n_sig} x {n_samples}")
+    size = os.path.getsize(path)
+    if size not in padded:
+        raise RecordError(
+            f"{name}: {size} bytes, but {n_sig} x {n_samples} int16 after a {offset}-byte header take {min(padded)}"
+        )
+
+
 def read_digital(
     record_path: str | os.PathLike, n_samples: int | None = None, header: Header | None = None
 ) -> tuple[np.ndarray, Header]:
-    """Raw samples (n_sig, n) int16 (a transposed, read-only view of the file's order) of a format-16 record.
+    """Raw samples (n_sig, n) int16 (a transposed view of the file's order) of a format 16 or 212 record,
+    the .mat variant included; invalid samples are WFDB_INVALID_16 whatever the format.
 
     Reads only the first `n_samples` samples when given (e.g. 10 s of a longer record); pass the
     already parsed `header` to avoid reading it twice.
@@ -133,16 +174,27 @@ def read_digital(
     base = os.fspath(record_path)
     hdr = header or read_header(base + ".hea")
     sigs = hdr.signals
-    if any(s.fmt != "16" for s in sigs):
-        raise RecordError(f"unsupported WFDB format {sorted({s.fmt for s in sigs})} (only 16 is read)")
+    fmt = sigs[0].fmt
+    if fmt not in ("16", "212") or any(s.fmt != fmt for s in sigs):
+        raise RecordError(f"unsupported WFDB format {sorted({s.fmt for s in sigs})} (16 and 212 are read)")
     if len({s.file for s in sigs}) != 1 or len({s.byte_offset for s in sigs}) != 1:
         raise RecordError("signals spread over several .dat files are not supported")
     n_sig, n = len(sigs), hdr.n_samples
     if n_samples is not None:
         n = min(n, n_samples)
-    dat = sigs[0].file
-    buf = _read_bytes(os.path.join(os.path.dirname(base), dat), dat, sigs[0].byte_offset, 2 * n * n_sig)
-    raw = np.frombuffer(buf, dtype="<i2", count=len(buf) // 2)  # a truncated file may end mid-sample
+    dat, offset = sigs[0].file, sigs[0].byte_offset
+    path = os.path.join(os.path.dirname(base), dat)
+    size = 2 * n * n_sig if fmt == "16" else -(-3 * n * n_sig // 2)
+    if dat.lower().endswith(".mat"):
+        buf = _read_bytes(path, dat, 0, offset + size)
+        _check_mat(path, dat, buf[:offset], offset, n_sig, hdr.n_samples)
+        buf = buf[offset:]
+    else:
+        buf = _read_bytes(path, dat, offset, size)
+    if fmt == "16":
+        raw = np.frombuffer(buf, dtype="<i2", count=len(buf) // 2)  # a truncated file may end mid-sample
+    else:
+        raw = _decode_212(buf, n * n_sig)
     if raw.size < n * n_sig:
         raise RecordError(f"truncated file {dat}: {raw.size // n_sig} of {n} samples per signal")
     return raw.reshape(n, n_sig).T, hdr
@@ -163,7 +215,7 @@ def mv_per_unit(hdr: Header) -> np.ndarray:
 def read_record(
     record_path: str | os.PathLike, n_samples: int | None = None, header: Header | None = None
 ) -> tuple[np.ndarray, Header]:
-    """Physical signal (n_sig, n) float32 in mV of a format-16 record (path without extension); NaN where invalid."""
+    """Physical signal (n_sig, n) float32 in mV of a record (path without extension); NaN where invalid."""
     digital, hdr = read_digital(record_path, n_samples, header)
     sigs = hdr.signals
     gain = np.array([s.gain for s in sigs], dtype=np.float32)[:, None]

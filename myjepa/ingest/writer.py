@@ -1,9 +1,10 @@
 """The converter: one archive (or one shard of it) -> a dump, in steps: list the records, open the
 output, convert the records chunk by chunk, finish the files. `myjepa convert` (`convert.py`) calls it.
 
-Workers read records with the fast format-16 reader (`wfdb_io`) and write each one straight into
-its row of an `open_memmap` under a temporary name, so memory does not grow with N and nothing
-large passes between processes. Bad records are skipped with a reason. The mean/std sums are
+Workers read records with the archive's reader (WFDB: the fast reader `wfdb_io`; CODE-15%: HDF5
+slices) and write each record's 10 s windows straight into their rows of an `open_memmap` under a
+temporary name, so memory does not grow with N and nothing large passes between processes. Rows are
+reserved per record from its listed length; bad records are skipped with a reason. The mean/std sums are
 integers (`stats`) added up record by record, so merging shards reproduces the unsharded
 statistics bit for bit.
 """
@@ -28,10 +29,11 @@ from myjepa import LEADS
 from myjepa.errors import UserError, stop_on_signals
 from myjepa.ingest.archives import ARCHIVES
 from myjepa.ingest.output import VERSION, dump_paths, new_array, set_npy_rows, write_stats
-from myjepa.ingest.record import DURATION_S, load_ecg
-from myjepa.ingest.record_list import RecordList, shard_bounds
+from myjepa.ingest.record import DURATION_S, HIGHPASS_ORDER, highpass_filter, to_windows
+from myjepa.ingest.record_list import RecordList, max_windows, shard_bounds
 from myjepa.ingest.stats import add_sums, empty_sums, record_sums
 from myjepa.ingest.wfdb_io import RecordError
+from myjepa.ingest.wfdb_tree import header_durations
 from myjepa.utils.logging import Progress
 
 CHUNK = 64
@@ -47,19 +49,25 @@ small, few enough for frequent progress and an early stop when too many records 
 class ChunkResult:
     """What a worker reports for a chunk; the signals themselves are already in the output file."""
 
-    kept: list[int]  # positions (rows of the output file) of the kept records
+    kept: list[int]  # rows of the output file holding kept windows
+    windows: list[tuple[int, int]]  # per kept row: (position of its record in the list, offset in seconds)
     skipped: list[dict[str, Any]]
     nan_interpolated: int = 0
+    remainders: list[float] = field(default_factory=list)  # seconds left after the last window (split only)
+    records: int = 0  # records read (kept or skipped)
     sums: dict[str, Any] = field(default_factory=empty_sums)  # exact sums of the kept records that enter mean/std
 
 
 _JOB: dict[str, Any] = {}
 
 
-def _init_worker(src: str, fs: int, npy: str, offset: int, source_rate: int | None) -> None:
-    """`offset`: where the array's data start in the .npy file (after its header); `source_rate`: the
-    rate every header must state (the user chose it), or None where records at other rates are resampled."""
-    _JOB.update(src=src, fs=fs, npy=npy, offset=offset, source_rate=source_rate)
+def _init_worker(
+    src: str, fs: int, npy: str, offset: int, source: str, split: bool, sos: Any, source_rate: int | None
+) -> None:
+    """`offset`: where the array's data start in the .npy file (after its header); `sos`: the high-pass or
+    None; `source_rate`: the rate every header must state (the user chose it), or None where records at
+    other rates are resampled."""
+    _JOB.update(src=src, fs=fs, npy=npy, offset=offset, source=source, split=split, sos=sos, source_rate=source_rate)
 
 
 def _init_pool_worker(*job: Any) -> None:
@@ -70,48 +78,78 @@ def _init_pool_worker(*job: Any) -> None:
     _init_worker(*job)
 
 
-def convert_chunk(task: tuple[int, list[Any], list[str], list[bool]]) -> ChunkResult:
-    """Convert records (rows start.., ids, paths, in_stats) straight into their rows of the output file.
+Task = tuple[int, int, list[Any], list[str], list[bool], list[int]]
+"""(position of the first record, its first row, ids, paths, in_stats, rows reserved per record)."""
+
+
+def convert_chunk(task: Task) -> ChunkResult:
+    """Convert records straight into their reserved rows of the output file.
 
     The chunk maps only its own rows. Page faults on a shared file mapping do not take the file's
     lock, so workers do not queue behind one another as they do with write(): on 2 cores, 2
     workers convert ~1.8x as fast as one (BENCHMARKS.md).
     """
-    start, ids, paths, in_stats = task
+    first, start, ids, paths, in_stats, reserved = task
     src, fs = _JOB["src"], _JOB["fs"]
     row_shape = (len(LEADS), DURATION_S * fs)
     row_bytes = math.prod(row_shape) * np.dtype(np.float16).itemsize
     rows = np.memmap(
-        _JOB["npy"], np.float16, "r+", offset=_JOB["offset"] + start * row_bytes, shape=(len(paths), *row_shape)
+        _JOB["npy"], np.float16, "r+", offset=_JOB["offset"] + start * row_bytes, shape=(sum(reserved), *row_shape)
     )
-    res = ChunkResult([], [])
-    for j, (rec_id, rel, use) in enumerate(zip(ids, paths, in_stats)):
+    read = ARCHIVES[_JOB["source"]].read_records(src, ids, paths, reserved)
+    res = ChunkResult([], [], [])
+    row = 0
+    for j, (rec_id, rel, use, n_rows, raw) in enumerate(zip(ids, paths, in_stats, reserved, read)):
         try:
-            x, n_nan = load_ecg(os.path.join(src, rel), fs, out=rows[j], source_rate=_JOB["source_rate"])
+            if isinstance(raw, RecordError):
+                raise raw
+            if _JOB["source_rate"] is not None and raw.fs != _JOB["source_rate"]:
+                raise RecordError(f"header says {raw.fs:g} Hz but --source-rate is {_JOB['source_rate']}")
+            count, n_nan = to_windows(raw, fs, n_rows, _JOB["sos"], rows[row : row + n_rows])
         except RecordError as e:
-            res.skipped.append({"id": rec_id, "file": rel, "reason": str(e)})
+            res.skipped.append({"id": rec_id, "file": index_file(rel), "reason": str(e)})
+            row += n_rows
             continue
-        res.kept.append(start + j)
+        if _JOB["split"]:
+            res.remainders.append(raw.seconds - count * DURATION_S)
+        for w in range(count):
+            res.kept.append(start + row + w)
+            res.windows.append((first + j, w * DURATION_S))
+            if use:
+                s1, s2 = record_sums(rows[row + w])
+                add_sums(res.sums, {"records": 1, "samples": row_shape[1], "sum": s1, "sum_sq": s2})
         res.nan_interpolated += n_nan
-        if use:
-            s1, s2 = record_sums(x)
-            add_sums(res.sums, {"records": 1, "samples": x.shape[1], "sum": s1, "sum_sq": s2})
+        row += n_rows
+    res.records = len(ids)
     return res
 
 
+def index_file(path: str) -> str:
+    """The source file a record path names in skip entries (CODE-15%'s 'PART:ROW' -> PART)."""
+    return path.rpartition(":")[0] or path
+
+
 def _chunk_results(
-    stack: contextlib.ExitStack, records: RecordList, job: tuple[str, int, str, int, int | None], workers: int
+    stack: contextlib.ExitStack, records: RecordList, reserved: np.ndarray, job: tuple[Any, ...], workers: int
 ) -> Iterable[ChunkResult]:
     """Convert `records` CHUNK at a time, in a pool of `workers` processes (kept open by `stack`) or in
-    this one; `job` is `_init_worker`'s arguments. The results come in chunk order.
+    this one; `reserved`: rows per record; `job` is `_init_worker`'s arguments. The results come in chunk order.
 
     The pool is a ProcessPoolExecutor, not multiprocessing.Pool: a worker that dies (SIGBUS, the OOM
     killer) breaks it with an error instead of losing its task and hanging the parent, and stopping
     early cancels the queued chunks and waits for the running ones (each a fraction of a second)
     instead of Pool.terminate(), which can deadlock against the pool's own threads.
     """
+    first_row = np.concatenate([[0], np.cumsum(reserved)])
     tasks = [
-        (s, records.ids[s : s + CHUNK], records.paths[s : s + CHUNK], records.in_stats[s : s + CHUNK].tolist())
+        (
+            s,
+            int(first_row[s]),
+            records.ids[s : s + CHUNK],
+            records.paths[s : s + CHUNK],
+            records.in_stats[s : s + CHUNK].tolist(),
+            reserved[s : s + CHUNK].tolist(),
+        )
         for s in range(0, len(records), CHUNK)
     ]
     if workers > 1 and len(tasks) > 1:
@@ -128,7 +166,14 @@ def _chunk_results(
 
 
 def _new_stats(
-    source: str, source_rate: int, fs: int, shard: tuple[int, int], listed: int, in_shard: int
+    source: str,
+    source_rate: int,
+    fs: int,
+    shard: tuple[int, int],
+    listed: int,
+    in_shard: int,
+    windows: str = "first",
+    highpass: float | None = None,
 ) -> dict[str, Any]:
     """stats.json before any record is converted (key order as written)."""
     return {
@@ -145,14 +190,20 @@ def _new_stats(
         "shard": list(shard),
         "records_listed": listed,
         "records_in_shard": in_shard,
+        "records_kept": 0,
+        "windows": windows,
+        "window_s": DURATION_S,
+        "remainders": {"count": 0, "seconds": 0.0, "reason": f"shorter than {DURATION_S} s after the last window"},
+        "highpass": highpass and {"hz": highpass, "filter": f"Butterworth order {HIGHPASS_ORDER}, scipy sosfiltfilt"},
         "exact_sums": empty_sums(),
     }
 
 
 def _records_to_convert(
-    source: str, src: Path, source_rate: int, fs: int, shard: tuple[int, int]
-) -> tuple[RecordList, dict[str, Any]]:
-    """The records of this shard of archive `source`, in output order, and the stats before any is converted."""
+    source: str, src: Path, source_rate: int, fs: int, shard: tuple[int, int], windows: str, highpass: float | None
+) -> tuple[RecordList, np.ndarray, dict[str, Any]]:
+    """The records of this shard of archive `source`, in output order, the rows reserved for each, and the
+    stats before any is converted."""
     if not src.is_dir():
         raise UserError(f"--src {src}: not a directory")
     if source not in ARCHIVES:
@@ -161,17 +212,34 @@ def _records_to_convert(
     source_rate = archive.source_rate(source_rate)
     listed = archive.list_records(src, source_rate)
     records = listed.slice(*shard_bounds(len(listed), shard))
-    return records, _new_stats(source, source_rate, fs, shard, len(listed), len(records))
+    if windows == "first":
+        reserved = np.ones(len(records), dtype=np.int64)
+    else:
+        durations = records.durations
+        reserved = max_windows(header_durations(src, records.paths) if durations is None else durations, DURATION_S)
+    stats = _new_stats(source, source_rate, fs, shard, len(listed), len(records), windows, highpass)
+    return records, reserved, stats
 
 
 def _finish(
-    npy: Path, index: Path, stats_path: Path, records: RecordList, kept: list[int], stats: dict[str, Any]
+    npy: Path,
+    index: Path,
+    stats_path: Path,
+    records: RecordList,
+    windows: list[tuple[int, int]],
+    reserved_rows: int,
+    stats: dict[str, Any],
 ) -> None:
-    """Drop the rows of skipped records from the .npy, write the kept records' index rows and stats.json."""
-    if len(kept) < len(records):
-        set_npy_rows(npy, len(kept))
-    records.index.iloc[kept].to_csv(index, index=False)
-    stats["count"] = len(kept)
+    """Drop the unused rows from the .npy, write an index row per window (its record's row and the window's
+    offset in seconds) and stats.json."""
+    if len(windows) < reserved_rows:
+        set_npy_rows(npy, len(windows))
+    positions = [pos for pos, _ in windows]
+    rows = records.index.iloc[positions].reset_index(drop=True)
+    rows["offset_s"] = [offset for _, offset in windows]
+    rows.to_csv(index, index=False)
+    stats["count"] = len(windows)
+    stats["records_kept"] = len(set(positions))
     write_stats(stats_path, stats)
 
 
@@ -206,7 +274,8 @@ def _gather(
     """Add the chunk results into `stats` and close the gaps skipped records leave in `array`; returns
     the kept rows. Stops with a UserError at the first chunk that skips more than the limit allows."""
     max_skips = math.floor(max_skip_fraction * stats["records_in_shard"] + 1e-9)
-    kept: list[int] = []  # rows of the kept records, in order
+    kept: list[int] = []  # rows of the kept windows, in order
+    windows: list[tuple[int, int]] = []  # per kept row: (record position, offset in seconds)
     done = 0
     try:
         for res in _unbroken(results):  # in chunk order: every row before this chunk's is final
@@ -214,18 +283,27 @@ def _gather(
                 if row != len(kept):  # a skipped record left a gap: move the row up
                     array[len(kept)] = array[row]
                 kept.append(row)
+            windows += res.windows
             stats["skipped"] += res.skipped
             stats["nan_interpolated"] += res.nan_interpolated
+            add_remainders(stats["remainders"], res.remainders)
             add_sums(stats["exact_sums"], res.sums)
-            done += len(res.kept) + len(res.skipped)
+            done += res.records
             if len(stats["skipped"]) > max_skips:  # stop at once: the run can only fail
                 raise _too_many_skips(src, stats, done, max_skip_fraction)
             if bar:
-                bar.update(len(res.kept) + len(res.skipped), skipped=len(stats["skipped"]))
+                bar.update(res.records, skipped=len(stats["skipped"]))
     finally:
         if bar:
             bar.close()
-    return kept
+    return windows
+
+
+def add_remainders(total: dict[str, Any], seconds: list[float]) -> None:
+    """Count the remainders longer than a rounding error (CODE-15%'s 10 s exams have none)."""
+    left = [s for s in seconds if s > 1e-6]
+    total["count"] += len(left)
+    total["seconds"] = round(total["seconds"] + sum(left), 6)
 
 
 def convert(
@@ -238,23 +316,30 @@ def convert(
     shard: tuple[int, int] = (1, 1),
     max_skip_fraction: float = 0.01,
     progress: bool = True,
+    windows: str | None = None,
+    highpass: float | None = None,
 ) -> dict[str, Any]:
     """Convert (one shard of) archive `source` (a key of ARCHIVES) into the dump `out`; returns its stats dict.
 
-    Workers write record i straight into row i of the output file; the parent only gathers the
-    small chunk results, in order, and closes the gaps that skipped records leave behind it.
+    `windows`: "split" (every whole 10 s window of a record) or "first" (its first 10 s); None takes
+    the archive's default. `highpass`: cut-off in Hz of the baseline-wander filter, or None.
+    Workers write each record's windows straight into the rows reserved for it; the parent only
+    gathers the small chunk results, in order, and closes the gaps that skips leave behind it.
     SIGTERM or Ctrl-C stops it with the temporary files removed (`stop_on_signals`).
     """
     src = Path(src)
-    records, stats = _records_to_convert(source, src, source_rate, fs, shard)
+    windows = windows or (ARCHIVES[source].windows if source in ARCHIVES else "split")
+    records, reserved, stats = _records_to_convert(source, src, source_rate, fs, shard, windows, highpass)
+    sos = None if highpass is None else highpass_filter(highpass, fs)  # before the fork: workers share scipy
     with stop_on_signals(), dump_paths(out) as (tmp_npy, tmp_idx, tmp_stats), contextlib.ExitStack() as stack:
-        array = new_array(tmp_npy, (len(records), len(LEADS), DURATION_S * fs), out)
-        chosen_rate = stats["source_rate"] if len(ARCHIVES[source].source_rates) > 1 else None
-        job = (str(src), fs, str(tmp_npy), array.offset, chosen_rate)
-        results = _chunk_results(stack, records, job, workers)
+        n_rows = int(reserved.sum())
+        array = new_array(tmp_npy, (n_rows, len(LEADS), DURATION_S * fs), out)
+        chosen_rate = stats["source_rate"] if source in ARCHIVES and len(ARCHIVES[source].source_rates) > 1 else None
+        job = (str(src), fs, str(tmp_npy), array.offset, source, windows == "split", sos, chosen_rate)
+        results = _chunk_results(stack, records, reserved, job, workers)
         desc = f"convert {source}" + (f" shard {shard[0]}/{shard[1]}" if shard != (1, 1) else "")
         bar = Progress(len(records), desc, unit="rec") if progress else None
-        kept = _gather(results, array, stats, src, max_skip_fraction, bar)
+        kept_windows = _gather(results, array, stats, src, max_skip_fraction, bar)
         del array  # no msync: the kernel writes the pages back, as it does for the sidecars
-        _finish(tmp_npy, tmp_idx, tmp_stats, records, kept, stats)
+        _finish(tmp_npy, tmp_idx, tmp_stats, records, kept_windows, n_rows, stats)
     return stats

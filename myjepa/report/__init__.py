@@ -9,7 +9,8 @@
 Each job's encoder, task, protocol and seed, and its numbers, come from its results.json
 (`aggregate`); the tables repeat them exactly. `html` rounds them to 3 decimals and embeds the
 exact values as JSON. Modules: `aggregate` (results.json -> CSV tables), `plots` (inline PNG
-figures), `html` (the page), `markup` (HTML building blocks), `references` (published numbers).
+figures), `html` (the page), `data` (the dumps' table), `markup` (HTML building blocks),
+`references` (published numbers).
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 def cmd_html(args: argparse.Namespace) -> None:
     config = json_option(args.config_json, "--config-json")
     jobs, summary, per_class = read_csv(args.auc), read_csv(args.summary), read_csv(args.per_class)
-    runs, releases = [Path(p) for p in args.pretrain_runs], [Path(p) for p in args.releases]
-    page = render(jobs, summary, per_class, runs, config, args.image, releases, Path(args.out))
+    runs, dumps = [Path(p) for p in args.pretrain_runs], [Path(p) for p in args.dumps]
+    releases = [Path(p) for p in args.releases]
+    page = render(jobs, summary, per_class, runs, config, args.image, dumps, releases, Path(args.out))
     with atomic_path(args.out) as tmp:
         Path(tmp).write_text(page)
     print(f"wrote {args.out} ({len(page) / 1e3:.0f} kB)")
@@ -71,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--pretrain-runs", nargs="*", default=[], help="encoder.pt of each run; metrics.jsonl is read beside it"
     )
+    rep.add_argument("--dumps", nargs="*", default=[], help="the pretraining dumps PATH.npy (their stats.json is read)")
     rep.add_argument(
         "--releases",
         nargs="*",

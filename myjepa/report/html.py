@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from myjepa.report.data import data_table
 from myjepa.report.markup import esc, fmt, interval, mean_std, table
 from myjepa.report.plots import pretrain_figure, roc_figures
 from myjepa.report.references import ECGJEPA_SOURCE, PTBXL_BENCHMARK, PTBXL_SOURCE, ecgjepa
@@ -221,6 +222,7 @@ def render(
     runs: Sequence[Path],
     config: dict[str, Any],
     image: str | None,
+    dumps: Sequence[Path] = (),
     releases: Sequence[Path] = (),
     out: Path = Path("report.html"),
 ) -> str:
@@ -238,6 +240,11 @@ def render(
         f"² {esc(ECGJEPA_SOURCE)}. Reference numbers are on real PTB-XL; the demo's synthetic data is not "
         "comparable with them.</p>",
         f"<h2>Every finetune job</h2>{jobs_table(jobs)}",
+        "<h2>Data</h2><p class='muted'>Each dump the encoders were pretrained on: records kept, their 10 s windows "
+        "(split: every whole window; first: the first 10 s), skipped records by reason, remainders shorter than "
+        f"a window (counted, not kept), sampling rate as stored → as dumped, baseline filter.</p>{data_table(dumps)}"
+        if dumps
+        else "",
         "<h2>ROC curves</h2><p class='muted'>Macro-average over classes, test fold, first seed of each "
         f"encoder.</p>{roc_figures(jobs)}",
         "<h2>Pretraining curves</h2><p class='muted'>Collapse shows as embed_std (per-dimension std of the "

@@ -45,15 +45,16 @@ except wf.ConfigError as e:
 
 TASKS = config["evaluate"]["tasks"]
 SEEDS_EVAL = config["evaluate"]["seeds"]
-SHARDS = config["convert"]["shards"]
 # jobs inherit the environment: the wandb switch, and PATH to this interpreter's `myjepa`
 os.environ.update(wf.job_environment(config["wandb"], os.environ.get("PATH", "")))
 
 # ---- data: synthetic unless a raw directory or a ready-made dump is configured -------------------
 
 PTBXL = config["data"]["ptb_xl"]
-MIMIC = config["data"]["mimic_iv_ecg"]
 SYNTH_PTBXL = not PTBXL["raw"]
+PRETRAIN_DATA = {entry["name"]: entry for entry in config["data"]["pretrain"]}
+CONVERTED = [n for n, e in PRETRAIN_DATA.items() if not e["dump"]]  # built here
+SYNTHETIC = [n for n, e in PRETRAIN_DATA.items() if not (e["raw"] or e["dump"])]
 
 
 def ptbxl_source_rate():
@@ -62,9 +63,12 @@ def ptbxl_source_rate():
 
 def dump_path(name):
     """The dump of dataset `name`: ready-made if configured, else the converter's output."""
-    if name == "ptb-xl":
+    if name == wf.EVALUATION_DUMP:
         return PTBXL["dump"] or rules.convert_ptbxl.output.npy
-    return MIMIC["dump"] or rules.merge_mimic.output.npy
+    return (
+        PRETRAIN_DATA[name]["dump"]
+        or expand(rules.merge_shards.output.npy, name=name)[0]
+    )
 
 
 def ptbxl_tables():
@@ -77,14 +81,28 @@ def ptbxl_tables():
     }
 
 
-def mimic_records():
-    if MIMIC["raw"]:
-        return f"{MIMIC['raw']}/record_list.csv"
-    return rules.synth_mimic.output.records
+def raw_dir(wildcards):
+    """The raw directory of pretraining archive `name`: configured, or the synthetic one."""
+    entry = PRETRAIN_DATA[wildcards.name]
+    return (
+        entry["raw"] or expand(rules.synth_archive.output.dir, name=wildcards.name)[0]
+    )
 
 
-def mimic_parts(key):
-    return expand(rules.convert_mimic_shard.output[key], shard=range(1, SHARDS + 1))
+def shard_parts(key):
+    """One output (`key`) of every shard of pretraining archive `name`."""
+    return lambda w: expand(
+        rules.convert_shard.output[key],
+        name=w.name,
+        shard=range(1, PRETRAIN_DATA[w.name]["shards"] + 1),
+    )
+
+
+def convert_options(wildcards):
+    """The `myjepa convert` options a data.pretrain entry sets."""
+    entry = PRETRAIN_DATA[wildcards.name]
+    highpass = f" --highpass {entry['highpass']}" if entry["highpass"] else ""
+    return f"--windows {entry['windows']}{highpass} --max-skip-fraction {entry['max_skip_fraction']}"
 
 
 def res(rule_name, key):
@@ -218,6 +236,12 @@ def all_finetunes(key):
         for p in PROTOCOLS
         for s in SEEDS_EVAL
     ]
+
+
+def pretrain_dump_stats():
+    """stats.json of every dump some pretraining run samples, for the report's data table."""
+    names = sorted({name for run in RUNS.values() for name in run["datasets"]})
+    return [wf.dump_files(dump_path(name))["stats"] for name in names]
 
 
 def all_encoders():

@@ -1,4 +1,5 @@
-# Raw data -> dumps. Without configured raw data, synthetic datasets in the real layouts stand in.
+# Raw data -> dumps: PTB-XL (evaluation) and every data.pretrain archive (shards, then merged). Without
+# configured raw data, synthetic datasets in the real layouts stand in.
 
 
 rule synth_ptbxl:
@@ -22,23 +23,25 @@ rule synth_ptbxl:
         " --seed {params.seed} --workers {threads} --overwrite 2>&1 | tee {log}"
 
 
-rule synth_mimic:
+rule synth_archive:
     output:
-        records="results/raw/mimic-iv-ecg/record_list.csv",
+        dir=directory("results/raw/{name}"),
     log:
-        "logs/synth/mimic-iv-ecg.log",
+        "logs/synth/{name}.log",
     benchmark:
-        "logs/benchmarks/synth/mimic-iv-ecg.tsv"
+        "logs/benchmarks/synth/{name}.tsv"
+    wildcard_constraints:
+        name=wf.alternatives(SYNTHETIC),
     threads: res("synth", "threads")
     resources:
         mem_mb=res("synth", "mem_mb"),
         runtime=res("synth", "runtime"),
     params:
-        records=config["synth"]["mimic_iv_ecg_records"],
-        seed=config["synth"]["seed"] + 1,  # other records than the synthetic PTB-XL's
-        out=lambda w, output: os.path.dirname(output.records),
+        layout=lambda w: PRETRAIN_DATA[w.name]["archive"],
+        records=lambda w: PRETRAIN_DATA[w.name]["synth_records"],
+        seed=lambda w: config["synth"]["seed"] + 1 + list(PRETRAIN_DATA).index(w.name),
     shell:
-        "myjepa synth --layout mimic-iv-ecg --out {params.out} --records {params.records}"
+        "myjepa synth --layout {params.layout} --out {output.dir} --records {params.records}"
         " --seed {params.seed} --workers {threads} --overwrite 2>&1 | tee {log}"
 
 
@@ -66,41 +69,45 @@ rule convert_ptbxl:
         " --max-skip-fraction {params.max_skip} --workers {threads} 2>&1 | tee {log}"
 
 
-rule convert_mimic_shard:
+rule convert_shard:
     input:
-        records=mimic_records(),
+        raw=raw_dir,
     output:
-        **wf.dump_files("results/data/mimic-iv-ecg/part-{shard}.npy"),
+        **wf.dump_files("results/data/{name}/part-{shard}.npy"),
     log:
-        "logs/convert/mimic-iv-ecg-part-{shard}.log",
+        "logs/convert/{name}-part-{shard}.log",
     benchmark:
-        "logs/benchmarks/convert/mimic-iv-ecg-part-{shard}.tsv"
+        "logs/benchmarks/convert/{name}-part-{shard}.tsv"
+    wildcard_constraints:
+        name=wf.alternatives(CONVERTED),
     threads: res("convert", "threads")
     resources:
         mem_mb=res("convert", "mem_mb"),
         runtime=res("convert", "runtime"),
     params:
-        src=lambda w, input: os.path.dirname(input.records),
-        shards=SHARDS,
+        archive=lambda w: PRETRAIN_DATA[w.name]["archive"],
+        shards=lambda w: PRETRAIN_DATA[w.name]["shards"],
         fs=config["data"]["fs"],
-        max_skip=config["convert"]["max_skip_fraction"],
+        options=convert_options,
     shell:
-        "myjepa convert mimic-iv-ecg --src {params.src} --out {output.npy}"
-        " --shard {wildcards.shard}/{params.shards} --fs {params.fs}"
-        " --max-skip-fraction {params.max_skip} --workers {threads} 2>&1 | tee {log}"
+        "myjepa convert {params.archive} --src {input.raw} --out {output.npy}"
+        " --shard {wildcards.shard}/{params.shards} --fs {params.fs} {params.options}"
+        " --workers {threads} 2>&1 | tee {log}"
 
 
-rule merge_mimic:
+rule merge_shards:
     input:
-        parts=mimic_parts("npy"),
-        index=mimic_parts("index"),
-        stats=mimic_parts("stats"),
+        parts=shard_parts("npy"),
+        index=shard_parts("index"),
+        stats=shard_parts("stats"),
     output:
-        **wf.dump_files("results/data/mimic-iv-ecg.npy"),
+        **wf.dump_files("results/data/{name}.npy"),
     log:
-        "logs/convert/mimic-iv-ecg-merge.log",
+        "logs/convert/{name}-merge.log",
     benchmark:
-        "logs/benchmarks/convert/mimic-iv-ecg-merge.tsv"
+        "logs/benchmarks/convert/{name}-merge.tsv"
+    wildcard_constraints:
+        name=wf.alternatives(CONVERTED),
     threads: res("merge", "threads")
     resources:
         mem_mb=res("merge", "mem_mb"),

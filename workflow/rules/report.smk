@@ -49,6 +49,7 @@ rule report:
         predictions=all_finetunes("predictions"),
         encoders=all_encoders(),
         releases=all_releases(),
+        dumps=pretrain_dump_stats(),
     output:
         html=report(
             "results/report.html",
@@ -67,8 +68,9 @@ rule report:
     params:
         config=lambda w: shlex.quote(json.dumps(config, sort_keys=True)),
         image=config["container"]["image"],
+        dumps=lambda w, input: " ".join(wf.dump_of_stats(s) for s in input.dumps),
     shell:
         "myjepa report html --auc {input.auc} --summary {input.summary}"
         " --per-class {input.per_class} --config-json {params.config} --image {params.image}"
-        " --pretrain-runs {input.encoders} --releases {input.releases}"
+        " --pretrain-runs {input.encoders} --dumps {params.dumps} --releases {input.releases}"
         " --out {output.html} 2>&1 | tee {log}"
