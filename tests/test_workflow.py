@@ -635,16 +635,14 @@ def test_failing_job_is_reported_as_failed(ci_run, tmp_path):
     the command's one-line error, and no output of the failed job is left behind."""
     work = tmp_path / "work"
     shutil.copytree(ci_run, work, symlinks=True)
-    protocols = yaml.safe_load(CI_CONFIG.read_text())["evaluate"]["protocols"]
-    protocols[0]["set"]["no_such_key"] = 1
-    config = ci_config(work, "bad.yaml", evaluate__protocols=protocols)
-    proc = snakemake("--cores", "2", "--keep-going", cwd=work, config=config, check=False)
+    (work / "results/pretrain/tiny/s42/encoder.pt").write_text("not a checkpoint\n")  # newer: finetunes rerun
+    proc = snakemake("--cores", "2", "--keep-going", cwd=work, config=CI_CONFIG, check=False)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "Error in rule finetune" in text
     assert "logs/finetune/tiny-s42/rhythm/linear/s0.log" in text
     log = (work / "logs/finetune/tiny-s42/rhythm/linear/s0.log").read_text()
-    assert "myjepa: error:" in log and "no_such_key" in log
+    assert "myjepa: error:" in log and "encoder.pt" in log and "text file" in log, log
     assert not (work / "results/finetune/tiny-s42/rhythm/linear/s0/results.json").exists()
     assert "Exiting because a job execution failed" in text or "failed" in text.lower()
 
