@@ -75,20 +75,14 @@ class SIGReg(nn.Module):
         self.register_buffer("weights", weights * window, persistent=False)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))  # forward calls: picks the directions
 
-    @torch.compiler.disable
-    def directions(self, dim: int, device: torch.device) -> torch.Tensor:
-        """This call's slice directions; a training call advances the step. Outside torch.compile, which
-        would otherwise specialise the graph on the step's value and recompile at every step."""
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """float32 whatever the autocast: cos/sin of t·x and the squared ECF differences need the precision."""
         step = int(self.step)
         if self.training:
             self.step += 1
-        return random_directions(dim, self.num_slices, self.seed, step).to(device)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """float32 whatever the autocast: cos/sin of t·x and the squared ECF differences need the precision."""
         with torch.autocast(device_type=z.device.type, enabled=False):
             z = z.float()
-            a = self.directions(z.size(1), z.device)
+            a = random_directions(z.size(1), self.num_slices, self.seed, step).to(z.device)
             x_t = (z @ a).unsqueeze(-1) * self.t  # (N, S, P)
             n = torch.tensor([float(z.size(0))], device=z.device)
             sums = torch.stack([x_t.cos().sum(0), x_t.sin().sum(0)])  # (2, S, P)
