@@ -6,7 +6,7 @@
 #    per sample and the largest batch that fits, with and without activation checkpointing;
 # 3. loader samples/s with 8 and 16 workers, pinned and normalised on the GPU;
 # 4. a 200-step tiny run killed with SIGTERM half-way and resumed by rerunning the same command.
-# --dry-run does all of it on the CPU at tiny sizes in seconds (CI runs it): it checks the script, not the GPU.
+# --dry-run does all of it on the CPU at tiny sizes in about a minute (CI runs it): it checks the script, not the GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

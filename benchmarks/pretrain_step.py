@@ -246,8 +246,10 @@ def bench_device(device: torch.device, args: argparse.Namespace) -> None:
                 steps = {"myjepa": make_step(model, cfg, batch, device, gpu, compiled)}
                 if args.reference:
                     steps["reference"] = make_step(ReferenceJEPA(cfg).to(device), cfg, batch, device, gpu, compiled)
-                flops = {name: count_flops(step) for name, step in steps.items()}  # also the warm-up (compiles)
+                if not compiled:  # counted eagerly; the compiled step does the same FLOPs
+                    flops = {name: count_flops(step) for name, step in steps.items()}
                 for step in steps.values():
+                    step()  # warm-up; compiles
                     step()
                 timed = time_interleaved(steps, args.steps, device)
                 for name, (wall, cpu) in timed.items():
