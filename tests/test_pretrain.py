@@ -12,7 +12,7 @@ import myjepa.pretrain.train as pretrain
 from myjepa.errors import UserError
 from myjepa.models.myjepa import MyJEPA
 from myjepa.models.vit import VisionTransformer
-from myjepa.pretrain.batches import CropBatches, open_sources
+from myjepa.pretrain.batches import CropBatches, SourceNorm, open_sources
 from myjepa.pretrain.config import load_config
 from myjepa.pretrain.masks import MaskCollator
 
@@ -210,10 +210,40 @@ def test_folds_and_weights_select_what_is_sampled(tmp_path):
     seen = np.concatenate([batches[s][0][:, 0, 0].numpy() for s in range(10)])
     assert set(seen.tolist()) == {0.0, 1.0, 10.0, 11.0, -1.0}
     assert 0.65 < np.mean(seen >= 0) < 0.85  # weights 3:1
-    x, ctx, tgt = batches[3]
-    assert x.shape == (64, 12, 2500) and x.dtype == torch.float32 and ctx.size(1) + tgt.size(1) == 100
-    assert torch.equal(batches[3][0], x)  # a batch is a function of (seed, rank, step)
+    x, source, ctx, tgt = batches[3]
+    assert x.shape == (64, 12, 2500) and x.dtype == torch.float16 and ctx.size(1) + tgt.size(1) == 100
+    assert torch.equal(source == 1, x[:, 0, 0] == -1)  # each crop names the dump it came from
+    assert torch.equal(batches[3][0], x) and torch.equal(batches[3][1], source)  # a function of (seed, rank, step)
     assert not torch.equal(CropBatches(sources, 64, 2500, MaskCollator(), seed=0, rank=1)[3][0], x)
+
+
+def test_crops_are_windows_of_their_records_and_normalised_per_dump_on_the_device(tmp_path):
+    """Two dumps of different lengths and stats: every crop is a window of some record, and SourceNorm
+    z-scores it with its own dump's per-lead mean and std."""
+    a, b = synthetic_ecg(6, length=3000, seed=1), 5 + 2 * synthetic_ecg(4, length=2600, seed=2)
+    paths = [write_dump(tmp_path / "a.npy", a), write_dump(tmp_path / "b.npy", b)]
+    cfg = load_config("tiny", channel_size=2500, datasets={"a": 1.0, "b": 1.0})
+    sources = open_sources([("a", paths[0]), ("b", paths[1])], cfg)
+    x, source, _, _ = CropBatches(sources, 32, 2500, MaskCollator(25, 10, 0.15, 0.25), seed=1)[0]
+    assert set(source.tolist()) == {0, 1}
+    for crop, s in zip(x.numpy(), source.tolist()):
+        records = np.lib.stride_tricks.sliding_window_view((a, b)[s].astype(np.float16), 2500, axis=2)
+        assert (records == crop[None, :, None]).all(axis=(1, 3)).any()
+    z = SourceNorm(sources)(x, source)
+    for s, signals in enumerate((a, b)):
+        mean, std = signals.mean(axis=(0, 2))[:, None], signals.std(axis=(0, 2))[:, None]
+        expected = (x[source == s].double().numpy() - mean) / std
+        np.testing.assert_allclose(z[source == s].numpy(), expected, rtol=1e-4, atol=1e-4)
+    assert z.dtype == torch.float32
+
+
+def test_a_nan_in_a_dump_stops_the_run_as_a_non_finite_loss(tmp_path, capsys):
+    """No per-batch NaN scan on the CPU: a NaN that reaches the model is caught by the non-finite-loss stop."""
+    signals = synthetic_ecg(8, seed=4)
+    signals[:, 3, 2499:2501] = np.nan  # in every record, inside every 2,500-sample crop
+    dump = write_dump(tmp_path / "nan.npy", signals, stats={"mean": [0.0] * 12, "std": [1.0] * 12})
+    assert run(dump, tmp_path / "run", steps=2) == pretrain.EXIT_NONFINITE
+    assert "non-finite loss at step 1" in capsys.readouterr().err
 
 
 @pytest.mark.slow

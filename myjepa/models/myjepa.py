@@ -46,6 +46,7 @@ class MyJEPA(nn.Module):
         super().__init__()
         self.sigreg_lambda = cfg.sigreg_lambda
         self.encoder = VisionTransformer.from_config(cfg)
+        self.encoder.activation_checkpointing = cfg.activation_checkpointing
         self.predictor = Predictor(
             cfg.num_patches, cfg.dim, cfg.pred_dim, cfg.pred_depth, cfg.pred_num_heads, cfg.mlp_ratio
         )

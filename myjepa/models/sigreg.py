@@ -76,6 +76,7 @@ class SIGReg(nn.Module):
         self.register_buffer("step", torch.zeros((), dtype=torch.long))  # forward calls: picks the directions
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """float32 whatever the autocast: cos/sin of t·x and the squared ECF differences need the precision."""
         step = int(self.step)
         if self.training:
             self.step += 1

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from myjepa.models.config import ENCODER_KEYS, EncoderConfig
@@ -104,6 +105,7 @@ class VisionTransformer(nn.Module):
         self.registers = nn.Parameter(torch.zeros(1, num_registers, dim)) if num_registers > 0 else None
         self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
+        self.activation_checkpointing = False  # a training option (PretrainConfig), not part of the encoder
         init_weights(self, depth)
         if self.registers is not None:
             nn.init.trunc_normal_(self.registers, std=0.02)
@@ -149,7 +151,9 @@ class VisionTransformer(nn.Module):
             tokens = gather_tokens(tokens, keep)
         if self.registers is not None:
             tokens = torch.cat([self.registers.expand(tokens.size(0), -1, -1), tokens], dim=1)
+        recompute = self.activation_checkpointing and torch.is_grad_enabled()
         for blk in self.blocks:
-            tokens = blk(tokens)
+            # recompute: keep only each block's input for the backward, not its attention and MLP activations
+            tokens = torch.utils.checkpoint.checkpoint(blk, tokens, use_reentrant=False) if recompute else blk(tokens)
         tokens = self.norm(tokens)
         return tokens if return_registers else tokens[:, self.num_registers :]

@@ -30,9 +30,19 @@ from myjepa.utils import checkpoint
 from myjepa.utils.io import atomic_path
 
 RESUMABLE_CHANGES = frozenset(
-    {"log_interval", "checkpoint_interval", "num_workers", "collapse", "probe_interval", "probe_task", "probe_records"}
+    {
+        "log_interval",
+        "checkpoint_interval",
+        "num_workers",
+        "collapse",
+        "probe_interval",
+        "probe_task",
+        "probe_records",
+        "activation_checkpointing",
+    }
 )
-"""Config keys that may differ on resumption: they change what is logged, saved or watched, not the weights."""
+"""Config keys that may differ on resumption: they change what is logged, saved, watched or recomputed, not the
+weights."""
 
 
 @dataclass

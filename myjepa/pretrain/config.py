@@ -59,6 +59,7 @@ class PretrainConfig(EncoderConfig):
     probe_interval: int = 1000  # steps between online probes when --probe-data is given
     probe_task: str = "superdiagnostic"
     probe_records: int = 3000  # the probe fits on at most this many training records
+    activation_checkpointing: bool = False  # recompute encoder blocks in the backward: less memory, ~1/3 more compute
 
     def __post_init__(self) -> None:
         from myjepa.evaluate.labels import check_task, is_multiclass  # here, not above: labels imports pandas

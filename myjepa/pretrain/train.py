@@ -32,7 +32,7 @@ from myjepa.errors import UserError
 from myjepa.models.myjepa import MyJEPA
 from myjepa.models.optim import param_groups
 from myjepa.pretrain import checkpoints
-from myjepa.pretrain.batches import CropBatches, open_sources, parse_data_args
+from myjepa.pretrain.batches import CropBatches, SourceNorm, open_sources, parse_data_args
 from myjepa.pretrain.checkpoints import RunFolder, TrainState
 from myjepa.pretrain.collapse import CollapseMonitor, embedding_stats
 from myjepa.pretrain.config import PretrainConfig, load_config
@@ -119,11 +119,9 @@ def train(
         checkpoints.prepare(folder, cfg, state.step if resumed else None)
         recorder = Recorder(cfg, folder, run, model, optimizer, state, args, resumed, flops, probe, autocast)
     batches = CropBatches(sources, local_batch, cfg.channel_size, collator, args.seed, dist.rank)
-    loader = data_loader(batches, cfg, state.step, dist.device)
+    loader = device_batches(data_loader(batches, cfg, state.step, dist.device), SourceNorm(sources, dist.device))
     try:
-        return loop(
-            cfg, model, optimizer, state, iter(loader), autocast, wrap(model, args.compile, dist), dist, recorder
-        )
+        return loop(cfg, model, optimizer, state, loader, autocast, wrap(model, args.compile, dist), dist, recorder)
     finally:
         if recorder is not None:
             recorder.close()
@@ -254,9 +252,18 @@ def data_loader(
         sampler=range(start_step * cfg.accum_steps, cfg.steps * cfg.accum_steps),
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
-        prefetch_factor=4 if cfg.num_workers else None,
+        prefetch_factor=2 if cfg.num_workers else None,  # per worker; a ViT-S batch is 245 MB
+        persistent_workers=cfg.num_workers > 0,
         worker_init_fn=ignore_stop_signals,
     )
+
+
+def device_batches(loader: torch.utils.data.DataLoader, norm: SourceNorm) -> Iterator[tuple[torch.Tensor, ...]]:
+    """(x, ctx_idx, tgt_idx) on the device, x normalised there: the workers ship float16 millivolts."""
+    device = norm.mean.device
+    for x, source, ctx_idx, tgt_idx in loader:
+        x, source, ctx_idx, tgt_idx = (t.to(device, non_blocking=True) for t in (x, source, ctx_idx, tgt_idx))
+        yield norm(x, source), ctx_idx, tgt_idx
 
 
 def wrap(model: MyJEPA, compile_model: bool, dist: distributed.DistInfo) -> torch.nn.Module:
@@ -296,7 +303,7 @@ def accumulate_gradients(
     """
     sums = torch.zeros(len(LOSSES) + len(EMBEDDING_STATS), device=dist.device)
     for micro in range(accum_steps):
-        x, ctx_idx, tgt_idx = (t.to(dist.device, non_blocking=True) for t in next(batches))
+        x, ctx_idx, tgt_idx = next(batches)
         last = micro == accum_steps - 1
         with contextlib.nullcontext() if last or not dist.enabled else model.no_sync():
             with autocast:
