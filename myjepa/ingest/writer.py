@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from myjepa import LEADS
 from myjepa.errors import UserError, stop_on_signals
@@ -139,7 +140,12 @@ def _chunk_results(
     killer) breaks it with an error instead of losing its task and hanging the parent, and stopping
     early cancels the queued chunks and waits for the running ones (each a fraction of a second)
     instead of Pool.terminate(), which can deadlock against the pool's own threads.
+
+    BLAS runs one thread per worker (set before the fork, restored by `stack`): the workers are the
+    parallelism, and OpenBLAS's own threads spin between the resampler's small products, doubling
+    the CPU time per record.
     """
+    stack.enter_context(threadpool_limits(1, user_api="blas"))
     first_row = np.concatenate([[0], np.cumsum(reserved)])
     tasks = [
         (
