@@ -140,9 +140,10 @@ def _by_table(digital: np.ndarray, keys: list[tuple[float, int, float]], out: np
 
 def _millivolts(raw: Raw, n: int) -> np.ndarray:
     """The first `n` samples as float mV (float32 signals stay float32, others become float64), NaN where
-    invalid; a lead with no valid sample is a RecordError."""
+    invalid; a lead with no valid sample is a RecordError. Float signals are not copied where they need no
+    conversion: NaN interpolation then fills `raw.signal` itself, which is read once."""
     if raw.keys is None:
-        x = np.array(raw.signal[:, :n], np.float32 if raw.signal.dtype == np.float32 else np.float64, order="C")
+        x = np.ascontiguousarray(raw.signal[:, :n], np.float32 if raw.signal.dtype == np.float32 else np.float64)
     else:
         digital = raw.signal[:, :n]
         gain, baseline, mv = (np.array(v, dtype=np.float64)[:, None] for v in zip(*raw.keys))
