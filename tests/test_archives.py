@@ -17,12 +17,14 @@ from myjepa import LEADS
 from myjepa.dumps import open_dump
 from myjepa.errors import UserError
 from myjepa.ingest.code15 import LEAD_NAMES as CODE15_LEADS
+from myjepa.ingest.code15 import _raw as _code15_raw
 from myjepa.ingest.convert import main
 from myjepa.ingest.merge import merge
 from myjepa.ingest.record import highpass_filter
 from myjepa.ingest.resample import resample
 from myjepa.ingest.synth import synth
 from myjepa.ingest.synth_layouts import write_mat_record
+from myjepa.ingest.wfdb_io import RecordError
 from myjepa.ingest.writer import convert
 
 REVERSED = list(reversed(["I", "II", "III", "AVR", "avl", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]))
@@ -100,6 +102,19 @@ def test_code15_values_padding_filler_and_short_exams(code15, tmp_path):
             exam = int(dump.index["exam_id"][k])
             x = tracings[ids.index(exam)][48:4048].T.astype(np.float64)  # without the padding
             f16_close(dump.signals[k], resample(canonical(x, CODE15_LEADS), 400, 500))
+
+
+def test_code15_padding_cut_at_the_first_and_last_nonzero_sample():
+    """The padding ends at the first row with any nonzero lead; zeros inside the signal stay."""
+    tracing = np.zeros((4096, 12), np.float32)
+    tracing[100, 11] = 1.0  # only V6 is nonzero in the first row of the signal
+    tracing[3000, 0] = -2.0
+    tracing[2000] = 3.0
+    raw = _code15_raw(tracing)
+    assert raw.signal.shape == (12, 2901) and raw.fs == 400
+    np.testing.assert_array_equal(raw.signal, tracing[100:3001].T[[CODE15_LEADS.index(lead) for lead in LEADS]])
+    with pytest.raises(RecordError, match="all zeros"):
+        _code15_raw(np.zeros((4096, 12), np.float32))
 
 
 def test_code15_bad_inputs(code15, tmp_path):

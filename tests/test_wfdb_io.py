@@ -102,3 +102,16 @@ def test_resample_poly_equals_scipy(n, up, down):
     ref = scipy_resample_poly(x, up, down, axis=-1)
     assert ours.shape == ref.shape
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("n, up, down", [(4000, 5, 4), (1000, 5, 1), (2570, 500, 257)])
+def test_resample_poly_in_float32_is_far_inside_float16_rounding(n, up, down):
+    """float32 input (the converter's dump path) is resampled in float32: within 1e-6 of the signal's scale
+    of scipy's float64 result, 500x below float16's half-ulp of 2^-12 relative."""
+    from scipy.signal import resample_poly as scipy_resample_poly
+
+    x = np.cumsum(np.random.default_rng(n).normal(size=(12, n)), axis=-1)
+    ours = resample_poly(x.astype(np.float32), up, down)
+    ref = scipy_resample_poly(x.astype(np.float32).astype(np.float64), up, down, axis=-1)
+    assert ours.dtype == np.float32 and ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6 * np.abs(ref).max())

@@ -119,10 +119,13 @@ def _runs(paths: list[str]) -> Iterator[tuple[int, int, str, int]]:
 
 def _raw(tracing: np.ndarray) -> Raw:
     """One (4096, 12) tracing without its zero padding, as a Raw record in canonical lead order."""
-    signal = np.flatnonzero((tracing != 0).any(axis=1))
-    if len(signal) == 0:
+    nonzero = (tracing != 0).ravel()  # argmax finds the first and last nonzero value ~3x faster than any(axis=1)
+    first = nonzero.argmax()
+    if not nonzero[first]:
         raise RecordError("the tracing is all zeros")
-    return Raw(RATE, tracing[signal[0] : signal[-1] + 1, ORDER].T)
+    last = nonzero.size - 1 - nonzero[::-1].argmax()
+    leads = tracing.shape[1]
+    return Raw(RATE, tracing[first // leads : last // leads + 1].T[ORDER])
 
 
 def read_code15_records(

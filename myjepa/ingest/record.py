@@ -35,6 +35,8 @@ F16_OVERFLOW = 65520.0
 
 def interpolate_nans(x: np.ndarray) -> int:
     """Fill NaN runs in place, linearly per lead (edges take the nearest value); returns how many."""
+    if np.isfinite(x.sum()):  # no NaN: one sum is ~4x cheaper than isnan (the common case)
+        return 0
     nan = np.isnan(x)
     count = int(nan.sum())
     if count:
@@ -137,9 +139,11 @@ def _by_table(digital: np.ndarray, keys: list[tuple[float, int, float]], out: np
 
 
 def _millivolts(raw: Raw, n: int) -> np.ndarray:
-    """The first `n` samples as float64 mV, NaN where invalid; a lead with no valid sample is a RecordError."""
+    """The first `n` samples as float mV (float32 signals stay float32, others become float64), NaN where
+    invalid; a lead with no valid sample is a RecordError. Float signals are not copied where they need no
+    conversion: NaN interpolation then fills `raw.signal` itself, which is read once."""
     if raw.keys is None:
-        x = raw.signal[:, :n].astype(np.float64)
+        x = np.ascontiguousarray(raw.signal[:, :n], np.float32 if raw.signal.dtype == np.float32 else np.float64)
     else:
         digital = raw.signal[:, :n]
         gain, baseline, mv = (np.array(v, dtype=np.float64)[:, None] for v in zip(*raw.keys))
@@ -168,8 +172,8 @@ def to_windows(raw: Raw, fs: int, max_windows: int, sos: np.ndarray | None, out:
         return count, 0
     x = _millivolts(raw, math.ceil(count * per_window - 1e-9))
     n_nan = interpolate_nans(x)
-    if raw.fs != fs:
-        x = resample(x, raw.fs, fs)
+    if raw.fs != fs:  # in float32: twice as fast, and its error is far below the float16 rounding of the dump
+        x = resample(x.astype(np.float32, copy=False), raw.fs, fs)
     if x.shape[1] < count * t:
         raise RecordError(f"resampling {raw.fs:g} -> {fs} Hz gave {x.shape[1]} of {count * t} samples")
     if sos is not None:
@@ -177,7 +181,7 @@ def to_windows(raw: Raw, fs: int, max_windows: int, sos: np.ndarray | None, out:
 
         x = sosfiltfilt(sos, x[:, : count * t], axis=-1)
     x = x[:, : count * t]
-    if np.abs(x).max() >= F16_OVERFLOW:  # on float64: ~5x cheaper than isfinite on the float16 rows
+    if np.abs(x).max() >= F16_OVERFLOW:  # before the cast: ~5x cheaper than isfinite on the float16 rows
         raise RecordError(_TOO_LARGE)
     out[:count] = x.reshape(len(LEADS), count, t).transpose(1, 0, 2)
     return count, n_nan
