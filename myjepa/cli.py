@@ -10,8 +10,8 @@ from myjepa import __version__
 from myjepa.errors import run_cli
 
 COMMANDS = {
-    "synth": ("myjepa.ingest.synth", "write a synthetic demo dataset in the PTB-XL or MIMIC-IV-ECG layout"),
-    "convert": ("myjepa.ingest.convert", "convert raw PTB-XL / MIMIC-IV-ECG to dumps, or merge partial dumps"),
+    "synth": ("myjepa.ingest.synth", "write a synthetic demo archive (PTB-XL, MIMIC-IV-ECG, CODE-15%, CinC 2021)"),
+    "convert": ("myjepa.ingest.convert", "convert a raw ECG archive to a dump, or merge partial dumps"),
     "pretrain": ("myjepa.pretrain.train", "self-supervised pretraining of an encoder on ECG dumps"),
     "finetune": ("myjepa.evaluate.finetune", "linear probing or finetuning on a PTB-XL task or your own labels"),
     "export": ("myjepa.release.export", "write a release (safetensors, config.json, model card) of an encoder"),
