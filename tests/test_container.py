@@ -215,10 +215,11 @@ def apptainer() -> tuple[Path, Path]:
     assert binary.is_file(), f"MYJEPA_APPTAINER={binary} does not exist: rerun .ci/apptainer"
     assert image.is_file(), f"MYJEPA_CI_IMAGE={image} does not exist: rerun .ci/apptainer"
     built_from = re.fullmatch(r"myjepa-ci-([0-9a-f]{16})\.sif", image.name)
-    if built_from:
-        assert built_from.group(1) == image_inputs_hash(), (
-            f"{image} holds other sources than this tree: rerun .ci/apptainer"
-        )
+    if built_from and built_from.group(1) != image_inputs_hash():
+        stale = f"{image} holds other sources than this tree: rerun .ci/apptainer"
+        if not os.environ.get("MYJEPA_CI_IMAGE"):  # an earlier .ci/run's image, found in the cache
+            pytest.skip(stale)
+        pytest.fail(stale)  # the image this run's .ci/apptainer named must be this tree's
     return binary, image
 
 
