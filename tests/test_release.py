@@ -198,6 +198,14 @@ def test_short_records_and_missing_leads_are_named(release, tmp_path, capsys):
     np.testing.assert_allclose(emb, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_a_lead_named_twice_is_refused_as_the_converters_refuse_it(release, tmp_path):
+    x = conftest.synthetic_ecg(1, length=1000, fs=100, seed=2)[0]
+    write_record(tmp_path / "src" / "a", x, 100, [*LEADS[:6], "avl", *LEADS[7:]])  # aVL twice, no V1
+    with pytest.raises(UserError, match=r"^a: lead aVL appears twice \(signals 5 and 7 of the header\)$"):
+        run_embed(release, tmp_path / "src", tmp_path / "emb.npy", "--missing-leads", "zero")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
 def test_finetune_on_your_own_labels_with_a_release(run, release, tmp_path):
     rng = np.random.default_rng(0)
     split = np.array(["train"] * 32 + ["val"] * 8 + ["test"] * 8)

@@ -61,9 +61,9 @@ def _lookup(gain: float, baseline: int, mv: float) -> tuple[np.ndarray, bool]:
     return f16, bool(np.isfinite(np.delete(f16, WFDB_INVALID_16 & 0xFFFF)).all())
 
 
-def lead_order(names: list[str]) -> list[int]:
-    """Position in `names` of each canonical lead (matched by name, case-insensitive: aVR = AVR; a lead
-    named twice is an error: which of the two is meant cannot be known)."""
+def lead_rows(names: list[str]) -> list[int | None]:
+    """Position in `names` of each canonical lead, None where absent (matched by name, case-insensitive:
+    aVR = AVR; a lead named twice is an error: which of the two is meant cannot be known)."""
     if not any(names):
         raise RecordError("the header gives no lead names")
     rows: dict[int | None, int] = {}
@@ -72,10 +72,16 @@ def lead_order(names: list[str]) -> list[int]:
         if lead is not None and lead in rows:
             raise RecordError(f"lead {LEADS[lead]} appears twice (signals {rows[lead] + 1} and {i + 1} of the header)")
         rows[lead] = i
-    missing = [lead for j, lead in enumerate(LEADS) if j not in rows]
+    return [rows.get(j) for j in range(len(LEADS))]
+
+
+def lead_order(names: list[str]) -> list[int]:
+    """`lead_rows`, with every canonical lead required (the converters keep no record without one)."""
+    rows = lead_rows(names)
+    missing = [lead for lead, row in zip(LEADS, rows) if row is None]
     if missing:
         raise RecordError(f"missing lead(s) {', '.join(missing)} (header has {', '.join(names)})")
-    return [rows[j] for j in range(len(LEADS))]
+    return rows
 
 
 @dataclass

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from myjepa import LEADS
 from myjepa.dumps import open_dump
 from myjepa.errors import UserError
-from myjepa.ingest.record import interpolate_nans
+from myjepa.ingest.record import interpolate_nans, lead_rows
 from myjepa.ingest.wfdb_io import RecordError, read_record
 from myjepa.release.contract import InputContract
 
@@ -33,8 +34,11 @@ class LeadMapper:
 
     def __call__(self, x: np.ndarray, names: list[str], record: str) -> np.ndarray:
         """(12, T) float32 mV in contract order from x (len(names), T) (or (R, len(names), T) for a batch)."""
-        first = {n.lower(): i for i, n in reversed(list(enumerate(names)))}
-        rows = [first.get(lead.lower()) for lead in self.contract.leads]
+        try:
+            canonical = lead_rows(names)  # the converters' matching: by name, a lead named twice refused
+        except RecordError as e:
+            raise UserError(f"{record}: {e}") from None
+        rows = [canonical[[lead.lower() for lead in LEADS].index(lead.lower())] for lead in self.contract.leads]
         missing = [lead for lead, i in zip(self.contract.leads, rows) if i is None]
         if missing and self.missing_leads != "zero":
             raise UserError(
