@@ -114,9 +114,10 @@ def main() -> None:
     print(f"{args.config}: {flops / 1e9:.1f} GFLOP per training sample (forward + backward, flop_counter)")
     for gpu, peak in GPU_PEAK.items():
         need = args.mfu * peak / flops
+        workers = math.ceil(need / per_worker)
         print(
             f"{gpu} at {args.mfu:.0%} MFU consumes {need:,.0f} samples/s: "
-            f"{math.ceil(need / per_worker)} workers at {per_worker:,.0f} samples/s each"
+            f"{workers} worker{'s' if workers > 1 else ''} at {per_worker:,.0f} samples/s each"
         )
     verdict = "met" if per_worker >= TARGET_PER_WORKER else "NOT met"
     measured = ", ".join(f"{w} workers {r:,.0f}/s" for w, r in rates.items())

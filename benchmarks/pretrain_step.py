@@ -5,7 +5,10 @@
     python benchmarks/pretrain_step.py --configs ViTS_mimic --memory          # peak memory per sample, +/- recompute
     python benchmarks/pretrain_step.py --device cuda --batch 256 512 1024 --compile --max-batch
 
-Model FLOPs (forward + backward + SIGReg) are counted with torch.utils.flop_counter on the real step.
+Model FLOPs (forward + backward + SIGReg) are counted with torch.utils.flop_counter on the real step,
+attention on the CPU included (`myjepa.utils.flops`). Like `myjepa pretrain`, the timed steps keep
+freed memory for the next step (`myjepa.utils.memory`); the peak-memory processes do not, so that
+their peak is what a step holds, not what malloc kept.
 The peak is the best of several large square matmuls (float32 on CPU, bf16 on GPU) on the same device
 and thread count, so the fraction is an MFU against what this machine delivers. `--reference` times
 an ECG-JEPA step (EMA target encoder without gradients, context encoder, predictor; no SIGReg) side by
@@ -26,13 +29,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from myjepa.models.myjepa import MyJEPA
 from myjepa.models.predictor import Predictor
 from myjepa.models.vit import VisionTransformer, gather_tokens
 from myjepa.pretrain.config import PretrainConfig, load_config
 from myjepa.pretrain.masks import MaskCollator
+from myjepa.utils.flops import count_flops
+from myjepa.utils.memory import keep_freed_memory
 
 
 def sync(device: torch.device) -> None:
@@ -102,12 +106,6 @@ def make_step(
             model.update_target()
 
     return step
-
-
-def count_flops(step: Callable[[], None]) -> float:
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
 
 
 def time_interleaved(steps: dict[str, Callable[[], None]], reps: int, device: torch.device) -> dict[str, tuple]:
@@ -214,10 +212,11 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.peak_memory:
+    if args.peak_memory:  # with malloc's defaults: freed blocks go back at once, the peak is what the step holds
         config, b, dev, recompute, amp = args.peak_memory
         print(peak_memory(config, int(b), torch.device(dev), recompute == "1", amp == "1"))
         return
+    keep_freed_memory()  # timed steps run as in `myjepa pretrain`: reusing the freed activation memory
     if args.device:
         devices = [torch.device(args.device)]
     else:

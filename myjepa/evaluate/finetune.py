@@ -49,6 +49,7 @@ from myjepa.evaluate.run import Run, load_labels_data, load_task_data, task_crop
 from myjepa.evaluate.training import train
 from myjepa.utils.io import sha256_file
 from myjepa.utils.logging import MetricsLogger
+from myjepa.utils.memory import keep_freed_memory
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -142,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     start_time = time.time()
     task, cfg = read_config(args)
+    keep_freed_memory()  # a CPU step reuses the previous step's activation memory (utils/memory.py)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
 

@@ -41,6 +41,8 @@ from myjepa.pretrain.probe import OnlineProbe
 from myjepa.pretrain.recorder import Recorder
 from myjepa.pretrain.signals import StopFlag, ignore_stop_signals
 from myjepa.utils import checkpoint, distributed
+from myjepa.utils.flops import count_flops
+from myjepa.utils.memory import keep_freed_memory
 from myjepa.utils.schedules import cosine, warmup_cosine
 
 EXIT_NONFINITE = 3
@@ -84,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_config(args.config, **parse_overrides(args.overrides))
     data = parse_data_args(args.data)
     dist = distributed.setup(args.device)
+    keep_freed_memory()  # a CPU step reuses the previous step's activation memory (utils/memory.py)
     try:
         return train(cfg, data, args, dist)
     finally:
@@ -229,17 +232,14 @@ def online_probe(args: argparse.Namespace, cfg: PretrainConfig) -> OnlineProbe |
 
 def flops_per_sample(model: MyJEPA, cfg: PretrainConfig, collator: MaskCollator, device: torch.device) -> float:
     """Model FLOPs of one training sample (forward + backward) at the mean mask, by torch's counter."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     x = torch.zeros(2, len(cfg.leads), cfg.channel_size, device=device)
     ctx_idx, tgt_idx = collator.masks(2, cfg.num_patches, torch.Generator().manual_seed(0))
     was_training = model.training
     model.eval()  # SIGReg counts training calls only: keep its step untouched
-    with FlopCounterMode(display=False) as counter:
-        model(x, ctx_idx.to(device), tgt_idx.to(device))["loss"].backward()
+    flops = count_flops(lambda: model(x, ctx_idx.to(device), tgt_idx.to(device))["loss"].backward())
     model.zero_grad(set_to_none=True)
     model.train(was_training)
-    return counter.get_total_flops() / 2
+    return flops / 2
 
 
 def data_loader(
