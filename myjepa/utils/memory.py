@@ -25,10 +25,11 @@ NEVER_TRIM = 2**31 - 1  # mallopt takes an int
 
 
 def keep_freed_memory() -> bool:
-    """Set glibc's malloc to reuse freed blocks; False where the C library is not glibc (nothing set)."""
+    """Set glibc's malloc to reuse freed blocks; False where the C library is not glibc (nothing set:
+    macOS has no mallopt, musl's accepts nothing)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc: macOS, musl
+    except (OSError, AttributeError):
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE)) and bool(mallopt(M_TRIM_THRESHOLD, NEVER_TRIM))
