@@ -15,7 +15,7 @@ import torch
 from torch.utils import flop_counter
 
 
-def _attention(query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+def _attention(query: Any, key: Any, value: Any, *args: Any, **kwargs: Any) -> int:
     return flop_counter.sdpa_flop_count(query, key, value)
 
 
