@@ -51,15 +51,16 @@ def test_myjepa_losses_and_combination():
     model = MyJEPA(cfg)
     ctx_idx, tgt_idx = masks(cfg, 8)
     out = model(torch.randn(8, 12, cfg.channel_size), ctx_idx, tgt_idx)
-    loss, pred_loss, sigreg_loss, embeddings = out
+    loss, pred_loss, sigreg_loss, embeddings, tokens = out
     assert (
-        out._fields == ("loss", "pred_loss", "sigreg_loss", "embeddings")
+        out._fields == ("loss", "pred_loss", "sigreg_loss", "embeddings", "tokens")
         and out["loss"] is loss
         and out.sigreg_loss is sigreg_loss
     )
     assert all(v.ndim == 0 and torch.isfinite(v) for v in out[:3])
     assert torch.allclose(loss, pred_loss + cfg.sigreg_lambda * sigreg_loss)
     assert embeddings.shape == (8, cfg.proj_dim) and not embeddings.requires_grad
+    assert tokens.shape == (8, cfg.num_patches, cfg.dim) and not tokens.requires_grad
     assert model.embed(torch.randn(4, 12, cfg.channel_size)).shape == (4, cfg.proj_dim)
 
 

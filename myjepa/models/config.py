@@ -52,4 +52,6 @@ class EncoderConfig:
         return {k: getattr(self, k) for k in ENCODER_KEYS}
 
 
+SIGREG_SCALINGS = ("pull", "noise")  # what a fixed λ keeps equal across batches: SIGReg's pull, or its noise
+
 ENCODER_KEYS = tuple(f.name for f in dataclasses.fields(EncoderConfig))

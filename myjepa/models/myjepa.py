@@ -2,6 +2,14 @@
 
 No EMA teacher and no stop-gradient: the target embeddings come from the same encoder pass over the
 full record, and SIGReg on the projected record embedding is what prevents collapse.
+
+Objective options (config keys; all off is the seed's formulation):
+- `sigreg_tokens`: SIGReg also on k projected tokens per record (B·k samples a step instead of B), averaged
+  with the record mean's term. The mean alone leaves the tokens free to fall into a few directions.
+- `num_masks`: M context masks per record, all predicting from the one full-record pass, whose forward and
+  backward dominate the step: more prediction signal per FLOP (V-JEPA, data2vec 2.0).
+- `target_norm`: layer norm without affine on the targets (I-JEPA, V-JEPA), so the prediction loss cannot
+  shrink by scaling the tokens down.
 """
 
 from __future__ import annotations
@@ -18,13 +26,15 @@ from myjepa.models.vit import VisionTransformer, gather_tokens
 
 
 class Losses(NamedTuple):
-    """The three losses and the projected record embeddings SIGReg saw (detached, for the collapse alarms):
+    """The three losses, the projected record embeddings SIGReg saw and the full pass's tokens (detached, for the
+    collapse alarms):
     unpack them (`loss, pred, sig, z = model(...)`) or index by name (`out["loss"]`)."""
 
     loss: torch.Tensor
     pred_loss: torch.Tensor
     sigreg_loss: torch.Tensor
     embeddings: torch.Tensor
+    tokens: torch.Tensor  # the full pass's encoder tokens (B, N, dim), detached: the token-level alarms
 
     def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
         return getattr(self, key) if isinstance(key, str) else tuple.__getitem__(self, key)
@@ -45,27 +55,51 @@ class MyJEPA(nn.Module):
     def __init__(self, cfg: Any, seed: int = 0) -> None:
         super().__init__()
         self.sigreg_lambda = cfg.sigreg_lambda
+        self.sigreg_tokens = cfg.sigreg_tokens
+        self.target_norm = cfg.target_norm
         self.encoder = VisionTransformer.from_config(cfg)
         self.encoder.activation_checkpointing = cfg.activation_checkpointing
         self.predictor = Predictor(
             cfg.num_patches, cfg.dim, cfg.pred_dim, cfg.pred_depth, cfg.pred_num_heads, cfg.mlp_ratio
         )
         self.projector = Projector(cfg.dim, cfg.proj_hidden, cfg.proj_dim)
-        self.sigreg = SIGReg(cfg.sigreg_slices, cfg.sigreg_points, cfg.sigreg_t_max, seed=seed)
+        self.sigreg = SIGReg(cfg.sigreg_slices, cfg.sigreg_points, cfg.sigreg_t_max, seed, cfg.sigreg_scaling)
 
     def forward(self, x: torch.Tensor, ctx_idx: torch.Tensor, tgt_idx: torch.Tensor) -> Losses:
-        """x (B, 12, T), ctx_idx (B, K_ctx), tgt_idx (B, K_tgt) -> Losses(loss, pred_loss, sigreg_loss, embeddings)."""
+        """x (B, 12, T); ctx_idx (B·M, K_ctx), tgt_idx (B·M, K_tgt): M context masks per record, rows b·M to
+        b·M + M − 1 those of record b, all predicting from its one full pass -> Losses."""
         tokens = self.encoder.embed(x)  # the patch embedding is shared by both passes
-        z_ctx = self.encoder.encode(tokens, keep=ctx_idx)
+        masks = ctx_idx.size(0) // x.size(0)
+        z_ctx = self.encoder.encode(repeat_records(tokens, masks), keep=ctx_idx)
         z_full = self.encoder.encode(tokens)
-        z_tgt = gather_tokens(z_full, tgt_idx)  # no stop-gradient: SIGReg prevents collapse
+        targets = F.layer_norm(z_full, z_full.shape[-1:]) if self.target_norm else z_full
+        z_tgt = gather_tokens(repeat_records(targets, masks), tgt_idx)  # no stop-gradient: SIGReg prevents collapse
         z_pred = self.predictor(z_ctx, ctx_idx, tgt_idx)
         pred_loss = F.smooth_l1_loss(z_pred.float(), z_tgt.float())
         embeddings = self.projector(z_full.mean(dim=1))
         sigreg_loss = self.sigreg(embeddings)
+        if self.sigreg_tokens:
+            picked = sample_tokens(z_full, self.sigreg_tokens, self.sigreg.call_seed())
+            sigreg_loss = (sigreg_loss + self.sigreg(self.projector(picked.flatten(0, 1)))) / 2
         loss = pred_loss + self.sigreg_lambda * sigreg_loss
-        return Losses(loss, pred_loss, sigreg_loss, embeddings.detach())
+        return Losses(loss, pred_loss, sigreg_loss, embeddings.detach(), z_full.detach())
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Projected record embeddings (B, proj_dim): what SIGReg sees; used to check for collapse."""
         return self.projector(self.encoder(x).mean(dim=1))
+
+
+def repeat_records(x: torch.Tensor, times: int) -> torch.Tensor:
+    """Each record's row `times` times in a row (B·times, ...): one per context mask; x itself for one mask."""
+    return x if times == 1 else x.repeat_interleave(times, dim=0)
+
+
+def sample_tokens(z: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    """k distinct tokens per record of z (B, N, D) -> (B, k, D), all N when k >= N. The draw comes from `seed`
+    (SIGReg's step), not the global generator, so a resumed run draws what an uninterrupted one would."""
+    B, N, _ = z.shape
+    if k >= N:
+        return z
+    gen = torch.Generator().manual_seed(seed + 2**40)  # not the directions' own stream
+    idx = torch.rand(B, N, generator=gen).argsort(dim=1)[:, :k].to(z.device)
+    return gather_tokens(z, idx)

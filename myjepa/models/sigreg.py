@@ -11,6 +11,10 @@ scaled by the published batch of 2048: λ means what it meant at batch 2048 (up 
 the old statistic had there), at every batch. Near a Gaussian the value is about 0 and can be
 slightly negative.
 
+`scaling="noise"` instead scales D by sqrt(REFERENCE_BATCH · N): at N = 2048 the same, at smaller N the
+pull shrinks with the estimate's noise (whose std goes as 1/sqrt(N)), so λ·noise, not λ·pull, is what
+stays fixed: at batch 32, 1/8 of the pull.
+
 Two more things beyond the published snippet: the empirical characteristic function is summed over
 all DDP ranks (so N is the global batch and the value equals a single-process run), and the slice
 directions are drawn from (seed, step) so every rank, and a resumed run, uses the same ones.
@@ -21,6 +25,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from myjepa.models.config import SIGREG_SCALINGS
 
 REFERENCE_BATCH = 2048  # the global batch at which the published λ = 0.02 was set
 
@@ -49,9 +55,14 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def call_seed(seed: int, step: int) -> int:
+    """The generator seed of SIGReg's `step`-th training call: the same on every rank and after a resume."""
+    return seed * 1_000_003 + step
+
+
 def random_directions(dim: int, num_slices: int, seed: int, step: int) -> torch.Tensor:
     """(dim, num_slices) unit columns from a CPU generator seeded by (seed, step): identical everywhere."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    gen = torch.Generator().manual_seed(call_seed(seed, step))
     a = torch.randn(dim, num_slices, generator=gen)
     return a / a.norm(dim=0, keepdim=True)
 
@@ -60,10 +71,15 @@ class SIGReg(nn.Module):
     """REFERENCE_BATCH x the mean over random slices of an unbiased estimate of ∫|φ(t) − e^(−t²/2)|² e^(−t²/2) dt,
     φ the characteristic function of the projected z (N, D), N ≥ 2 over all ranks."""
 
-    def __init__(self, num_slices: int = 1024, num_points: int = 17, t_max: float = 3.0, seed: int = 0) -> None:
+    def __init__(
+        self, num_slices: int = 1024, num_points: int = 17, t_max: float = 3.0, seed: int = 0, scaling: str = "pull"
+    ) -> None:
         super().__init__()
+        if scaling not in SIGREG_SCALINGS:
+            raise ValueError(f"scaling must be one of {SIGREG_SCALINGS}, not {scaling!r}")
         self.num_slices = num_slices
         self.seed = seed
+        self.scaling = scaling
         t = torch.linspace(0, t_max, num_points, dtype=torch.float32)
         dt = t_max / (num_points - 1)
         # trapezoid on [0, t_max], doubled for the symmetric half-line [-t_max, 0]
@@ -74,6 +90,10 @@ class SIGReg(nn.Module):
         self.register_buffer("phi", window, persistent=False)  # characteristic function of N(0, 1)
         self.register_buffer("weights", weights * window, persistent=False)
         self.register_buffer("step", torch.zeros((), dtype=torch.long))  # forward calls: picks the directions
+
+    def call_seed(self) -> int:
+        """The seed of the next training call's directions, for other draws that must be as reproducible."""
+        return call_seed(self.seed, int(self.step))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """float32 whatever the autocast: cos/sin of t·x and the squared ECF differences need the precision."""
@@ -91,4 +111,5 @@ class SIGReg(nn.Module):
             # |φ̂|² = (1/N²)Σ_ij cos(t(x_i − x_j)) holds N diagonal ones; over pairs i ≠ j it is unbiased
             ecf_sq = (n * ecf.square().sum(0) - 1) / (n - 1)
             err = ecf_sq - 2 * self.phi * ecf[0] + self.phi.square()
-            return (err @ self.weights).mean() * REFERENCE_BATCH
+            scale = REFERENCE_BATCH if self.scaling == "pull" else (REFERENCE_BATCH * n).sqrt().squeeze()
+            return (err @ self.weights).mean() * scale

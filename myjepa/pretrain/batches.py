@@ -26,6 +26,7 @@ import torch
 
 from myjepa.dumps import Dump, open_dump, sidecars
 from myjepa.errors import UserError
+from myjepa.pretrain.augment import Augment
 from myjepa.pretrain.masks import MaskCollator
 
 
@@ -142,8 +143,10 @@ class CropBatches(torch.utils.data.Dataset):
         seed: int,
         rank: int = 0,
         length: int = 2**62,
+        augment: Augment | None = None,
     ) -> None:
         self.sources = sources
+        self.augment = augment
         self.batch_size = batch_size
         self.channel_size = channel_size
         self.collator = collator
@@ -173,6 +176,8 @@ class CropBatches(torch.utils.data.Dataset):
             else:
                 out[sel] = crops
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        if self.augment is not None:  # drawn after the masks' seed: the masks do not depend on augmenting
+            self.augment(out, np.stack([s.mean for s in self.sources])[which], rng)
         x, ctx_idx, tgt_idx = self.collator(x, gen=gen)
         return x, torch.from_numpy(which), ctx_idx, tgt_idx
 

@@ -21,10 +21,20 @@ import torch
 STD_FLOOR = 0.01
 PRED_DROP = 100.0
 SIGREG_FLAT = 0.02
+TOKEN_SAMPLE = 4096  # tokens per logged step in token_stats
 FLAT_LOGS = 5
 REMEDY = (
     "raise sigreg_lambda (it means the same at any batch; try x4), lower lr, or check that the data is not constant"
 )
+
+
+def effective_rank(z: torch.Tensor, center: bool = False) -> torch.Tensor:
+    """exp of the entropy of the normalised singular values of z (N, D): RankMe uncentred, as logged in
+    training; centred (`center`), the number of directions the samples spread over around their mean."""
+    z = z.float()
+    s = torch.linalg.svdvals(z - z.mean(0) if center else z)
+    p = s / s.sum().clamp_min(1e-12) + 1e-7
+    return torch.exp(-(p * p.log()).sum())
 
 
 def embedding_stats(z: torch.Tensor) -> torch.Tensor:
@@ -33,11 +43,15 @@ def embedding_stats(z: torch.Tensor) -> torch.Tensor:
     z = z.float()
     if not bool(z.isfinite().all()):
         return torch.full((2,), float("nan"), device=z.device)
-    std = z.std(dim=0).mean()
-    s = torch.linalg.svdvals(z)
-    p = s / s.sum().clamp_min(1e-12) + 1e-7
-    rankme = torch.exp(-(p * p.log()).sum())
-    return torch.stack([std, rankme])
+    return torch.stack([z.std(dim=0).mean(), effective_rank(z)])
+
+
+def token_stats(tokens: torch.Tensor, max_tokens: int = TOKEN_SAMPLE) -> torch.Tensor:
+    """(token_std, token_rankme): `embedding_stats` of the encoder's tokens (B, N, D) taken as B·N samples, at
+    most `max_tokens` of them (an even stride over the batch's tokens) so the SVD stays cheap at large batches.
+    A record-level penalty (SIGReg on the mean) leaves the tokens free to collapse; this shows it."""
+    flat = tokens.reshape(-1, tokens.size(-1))
+    return embedding_stats(flat[:: max(1, len(flat) // max_tokens)])
 
 
 class CollapseMonitor:

@@ -11,7 +11,7 @@ from typing import Any
 
 from myjepa import config
 from myjepa.config import check, check_positive
-from myjepa.models.config import EncoderConfig
+from myjepa.models.config import SIGREG_SCALINGS, EncoderConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -60,6 +60,15 @@ class PretrainConfig(EncoderConfig):
     probe_task: str = "superdiagnostic"
     probe_records: int = 3000  # the probe fits on at most this many training records
     activation_checkpointing: bool = False  # recompute encoder blocks in the backward: less memory, ~1/3 more compute
+    # objective options (models/myjepa.py; all off: the seed's formulation)
+    sigreg_tokens: int = 0  # SIGReg also on this many projected tokens per record (>= num_patches: all); 0: off
+    sigreg_scaling: str = "pull"  # what λ keeps equal across batches: SIGReg's pull, or its noise (models/sigreg.py)
+    num_masks: int = 1  # context masks per record sharing one full-record pass
+    target_norm: bool = False  # layer norm (no affine) on the target embeddings
+    # augmentations of the pretraining crops (pretrain/augment.py; 0: off)
+    augment_shift_s: float = 0.0  # circular time shift of up to this many seconds
+    augment_lead_dropout: float = 0.0  # probability that a lead is blanked (set to its mean)
+    augment_scale: float = 0.0  # amplitude scaled by a factor in [1 - a, 1 + a] per record
 
     def __post_init__(self) -> None:
         from myjepa.evaluate.labels import check_task, is_multiclass  # here, not above: labels imports pandas
@@ -90,6 +99,16 @@ class PretrainConfig(EncoderConfig):
         check(
             bool(self.datasets) and all(w > 0 for w in self.datasets.values()),
             "datasets needs at least one name with a positive weight",
+        )
+        check(self.sigreg_tokens >= 0, f"sigreg_tokens must be 0 or more, got {self.sigreg_tokens}")
+        check(
+            self.sigreg_scaling in SIGREG_SCALINGS,
+            f"sigreg_scaling must be one of {SIGREG_SCALINGS}, not {self.sigreg_scaling!r}",
+        )
+        check(self.num_masks >= 1, f"num_masks must be 1 or more, got {self.num_masks}")
+        check(
+            self.augment_shift_s >= 0 and 0 <= self.augment_lead_dropout < 1 and 0 <= self.augment_scale < 1,
+            "need augment_shift_s >= 0, 0 <= augment_lead_dropout < 1 and 0 <= augment_scale < 1",
         )
         check(self.collapse in ("stop", "warn"), f"collapse must be 'stop' or 'warn', not {self.collapse!r}")
         check(self.probe_interval > 0 and self.probe_records > 0, "probe_interval and probe_records must be positive")

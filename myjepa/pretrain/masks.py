@@ -43,7 +43,8 @@ def select(mask: torch.Tensor, count: int) -> torch.Tensor:
 
 
 class MaskCollator:
-    """Collate (12, T) tensors into (x (B, 12, T), ctx_idx (B, K_ctx), tgt_idx (B, N - K_ctx)), sorted."""
+    """Collate (12, T) tensors into (x (B, 12, T), ctx_idx (B·M, K_ctx), tgt_idx (B·M, N - K_ctx)), sorted:
+    `num_masks` M independent masks per record, record b's in rows b·M to b·M + M - 1."""
 
     def __init__(
         self,
@@ -52,6 +53,7 @@ class MaskCollator:
         min_keep_ratio: float = 0.15,
         max_keep_ratio: float = 0.25,
         num_patches: int | None = None,
+        num_masks: int = 1,
     ) -> None:
         if not 0 < min_keep_ratio <= max_keep_ratio < 1:
             raise ValueError("need 0 < min_keep_ratio <= max_keep_ratio < 1")
@@ -60,6 +62,7 @@ class MaskCollator:
         self.min_keep_ratio = min_keep_ratio
         self.max_keep_ratio = max_keep_ratio
         self.num_patches = num_patches
+        self.num_masks = num_masks
 
     def masks(
         self, batch_size: int, num_patches: int, gen: torch.Generator | None = None
@@ -95,5 +98,5 @@ class MaskCollator:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = batch if isinstance(batch, torch.Tensor) else torch.stack(list(batch))
         N = self.num_patches or x.size(-1) // self.patch_size
-        ctx_idx, tgt_idx = self.masks(x.size(0), N, gen)
+        ctx_idx, tgt_idx = self.masks(x.size(0) * self.num_masks, N, gen)
         return x, ctx_idx, tgt_idx

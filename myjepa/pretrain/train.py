@@ -32,9 +32,10 @@ from myjepa.errors import UserError
 from myjepa.models.myjepa import MyJEPA
 from myjepa.models.optim import param_groups
 from myjepa.pretrain import checkpoints
+from myjepa.pretrain.augment import Augment
 from myjepa.pretrain.batches import CropBatches, SourceNorm, open_sources, parse_data_args
 from myjepa.pretrain.checkpoints import RunFolder, TrainState
-from myjepa.pretrain.collapse import CollapseMonitor, embedding_stats
+from myjepa.pretrain.collapse import CollapseMonitor, embedding_stats, token_stats
 from myjepa.pretrain.config import PretrainConfig, load_config
 from myjepa.pretrain.masks import MaskCollator
 from myjepa.pretrain.probe import OnlineProbe
@@ -48,7 +49,8 @@ from myjepa.utils.schedules import cosine, warmup_cosine
 EXIT_NONFINITE = 3
 EXIT_COLLAPSE = 4
 LOSSES = ("loss", "pred_loss", "sigreg_loss")
-EMBEDDING_STATS = ("embed_std", "rankme")  # of the projected embeddings, on log steps only
+# on log steps only: of the projected record embeddings, then of the full pass's encoder tokens
+EMBEDDING_STATS = ("embed_std", "rankme", "token_std", "token_rankme")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -121,7 +123,8 @@ def train(
     if dist.is_main:
         checkpoints.prepare(folder, cfg, state.step if resumed else None)
         recorder = Recorder(cfg, folder, run, model, optimizer, state, args, resumed, flops, probe, autocast)
-    batches = CropBatches(sources, local_batch, cfg.channel_size, collator, args.seed, dist.rank)
+    augment = Augment.from_config(cfg)
+    batches = CropBatches(sources, local_batch, cfg.channel_size, collator, args.seed, dist.rank, augment=augment)
     loader = device_batches(data_loader(batches, cfg, state.step, dist.device), SourceNorm(sources, dist.device))
     try:
         return loop(cfg, model, optimizer, state, loader, autocast, wrap(model, args.compile, dist), dist, recorder)
@@ -202,7 +205,9 @@ def local_batch_size(cfg: PretrainConfig, world: int) -> int:
 def mask_collator(cfg: PretrainConfig) -> MaskCollator:
     """The block-mask collator; it checks the keep ratios, here turned into a config error."""
     try:
-        return MaskCollator(cfg.patch_size, cfg.min_block_size, cfg.min_keep_ratio, cfg.max_keep_ratio, cfg.num_patches)
+        return MaskCollator(
+            cfg.patch_size, cfg.min_block_size, cfg.min_keep_ratio, cfg.max_keep_ratio, cfg.num_patches, cfg.num_masks
+        )
     except ValueError as e:
         raise UserError(f"config: {e}") from None
 
@@ -232,8 +237,8 @@ def online_probe(args: argparse.Namespace, cfg: PretrainConfig) -> OnlineProbe |
 
 def flops_per_sample(model: MyJEPA, cfg: PretrainConfig, collator: MaskCollator, device: torch.device) -> float:
     """Model FLOPs of one training sample (forward + backward) at the mean mask, by torch's counter."""
-    x = torch.zeros(2, len(cfg.leads), cfg.channel_size, device=device)
-    ctx_idx, tgt_idx = collator.masks(2, cfg.num_patches, torch.Generator().manual_seed(0))
+    x, ctx_idx, tgt_idx = collator(torch.zeros(2, len(cfg.leads), cfg.channel_size), torch.Generator().manual_seed(0))
+    x = x.to(device)
     was_training = model.training
     model.eval()  # SIGReg counts training calls only: keep its step untouched
     flops = count_flops(lambda: model(x, ctx_idx.to(device), tgt_idx.to(device))["loss"].backward())
@@ -299,7 +304,7 @@ def accumulate_gradients(
     """Forward and backward over `accum_steps` micro-batches (DDP syncs gradients on the last one only).
 
     Returns this rank's losses (LOSSES) averaged over the micro-batches, then, when `with_stats`, the
-    EMBEDDING_STATS of its last micro-batch's projected embeddings (else zeros).
+    EMBEDDING_STATS of its last micro-batch (else zeros).
     """
     sums = torch.zeros(len(LOSSES) + len(EMBEDDING_STATS), device=dist.device)
     for micro in range(accum_steps):
@@ -311,7 +316,7 @@ def accumulate_gradients(
             (losses["loss"] / accum_steps).backward()
         sums[: len(LOSSES)] += torch.stack([losses[k].detach().float() for k in LOSSES]) / accum_steps
     if with_stats:
-        sums[len(LOSSES) :] = embedding_stats(losses["embeddings"])
+        sums[len(LOSSES) :] = torch.cat([embedding_stats(losses["embeddings"]), token_stats(losses["tokens"])])
     return sums
 
 

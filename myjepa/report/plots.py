@@ -21,9 +21,11 @@ CURVES = (
     "train/lr",
     "train/embed_std",  # collapse alarms (pretrain/collapse.py)
     "train/rankme",
+    "train/token_std",  # the same of the encoder's tokens: a token-level collapse
+    "train/token_rankme",
     "probe/auc",  # the online probe (pretrain/probe.py)
 )
-LOG_SCALE = ("train/pred_loss", "train/embed_std")  # collapse shows as orders of magnitude
+LOG_SCALE = ("train/pred_loss", "train/embed_std", "train/token_std")  # collapse shows as orders of magnitude
 
 
 def pyplot() -> Any:

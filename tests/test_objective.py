@@ -1,0 +1,172 @@
+"""The objective options (models/myjepa.py, models/sigreg.py, pretrain/augment.py): each one's shapes and
+gradients, and the defaults reproducing the seed's formulation exactly."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from myjepa.models.myjepa import MyJEPA, sample_tokens
+from myjepa.models.sigreg import REFERENCE_BATCH, SIGReg
+from myjepa.models.vit import gather_tokens
+from myjepa.pretrain.augment import Augment
+from myjepa.pretrain.config import load_config
+from myjepa.pretrain.masks import MaskCollator
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def small_cfg(**kw):
+    return load_config("tiny", **{"channel_size": 1000, "min_block_size": 5, **kw})  # 40 patches
+
+
+def batch(cfg, records=6, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(records, 12, cfg.channel_size, generator=gen)
+    collator = MaskCollator(
+        cfg.patch_size, cfg.min_block_size, cfg.min_keep_ratio, cfg.max_keep_ratio, None, cfg.num_masks
+    )
+    return collator(x, gen=gen)
+
+
+def model_of(cfg, seed=0):
+    torch.manual_seed(seed)
+    return MyJEPA(cfg, seed=seed)
+
+
+def test_the_defaults_are_the_seed_formulation():
+    """Options off: loss = smooth-L1(predictor(context pass), full pass at the targets) + λ SIGReg(projected mean),
+    with one mask, raw targets and SIGReg's pull scaling, to the last bit."""
+    cfg = small_cfg()
+    assert (cfg.sigreg_tokens, cfg.num_masks, cfg.target_norm, cfg.sigreg_scaling) == (0, 1, False, "pull")
+    assert Augment.from_config(cfg) is None
+    model = model_of(cfg)
+    x, ctx_idx, tgt_idx = batch(cfg)
+    out = model(x, ctx_idx, tgt_idx)
+    model.sigreg.step.zero_()
+    tokens = model.encoder.embed(x)
+    z_pred = model.predictor(model.encoder.encode(tokens, keep=ctx_idx), ctx_idx, tgt_idx)
+    z_full = model.encoder.encode(tokens)
+    pred_loss = F.smooth_l1_loss(z_pred, gather_tokens(z_full, tgt_idx))
+    sigreg_loss = model.sigreg(model.projector(z_full.mean(1)))
+    assert torch.equal(out.pred_loss, pred_loss) and torch.equal(out.sigreg_loss, sigreg_loss)
+    assert torch.equal(out.loss, pred_loss + cfg.sigreg_lambda * sigreg_loss)
+
+
+def test_several_masks_share_one_full_pass_and_average_their_losses():
+    cfg = small_cfg(num_masks=3)
+    model = model_of(cfg)
+    x, ctx_idx, tgt_idx = batch(cfg, records=4)
+    assert ctx_idx.shape[0] == tgt_idx.shape[0] == 12
+    passes = []
+    model.encoder.norm.register_forward_hook(lambda m, i, o: passes.append(o.shape[0]))
+    out = model(x, ctx_idx, tgt_idx)
+    assert passes == [12, 4]  # one context pass over the 12 masked views, one full pass over the 4 records
+    per_mask = []
+    for m in range(3):  # mask m of every record, as a one-mask batch
+        model.sigreg.step.zero_()
+        per_mask.append(model(x, ctx_idx[m::3], tgt_idx[m::3]).pred_loss)
+    assert torch.allclose(out.pred_loss, torch.stack(per_mask).mean(), rtol=1e-5)
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())
+
+
+def test_token_sigreg_adds_a_term_over_sampled_tokens():
+    cfg = small_cfg(sigreg_tokens=5)
+    model = model_of(cfg)
+    x, ctx_idx, tgt_idx = batch(cfg)
+    seen = []
+    model.sigreg.register_forward_hook(lambda m, i, o: seen.append((i[0].shape, o.detach())))
+    out = model(x, ctx_idx, tgt_idx)
+    assert [shape for shape, _ in seen] == [(6, cfg.proj_dim), (30, cfg.proj_dim)]  # record means, then 6 x 5 tokens
+    assert torch.allclose(out.sigreg_loss, (seen[0][1] + seen[1][1]) / 2)
+    assert int(model.sigreg.step) == 2
+    model.zero_grad()
+    out.sigreg_loss.backward()
+    assert model.encoder.blocks[0].mlp.fc1.weight.grad.abs().sum() > 0
+
+
+def test_sampled_tokens_are_distinct_reproducible_and_all_when_asked():
+    z = torch.arange(2 * 10 * 3, dtype=torch.float32).view(2, 10, 3)
+    picked = sample_tokens(z, 4, seed=7)
+    assert picked.shape == (2, 4, 3) and torch.equal(picked, sample_tokens(z, 4, seed=7))
+    assert not torch.equal(picked, sample_tokens(z, 4, seed=8))
+    for b in range(2):
+        rows = picked[b, :, 0].tolist()
+        assert len(set(rows)) == 4 and all(r in z[b, :, 0].tolist() for r in rows)  # its own record's tokens
+    assert sample_tokens(z, 10, seed=7) is z and sample_tokens(z, 99, seed=7) is z
+
+
+def test_target_norm_regresses_layer_normed_targets():
+    cfg = small_cfg(target_norm=True)
+    model = model_of(cfg)
+    x, ctx_idx, tgt_idx = batch(cfg)
+    out = model(x, ctx_idx, tgt_idx)
+    tokens = model.encoder.embed(x)
+    z_pred = model.predictor(model.encoder.encode(tokens, keep=ctx_idx), ctx_idx, tgt_idx)
+    z_full = model.encoder.encode(tokens)
+    expected = F.smooth_l1_loss(z_pred, gather_tokens(F.layer_norm(z_full, (cfg.dim,)), tgt_idx))
+    assert torch.allclose(out.pred_loss, expected)
+    raw = F.smooth_l1_loss(z_pred, gather_tokens(z_full, tgt_idx))
+    assert not torch.allclose(out.pred_loss, raw)
+    with torch.no_grad():  # the target side no longer sees the encoder's output scale
+        model.encoder.norm.weight.mul_(10)
+    targets = F.layer_norm(model.encoder(x), (cfg.dim,))
+    assert torch.allclose(targets, F.layer_norm(z_full, (cfg.dim,)), atol=1e-5)
+
+
+def test_noise_scaling_is_the_pull_times_sqrt_of_samples_over_the_reference_batch():
+    z = torch.randn(64, 16, generator=torch.Generator().manual_seed(0)) * 1.5
+    pull = SIGReg(num_slices=32, seed=3)(z)
+    noise = SIGReg(num_slices=32, seed=3, scaling="noise")(z)
+    assert noise.shape == () and torch.allclose(noise, pull * (64 / REFERENCE_BATCH) ** 0.5)
+    with pytest.raises(ValueError, match="scaling must be one of"):
+        SIGReg(scaling="loud")
+
+
+def test_augment_shifts_blanks_and_scales_around_each_dump_mean():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 12, 100)).astype(np.float16)
+    mean = rng.normal(size=(64, 12, 1)).astype(np.float32)
+    blank = x.copy()
+    Augment(shift=0, lead_dropout=0.5, scale=0.0)(blank, mean, np.random.default_rng(1))
+    blanked = np.all(blank == mean.astype(np.float16), axis=2)
+    assert 0.3 < blanked.mean() < 0.55 and not blanked.all(axis=1).any()  # at least one lead kept per crop
+    assert np.array_equal(blank[~blanked], x[~blanked])
+    shifted = x.copy()
+    Augment(shift=20, lead_dropout=0.0, scale=0.0)(shifted, mean, np.random.default_rng(1))
+    lags = [
+        next(s for s in range(-20, 21) if np.allclose(np.roll(x[b], s, -1), shifted[b], atol=1e-2)) for b in range(8)
+    ]
+    assert len(set(lags)) > 1
+    scaled = x.copy()
+    Augment(shift=0, lead_dropout=0.0, scale=0.3)(scaled, mean, np.random.default_rng(1))
+    factor = (scaled.astype(np.float32) - mean) / (x.astype(np.float32) - mean)
+    per_crop = np.median(factor.reshape(64, -1), axis=1)
+    assert np.all((per_crop > 0.69) & (per_crop < 1.31)) and per_crop.std() > 0.05
+    again = x.copy()
+    Augment(shift=20, lead_dropout=0.5, scale=0.3)(again, mean, np.random.default_rng(5))
+    twice = x.copy()
+    Augment(shift=20, lead_dropout=0.5, scale=0.3)(twice, mean, np.random.default_rng(5))
+    assert np.array_equal(again, twice)
+
+
+def test_augment_from_config_in_samples():
+    cfg = small_cfg(augment_shift_s=0.5, augment_scale=0.1)
+    assert Augment.from_config(cfg) == Augment(shift=250, lead_dropout=0.0, scale=0.1)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"sigreg_tokens": -1}, "sigreg_tokens must be 0 or more"),
+        ({"num_masks": 0}, "num_masks must be 1 or more"),
+        ({"sigreg_scaling": "loud"}, "sigreg_scaling must be one of"),
+        ({"augment_lead_dropout": 1.0}, "augment_lead_dropout < 1"),
+    ],
+)
+def test_bad_option_values_are_named(override, message):
+    from myjepa.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        small_cfg(**override)
