@@ -19,7 +19,6 @@ figures (process time, not wall time) are the ones that waiting for a core does 
 from __future__ import annotations
 
 import argparse
-import copy
 import subprocess
 import sys
 import time
@@ -27,12 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from reference_jepa import ReferenceJEPA
 from torch import nn
 
 from myjepa.models.myjepa import MyJEPA
-from myjepa.models.predictor import Predictor
-from myjepa.models.vit import VisionTransformer, gather_tokens
 from myjepa.pretrain.config import PretrainConfig, load_config
 from myjepa.pretrain.masks import MaskCollator
 from myjepa.utils.flops import count_flops
@@ -58,32 +55,6 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, sizes: tuple[int, ...]
             wall = max(wall, 2 * n**3 / (time.perf_counter() - t0))
             cpu = max(cpu, 2 * n**3 / max(time.process_time() - c0, 1e-9))
     return wall, cpu
-
-
-class ReferenceJEPA(nn.Module):
-    """ECG-JEPA's step: the EMA target encoder embeds the full record without gradients (layer-normed), the
-    context encoder sees the kept patches, the predictor regresses the targets; the EMA follows each step."""
-
-    def __init__(self, cfg: PretrainConfig) -> None:
-        super().__init__()
-        self.encoder = VisionTransformer.from_config(cfg)
-        self.target = copy.deepcopy(self.encoder).requires_grad_(False)
-        self.predictor = Predictor(
-            cfg.num_patches, cfg.dim, cfg.pred_dim, cfg.pred_depth, cfg.pred_num_heads, cfg.mlp_ratio
-        )
-
-    def forward(self, x: torch.Tensor, ctx_idx: torch.Tensor, tgt_idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            h = self.target(x)
-            h = gather_tokens(F.layer_norm(h, h.shape[-1:]), tgt_idx)
-        z = self.predictor(self.encoder(x, keep=ctx_idx), ctx_idx, tgt_idx)
-        return {"loss": F.smooth_l1_loss(z.float(), h.float())}
-
-    @torch.no_grad()
-    def update_target(self, momentum: float = 0.996) -> None:
-        ema, online = list(self.target.parameters()), list(self.encoder.parameters())
-        torch._foreach_mul_(ema, momentum)
-        torch._foreach_add_(ema, online, alpha=1 - momentum)
 
 
 def make_step(

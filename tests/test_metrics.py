@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from myjepa.evaluate.metrics import bootstrap_indices, bootstrap_macro_auc, class_aucs, macro_auc, weighted_auc
+from myjepa.evaluate.metrics import (
+    bootstrap_indices,
+    bootstrap_macro_auc,
+    class_aucs,
+    macro_auc,
+    paired_difference,
+    weighted_auc,
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +77,34 @@ def test_bootstrap_survives_a_class_with_one_positive():
     scores = rng.random((50, 2))
     lo, hi = bootstrap_macro_auc(targets, scores, samples=100, seed=0)
     assert np.isfinite(lo) and np.isfinite(hi) and lo <= hi
+
+
+def test_paired_difference_of_equal_scores_is_exactly_zero(preds):
+    targets, scores = preds
+    both = np.stack([scores, scores])
+    assert paired_difference(targets, both, both, samples=200) == (0.0, 0.0, 0.0)
+
+
+def test_paired_difference_point_is_the_mean_of_per_seed_differences(preds):
+    targets, scores = preds
+    rng = np.random.default_rng(7)
+    noisy = np.stack([scores + rng.normal(0, s, scores.shape) for s in (0.5, 1.0, 2.0)])
+    worse = np.stack([scores + rng.normal(0, 4.0, scores.shape) for _ in range(3)])
+    point, lo, hi = paired_difference(targets, noisy, worse, samples=500)
+    per_seed = [macro_auc(targets, a) - macro_auc(targets, b) for a, b in zip(noisy, worse)]
+    assert point == pytest.approx(np.mean(per_seed), abs=1e-12)
+    assert 0 < lo < point < hi  # clearly better, and the interval says so
+    swapped = paired_difference(targets, worse, noisy, samples=500)
+    assert swapped[0] == pytest.approx(-point) and swapped[2] < 0
+
+
+def test_paired_difference_widens_when_the_seeds_disagree(preds):
+    """The seeds are resampled too: three seeds that disagree give a wider interval than three that agree."""
+    targets, scores = preds
+    rng = np.random.default_rng(8)
+    base = np.stack([scores + rng.normal(0, 2.0, scores.shape)] * 3)
+    agree = np.stack([scores + rng.normal(0, 1.0, scores.shape)] * 3)
+    disagree = np.stack([scores + rng.normal(0, s, scores.shape) for s in (0.2, 1.0, 6.0)])
+    _, lo_a, hi_a = paired_difference(targets, agree, base, samples=500)
+    _, lo_d, hi_d = paired_difference(targets, disagree, base, samples=500)
+    assert hi_d - lo_d > 1.5 * (hi_a - lo_a)

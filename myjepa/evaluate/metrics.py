@@ -49,6 +49,22 @@ def bootstrap_indices(n: int, samples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(samples, n))
 
 
+def bootstrap_weights(n: int, samples: int, seed: int) -> np.ndarray:
+    """(samples, n) how often each of n records is drawn in each resample; fixed by seed."""
+    idx = bootstrap_indices(n, samples, seed)
+    weights = np.zeros((samples, n))
+    np.add.at(weights, (np.repeat(np.arange(samples), n), idx.ravel()), 1.0)
+    return weights
+
+
+def resampled_macro_aucs(targets: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(samples,) macro AUC of each resample in weights (samples, n), over the classes defined in it; NaN if none."""
+    per_class = np.stack([weighted_auc(targets[:, j], scores[:, j], weights) for j in range(targets.shape[1])], axis=1)
+    defined = np.isfinite(per_class)
+    with np.errstate(invalid="ignore"):
+        return np.where(defined, per_class, 0.0).sum(1) / defined.sum(1)
+
+
 def bootstrap_macro_auc(
     targets: np.ndarray, scores: np.ndarray, samples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
@@ -56,17 +72,42 @@ def bootstrap_macro_auc(
 
     Each resample averages the classes defined within it (a rare class can lose its positives).
     """
-    n = len(targets)
-    idx = bootstrap_indices(n, samples, seed)
-    weights = np.zeros((samples, n))
-    np.add.at(weights, (np.repeat(np.arange(samples), n), idx.ravel()), 1.0)
-    per_class = np.stack([weighted_auc(targets[:, j], scores[:, j], weights) for j in range(targets.shape[1])], axis=1)
-    defined = np.isfinite(per_class)
-    with np.errstate(invalid="ignore"):
-        macro = np.where(defined, per_class, 0.0).sum(1) / defined.sum(1)
-    macro = macro[defined.any(1)]
+    macro = resampled_macro_aucs(targets, scores, bootstrap_weights(len(targets), samples, seed))
+    macro = macro[np.isfinite(macro)]
     if len(macro) == 0:
         return float("nan"), float("nan")
     alpha = (1 - level) / 2
     lo, hi = np.quantile(macro, [alpha, 1 - alpha])
     return float(lo), float(hi)
+
+
+def paired_difference(
+    targets: np.ndarray,
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    samples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """(mean, lo, hi): mean over seeds of macro AUC(a) − macro AUC(b) on one test set, with a percentile interval.
+
+    scores_a, scores_b (seeds, n, C): seed s of a is paired with seed s of b (the same pretraining and probe
+    seed). Two things make the difference uncertain, and the interval resamples both: which records are in
+    the test set (one draw of records for both arms and every seed, so the comparison stays paired) and
+    which training seeds were run (the seeds are resampled too). With one seed only records are resampled.
+    """
+    weights = bootstrap_weights(len(targets), samples, seed)
+    diffs = np.stack(
+        [
+            resampled_macro_aucs(targets, a, weights) - resampled_macro_aucs(targets, b, weights)
+            for a, b in zip(scores_a, scores_b)
+        ]
+    )  # (seeds, samples)
+    n_seeds = len(diffs)
+    picks = np.random.default_rng(seed + 1).integers(0, n_seeds, size=(samples, n_seeds))
+    means = diffs[picks, np.arange(samples)[:, None]].mean(1)
+    means = means[np.isfinite(means)]
+    point = float(np.mean([macro_auc(targets, a) - macro_auc(targets, b) for a, b in zip(scores_a, scores_b)]))
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(means, [alpha, 1 - alpha]) if len(means) else (float("nan"), float("nan"))
+    return point, float(lo), float(hi)

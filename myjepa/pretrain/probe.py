@@ -28,22 +28,27 @@ from myjepa.pretrain.config import PretrainConfig
 BATCH = 64  # records per forward pass
 
 
-def probe_auc(train_z: np.ndarray, train_y: np.ndarray, val_z: np.ndarray, val_y: np.ndarray) -> float:
-    """Macro AUC on (val_z, val_y) of one logistic regression per class fitted on (train_z, train_y)."""
+def probe_scores(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray) -> np.ndarray:
+    """(len(test_z), C) scores of one logistic regression per class fitted on (train_z, train_y), standardised."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(train_z)
-    train_z, val_z = scaler.transform(train_z), scaler.transform(val_z)
-    scores = np.full(val_y.shape, 0.5)
+    train_z, test_z = scaler.transform(train_z), scaler.transform(test_z)
+    scores = np.full((len(test_z), train_y.shape[1]), 0.5)
     for j in range(train_y.shape[1]):
         y = train_y[:, j]
         if 0 < y.sum() < len(y):  # a class without both outcomes in training keeps a constant score
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # convergence warnings: the probe is a trend, not a result
                 model = LogisticRegression(max_iter=200).fit(train_z, y)
-            scores[:, j] = model.predict_proba(val_z)[:, 1]
-    return macro_auc(val_y, scores)
+            scores[:, j] = model.predict_proba(test_z)[:, 1]
+    return scores
+
+
+def probe_auc(train_z: np.ndarray, train_y: np.ndarray, val_z: np.ndarray, val_y: np.ndarray) -> float:
+    """Macro AUC on (val_z, val_y) of one logistic regression per class fitted on (train_z, train_y)."""
+    return macro_auc(val_y, probe_scores(train_z, train_y, val_z))
 
 
 class OnlineProbe:
