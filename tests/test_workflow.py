@@ -24,6 +24,7 @@ import yaml
 from workflow_helpers import BIN, ROOT, SNAKEFILE, SNAKEMAKE, env, job_counts, snakemake, write_config
 
 from myjepa import report
+from myjepa.evaluate.metrics import paired_difference
 
 # ---- static checks -----------------------------------------------------------------------------
 
@@ -381,6 +382,35 @@ def test_report_numbers_equal_results_files(fabricated):
     tiny_rhythm = summary.loc[("rhythm", "linear", "tiny")]
     assert f"{tiny_rhythm.auc_mean:.3f} ± {tiny_rhythm.auc_std:.3f}" in page
     assert f"{tiny_rhythm.delta_vs_baseline:+.3f}" in page
+
+
+def test_report_pairs_each_job_with_the_baseline_of_its_finetuning_seed(fabricated):
+    """The Δ interval: every pretrained job against the random-init job of the same finetuning seed, on one test
+    set; jobs scored on different test records (as fabricated) get no interval."""
+    out = run_report(fabricated)
+    assert pd.read_csv(out["auc_summary"])["delta_ci_lo"].isna().all()
+    rng = np.random.default_rng(5)
+    targets = (rng.random((60, 3)) < 0.4).astype(np.float32)
+    scores = {}
+    for path in fabricated["paths"]:
+        result = json.loads(path.read_text())
+        if result["task"] != "rhythm":
+            continue
+        quality = 1.0 if result["encoder_name"].startswith("tiny") else 0.3
+        scores[(result["encoder_name"], result["seed"])] = targets * quality + rng.normal(0, 0.5, targets.shape)
+        np.savez(
+            path.parent / "predictions.npz",
+            test_targets=targets,
+            test_scores=scores[(result["encoder_name"], result["seed"])],
+        )
+    out = run_report(fabricated)
+    row = pd.read_csv(out["auc_summary"]).set_index(["task", "protocol", "group"]).loc[("rhythm", "linear", "tiny")]
+    pairs = [(e, s) for e in ("tiny-s42", "tiny-s43") for s in (0, 1)]
+    mine = np.stack([scores[p] for p in pairs])
+    base = np.stack([scores[("random-tiny", s)] for _, s in pairs])
+    _, lo, hi = paired_difference(targets, mine, base)
+    assert (row.delta_ci_lo, row.delta_ci_hi) == pytest.approx((lo, hi), abs=1e-12) and lo > 0
+    assert f"{row.delta_vs_baseline:+.3f}</span> [{lo:+.3f}, {hi:+.3f}]" in out["html"].read_text()
 
 
 def test_report_per_class_reference_numbers_and_self_contained(fabricated):

@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from myjepa.errors import UserError
+from myjepa.evaluate.metrics import paired_difference
 from myjepa.report.references import PTBXL_BENCHMARK
 from myjepa.utils.io import atomic_path
 
@@ -142,6 +144,7 @@ def summarise(jobs: pd.DataFrame) -> pd.DataFrame:
     )
     summary["baseline_auc_mean"], summary["baseline_auc_std"] = baseline_of(summary)
     summary["delta_vs_baseline"] = summary["auc_mean"] - summary["baseline_auc_mean"]
+    summary["delta_ci_lo"], summary["delta_ci_hi"] = paired_intervals(summary, jobs)
     summary["ptbxl_benchmark"] = [PTBXL_BENCHMARK.get(t, float("nan")) for t in summary["task"]]
     return summary
 
@@ -156,6 +159,50 @@ def baseline_of(summary: pd.DataFrame) -> tuple[list[float], list[float]]:
         mean.append(base.loc[key, "auc_mean"] if found else float("nan"))
         std.append(base.loc[key, "auc_std"] if found else float("nan"))
     return mean, std
+
+
+def paired_intervals(summary: pd.DataFrame, jobs: pd.DataFrame) -> tuple[list[float], list[float]]:
+    """Each row's 95 % interval of the paired difference to its baseline (`evaluate.metrics.paired_difference`):
+    every job of the row is paired with the baseline's job of the same finetuning seed, on the same test records
+    (their predictions.npz beside results.json); NaN where a row has no baseline or a pair cannot be made."""
+    lo, hi = [], []
+    for row in summary.itertuples():
+        pairs = []
+        if row.baseline:
+            same = (jobs["task"] == row.task) & (jobs["protocol"] == row.protocol)
+            base = jobs[same & (jobs["group"] == row.baseline)].set_index("seed")["results"]
+            mine = jobs[same & (jobs["group"] == row.group)]
+            pairs = [(a, base.get(seed)) for a, seed in zip(mine["results"], mine["seed"])]
+        found = test_scores(pairs)
+        if found is None:
+            lo.append(float("nan"))
+            hi.append(float("nan"))
+            continue
+        _, low, high = paired_difference(*found)
+        lo.append(low)
+        hi.append(high)
+    return lo, hi
+
+
+def test_scores(pairs: list[tuple[str, str | None]]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(targets, scores of the firsts, scores of the seconds) of result pairs on one test set, or None."""
+    if not pairs or any(b is None for _, b in pairs):
+        return None
+    targets, firsts, seconds = None, [], []
+    for a, b in pairs:
+        preds = []
+        for path in (a, b):
+            npz = Path(path).parent / "predictions.npz"
+            if not npz.is_file():
+                return None
+            with np.load(npz, allow_pickle=False) as data:
+                preds.append((data["test_targets"], data["test_scores"]))
+        targets = preds[0][0] if targets is None else targets
+        if not all(t.shape == targets.shape and np.array_equal(t, targets) for t, _ in preds):
+            return None
+        firsts.append(preds[0][1])
+        seconds.append(preds[1][1])
+    return targets, np.stack(firsts), np.stack(seconds)
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:

@@ -43,7 +43,7 @@ AUC_HEADER = [
     "bootstrap 95 % CI (mean)",
     "random init",
     "random-init AUC",
-    "Δ vs random",
+    "Δ vs random [paired 95 %]³",
     "PTB-XL benchmark¹",
     "ECG-JEPA ViT-S²",
 ]
@@ -83,10 +83,12 @@ CSS = (
 # ---- tables ------------------------------------------------------------------------------------
 
 
-def delta_cell(delta: float) -> str:
+def delta_cell(delta: float, lo: float = float("nan"), hi: float = float("nan")) -> str:
+    """The difference to random init, green or red, with its paired interval where there is one."""
     if not math.isfinite(delta):
         return "—"
-    return f'<span class="{"up" if delta > 0 else "down"}">{delta:+.3f}</span>'
+    ci = f" [{lo:+.3f}, {hi:+.3f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return f'<span class="{"up" if delta > 0 else "down"}">{delta:+.3f}</span>{ci}'
 
 
 def auc_table(summary: pd.DataFrame) -> str:
@@ -106,7 +108,7 @@ def auc_table(summary: pd.DataFrame) -> str:
             interval(r.ci_lo_mean, r.ci_hi_mean),
             esc(r.baseline or "—"),
             mean_std(r.baseline_auc_mean, r.baseline_auc_std),
-            delta_cell(r.delta_vs_baseline),
+            delta_cell(r.delta_vs_baseline, r.delta_ci_lo, r.delta_ci_hi),
             fmt(PTBXL_BENCHMARK.get(r.task)),
             fmt(ecgjepa(r.task, r.protocol_kind)),
         ]
@@ -235,7 +237,9 @@ def render(
         f"{len(runs)} pretraining run(s)</p><p><b>{esc(verdict(summary))}</b></p>",
         "<h2>Test macro AUC</h2><p class='muted'>Mean ± sample std over seeds (pretraining × finetuning); the "
         "bootstrap CI (resamples of the test records; `bootstrap_samples` in each job's config) is averaged over "
-        "seeds. Δ: pretrained minus random-init mean.</p>" + auc_table(summary),
+        "seeds. Δ: pretrained minus random-init mean. ³ Its 95 % interval pairs each job with the random-init job "
+        "of the same finetuning seed on the same test records and resamples both the records and the pairs "
+        "(with one seed, the records only).</p>" + auc_table(summary),
         f"<h2>Published reference numbers</h2>{references_table()}<p class='muted'>¹ {esc(PTBXL_SOURCE)}.<br>"
         f"² {esc(ECGJEPA_SOURCE)}. Reference numbers are on real PTB-XL; the demo's synthetic data is not "
         "comparable with them.</p>",
@@ -249,8 +253,9 @@ def render(
         f"encoder.</p>{roc_figures(jobs)}",
         "<h2>Pretraining curves</h2><p class='muted'>Collapse shows as embed_std (per-dimension std of the "
         "projected embeddings; SIGReg pulls it towards 1) and rankme (their effective rank) falling towards 0 and "
-        "1 while pred_loss drops by orders of magnitude. probe/auc: the online linear probe's macro AUC on the "
-        f"validation fold, logged while pretraining runs.</p>{pretrain_figure(runs)}",
+        "1 while pred_loss drops by orders of magnitude; token_std and token_rankme are the same of the encoder's "
+        "tokens, which can collapse while the record embeddings do not. probe/auc: the online linear probe's macro "
+        f"AUC on the validation fold, logged while pretraining runs.</p>{pretrain_figure(runs)}",
         "<h2>Per-class test AUC</h2><p class='muted'>Mean over seeds; — marks a class without a positive test "
         f"record.</p>{per_class_tables(per_class)}",
         "<h2>Releases</h2><p class='muted'>Each pretrained encoder as safetensors weights, config.json and a model "
