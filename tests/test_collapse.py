@@ -5,7 +5,14 @@ import pytest
 import torch
 from test_pretrain import metrics, run
 
-from myjepa.pretrain.collapse import FLAT_LOGS, STD_FLOOR, CollapseMonitor, embedding_stats
+from myjepa.pretrain.collapse import (
+    FLAT_LOGS,
+    STD_FLOOR,
+    CollapseMonitor,
+    effective_rank,
+    embedding_stats,
+    token_stats,
+)
 from myjepa.pretrain.train import EXIT_COLLAPSE
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -24,6 +31,24 @@ def test_embedding_std_and_rankme_match_numpy():
     assert embedding_stats(torch.from_numpy(line).float())[1] == pytest.approx(1.0, abs=1e-3)
     assert embedding_stats(torch.randn(512, 16))[1] > 14  # an isotropic Gaussian uses every dimension
     assert embedding_stats(torch.full((8, 4), float("inf"))).isnan().all()  # no SVD error: the loss check stops
+
+
+def test_token_stats_see_a_token_collapse_that_record_means_hide():
+    """Tokens that are a shared pattern over positions in 2 directions plus a small record term: their record means
+    spread over all 16 directions (the position pattern averages out), the tokens themselves over about 4."""
+    gen = torch.Generator().manual_seed(0)
+    pattern = torch.randn(1, 50, 2, generator=gen) @ torch.randn(2, 16, generator=gen) * 3
+    tokens = pattern - pattern.mean(1, keepdim=True) + 0.3 * torch.randn(32, 1, 16, generator=gen)
+    assert embedding_stats(tokens.mean(1))[1] > 14 and token_stats(tokens)[1] < 5
+    varied = torch.randn(32, 50, 16, generator=gen)
+    assert torch.allclose(token_stats(varied), embedding_stats(varied.reshape(-1, 16))) and token_stats(varied)[1] > 14
+    big = torch.randn(64, 200, 8, generator=gen)  # 12,800 tokens: an even stride of 4,096 (every third)
+    assert torch.allclose(token_stats(big, max_tokens=4096), embedding_stats(big.reshape(-1, 8)[::3]))
+
+
+def test_effective_rank_centred_ignores_a_shared_offset():
+    z = torch.randn(256, 8, generator=torch.Generator().manual_seed(1)) + 100.0
+    assert effective_rank(z) < 1.5 < 7 < effective_rank(z, center=True)
 
 
 def feed(monitor, rows, start=10):
@@ -77,3 +102,5 @@ def test_the_default_tiny_run_is_not_flagged(small_dump, tmp_path, capfd):
     assert "collapsed" not in capfd.readouterr().err
     lines = metrics(out)
     assert all(l["train/embed_std"] > STD_FLOOR and l["train/rankme"] > 1.5 for l in lines[10:])
+    # the tokens' spread is logged beside: a tiny encoder's 64 dimensions, far from a collapse to one
+    assert all(0.1 < l["train/token_std"] < 10 and 2 < l["train/token_rankme"] <= 64 for l in lines)
