@@ -24,6 +24,7 @@ from myjepa.errors import UserError
 from myjepa.evaluate.config import CONFIG_DIR as FINETUNE_CONFIGS
 from myjepa.models.config import ENCODER_KEYS
 from myjepa.pretrain.config import CONFIG_DIR as PRETRAIN_CONFIGS
+from myjepa.tasks.names import TASKS
 
 EVALUATION_DUMP = "ptb-xl"
 """The evaluation's dump (data.ptb_xl); pretraining can sample its train folds under this name."""
@@ -64,8 +65,6 @@ def check_choice(where: str, value: Any, choices: Sequence[str]) -> None:
 
 def check_config(config: Mapping[str, Any]) -> None:
     """What the schema cannot say: tasks and dump names are the package's, paths exist, folds differ."""
-    from myjepa.evaluate.labels import TASKS  # here, not above: labels imports pandas
-
     for i, task in enumerate(config["evaluate"]["tasks"]):
         check_choice(f"evaluate.tasks.{i}", task, TASKS)
     check_data(config["data"])

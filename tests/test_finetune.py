@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from myjepa import LEADS
+from myjepa.dumps import norm_stats
 from myjepa.errors import UserError
 from myjepa.evaluate.config import CONFIG_DIR
 from myjepa.evaluate.encoder_io import check_compatible, load_encoder
@@ -18,7 +19,6 @@ from myjepa.evaluate.features import (
     StridedCrops,
     crop_starts,
     encode_cache,
-    norm_stats,
     predict_cached,
     predict_encoded,
 )

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from myjepa import workflow as wf
-from myjepa.evaluate.labels import TASKS
 from myjepa.models.config import ENCODER_KEYS
+from myjepa.tasks.names import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from myjepa.dumps import normalise
 from myjepa.evaluate.config import FinetuneConfig
 from myjepa.evaluate.heads import normalise_tokens
 from myjepa.utils.logging import Progress
@@ -28,25 +29,6 @@ MEMORY_CACHE_LIMIT = 16 * 2**30  # larger caches go to a memmap next to the outp
 def crop_starts(length: int, crop: int, stride: int) -> np.ndarray:
     """Start samples of the strided crops over a record of `length` samples (the last one ends by `length`)."""
     return np.arange(0, length - crop + 1, stride)
-
-
-def norm_stats(signals: np.ndarray, rows: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Per-lead mean and std (12,) over the given records, accumulated in float64 in chunks."""
-    total = np.zeros(signals.shape[1])
-    total_sq = np.zeros(signals.shape[1])
-    count = 0
-    for i in range(0, len(rows), chunk):
-        x = np.asarray(signals[np.sort(rows[i : i + chunk])], dtype=np.float64)
-        total += x.sum(axis=(0, 2))
-        total_sq += (x * x).sum(axis=(0, 2))
-        count += x.shape[0] * x.shape[2]
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
-    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
-
-
-def normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    return (np.asarray(x, dtype=np.float32) - mean[:, None]) / std[:, None]
 
 
 def strided_crops(

@@ -7,7 +7,7 @@
     myjepa finetune --labels my_task.csv --dump my.npy --encoder results/release/tiny-s0 --config linear --out ...
 
 `--labels LABELS.csv` replaces --data-dir and --task: a user's own task on any dump (the CSV's
-format: `custom_labels`), trained, scored and written exactly as a PTB-XL task; its name is the
+format: `myjepa.tasks.custom`), trained, scored and written exactly as a PTB-XL task; its name is the
 CSV's stem, and results.json and predictions.npz name every class.
 
 Train on folds 1-8, pick the step with the best validation (fold 9) macro AUC, report the test
@@ -42,11 +42,13 @@ from myjepa.errors import UserError, run_cli
 from myjepa.evaluate.config import FinetuneConfig, load_finetune_config
 from myjepa.evaluate.encoder_io import LoadedEncoder, load_encoder
 from myjepa.evaluate.features import encode_features
-from myjepa.evaluate.labels import TASKS, check_task
 from myjepa.evaluate.model import Model, build_model, device_name
 from myjepa.evaluate.outputs import score_test, write_outputs
-from myjepa.evaluate.run import Run, load_labels_data, load_task_data, task_crops
+from myjepa.evaluate.run import Run, task_crops
 from myjepa.evaluate.training import train
+from myjepa.tasks.custom import load_labels_data
+from myjepa.tasks.names import TASKS, check_task
+from myjepa.tasks.ptbxl import load_task_data
 from myjepa.utils.io import sha256_file
 from myjepa.utils.logging import MetricsLogger
 from myjepa.utils.memory import keep_freed_memory

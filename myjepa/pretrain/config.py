@@ -12,6 +12,7 @@ from typing import Any
 from myjepa import config
 from myjepa.config import check, check_positive
 from myjepa.models.config import EncoderConfig
+from myjepa.tasks.names import check_task, is_multiclass
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -62,8 +63,6 @@ class PretrainConfig(EncoderConfig):
     activation_checkpointing: bool = False  # recompute encoder blocks in the backward: less memory, ~1/3 more compute
 
     def __post_init__(self) -> None:
-        from myjepa.evaluate.labels import check_task, is_multiclass  # here, not above: labels imports pandas
-
         super().__post_init__()
         check_positive(self, "pred_dim", "pred_depth", "pred_num_heads", "proj_hidden", "proj_dim", "lr")
         check_positive(self, "sigreg_slices", "sigreg_points", "sigreg_t_max", "min_block_size")

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from myjepa.dumps import norm_stats, normalise
 from myjepa.errors import UserError
-from myjepa.evaluate.features import norm_stats, normalise
-from myjepa.evaluate.metrics import macro_auc
-from myjepa.evaluate.run import load_task_data
 from myjepa.pretrain.config import PretrainConfig
+from myjepa.tasks.metrics import macro_auc
+from myjepa.tasks.ptbxl import load_task_data
 
 BATCH = 64  # records per forward pass
 
