@@ -94,8 +94,8 @@ def peak_memory_mb(archive: str, root: Path, out: Path, fs: int) -> tuple[float,
 
 def other_archive(args: argparse.Namespace) -> None:
     """Records and windows per second (wall, CPU) of a synthetic CODE-15% or Challenge 2021 tree."""
-    import myjepa.ingest.synth_layouts as layouts
-    from myjepa.ingest.synth import synth
+    import myjepa.synth.code15_challenge as layouts
+    from myjepa.synth.command import synth
 
     root = Path(f"{args.dir}-{args.archive}-{args.records}")
     if not root.is_dir():

@@ -14,10 +14,10 @@ import pytest
 
 from myjepa.evaluate.finetune import main as finetune_main
 from myjepa.ingest.convert import main as convert_main
-from myjepa.ingest.synth import main as synth_main
 from myjepa.pretrain.config import load_config
 from myjepa.pretrain.probe import OnlineProbe
 from myjepa.pretrain.train import main as pretrain_main
+from myjepa.synth.command import main as synth_main
 
 PTBXL_RECORDS, MIMIC_RECORDS, PRETRAIN_STEPS = 600, 1000, 150
 PROBE = ["--set", "steps=400", "--set", "eval_interval=50", "--set", "patience=4", "--set", "bootstrap_samples=200"]
