@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from myjepa.models.vit import VisionTransformer
+from myjepa.pretrain import checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "ptb-xl-sample"
@@ -82,16 +83,16 @@ def main() -> None:
     t_pretrain = time.perf_counter() - t0
     metrics = [json.loads(line) for line in (run.parent / "metrics.jsonl").read_text().splitlines()]
 
-    ckpt = torch.load(run, weights_only=True)
-    pretrained = VisionTransformer.from_config(ckpt["config"])
-    pretrained.load_state_dict(ckpt["encoder"])
+    ckpt = checkpoints.read(run)
+    pretrained = VisionTransformer.from_config(ckpt.run.encoder_config)
+    pretrained.load_state_dict(ckpt.encoder)
     torch.manual_seed(args.seed)  # the random-init encoder the probe below builds from the same config
-    random_init = VisionTransformer.from_config(ckpt["config"])
+    random_init = VisionTransformer.from_config(ckpt.run.encoder_config)
     stats = json.loads(dump.with_suffix(".stats.json").read_text())
     folds = pd.read_csv(dump.with_suffix(".index.csv"))["strat_fold"].to_numpy()
     signals = np.load(dump, mmap_mode="r")[np.isin(folds, [9, 10])].astype(np.float32)
     x = (signals - np.array(stats["mean"])[:, None]) / np.array(stats["std"])[:, None]
-    x = x[:, :, : ckpt["config"]["channel_size"]].astype(np.float32)
+    x = x[:, :, : ckpt.run.config["channel_size"]].astype(np.float32)
     model_yaml = work / "pretrain" / "config.yaml"
 
     rows = {}

@@ -14,7 +14,7 @@ def load_encoder(path: str):
     """A pretrained encoder (`torch.nn.Module`) from a release folder or an encoder.pt, on the CPU.
 
     Its `embed(x, fs)` takes x (records, 12 leads, samples) in mV at `fs` Hz and returns (records, dim)
-    embeddings; it resamples and crops as the encoder needs (`myjepa.release.model.PretrainedEncoder.embed`)::
+    embeddings; it resamples and crops as the encoder needs (`myjepa.encoders.pretrained.PretrainedEncoder.embed`)::
 
         import numpy as np
         import myjepa
@@ -25,6 +25,6 @@ def load_encoder(path: str):
 
     Imported on call: `import myjepa` stays free of torch (the converters do not need it).
     """
-    from myjepa.release.load import load_encoder as load
+    from myjepa.encoders.load import load_encoder as load
 
     return load(path)

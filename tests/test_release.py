@@ -15,9 +15,11 @@ import torch
 
 import myjepa
 from myjepa import LEADS
+from myjepa.encoders.contract import CROP_S, STRIDE_S
+from myjepa.encoders.load import encoder_or_baseline
 from myjepa.errors import UserError
 from myjepa.evaluate import finetune
-from myjepa.evaluate.encoder_io import load_encoder as load_eval_encoder
+from myjepa.evaluate.config import load_finetune_config
 from myjepa.ingest.resample import resample
 from myjepa.ingest.wfdb_io import read_record, write_record
 from myjepa.pretrain import train as pretrain
@@ -48,7 +50,7 @@ def release(run):
 
 def reference_embedding(run, x: np.ndarray) -> np.ndarray:
     """By hand: z-score with the dump's stats, 2.5 s crops every 1.25 s, tokens averaged per crop, then over crops."""
-    enc = load_eval_encoder(run["encoder"]).encoder.eval()
+    enc = encoder_or_baseline(run["encoder"]).encoder.eval()
     stats = json.loads(run["dump"].with_name("mimic.stats.json").read_text())
     z = (x - np.array(stats["mean"])[:, None]) / np.array(stats["std"])[:, None]
     crops = [z[:, :, s : s + 1250] for s in range(0, x.shape[2] - 1250 + 1, 625)]
@@ -218,3 +220,10 @@ def test_finetune_on_your_own_labels_with_a_release(run, release, tmp_path):
     assert res["task"] == "mine" and res["encoder_name"] == "release" and res["encoder_pretrained"]
     assert res["encoder"] == str(release / "model.safetensors")
     assert [c["name"] for c in res["classes"]] == ["a", "b"] and (res["n_train"], res["n_test"]) == (32, 8)
+
+
+@pytest.mark.parametrize("protocol", ["linear", "finetune", "finetune_after_linear"])
+def test_an_embedding_averages_the_crops_the_shipped_protocols_score(protocol):
+    """The release's crops are its own (the input contract), and the same as every shipped protocol's."""
+    cfg = load_finetune_config(protocol)
+    assert (cfg.crop_s, cfg.stride_s) == (CROP_S, STRIDE_S)

@@ -21,8 +21,8 @@ after the folder holding its checkpoint (`runs/vits/encoder.pt`: `vits`), or `ra
 config's stem for a random-init baseline (`--encoder tiny`: `random-tiny`); the protocol after the
 stem of `--config` (`linear`; `x` for `path/x.yaml`).
 
-The steps live beside this file: `run` (the task's data and crops), `encoder_io` (the encoder),
-`model` (encoder, probe and optimizer), `features` (the feature cache), `training` (the loop with
+The steps live beside this file: `run` (the task's data and crops; the encoder comes from
+`myjepa.encoders`), `model` (encoder, probe and optimizer), `features` (the feature cache), `training` (the loop with
 early stopping) and `outputs` (test scores and the files written).
 """
 
@@ -38,9 +38,9 @@ import numpy as np
 import torch
 
 from myjepa.config import parse_overrides, to_dict
+from myjepa.encoders.load import LoadedEncoder, encoder_or_baseline
 from myjepa.errors import UserError, run_cli
 from myjepa.evaluate.config import FinetuneConfig, load_finetune_config
-from myjepa.evaluate.encoder_io import LoadedEncoder, load_encoder
 from myjepa.evaluate.features import encode_features
 from myjepa.evaluate.model import Model, build_model, device_name
 from myjepa.evaluate.outputs import score_test, write_outputs
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = load_labels_data(args.labels, args.dump, args.val_fold, args.test_fold)
     else:
         data = load_task_data(args.data_dir, args.dump, task, cfg.min_samples, args.val_fold, args.test_fold)
-    encoder = load_encoder(args.encoder, args.seed)
+    encoder = encoder_or_baseline(args.encoder, args.seed)
     encoder_sha = sha256_file(encoder.path)
     crops, stride = task_crops(data, encoder, cfg.crop_s, cfg.stride_s)
     run = Run(

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from myjepa.dumps import sidecars
+from myjepa.encoders.load import load_encoder
 from myjepa.errors import UserError, run_cli
-from myjepa.release.load import load_encoder
 from myjepa.release.records import MISSING_LEADS, open_records
 from myjepa.utils.io import atomic_path
 from myjepa.utils.logging import Progress

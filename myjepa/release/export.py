@@ -17,12 +17,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from myjepa.encoders.load import LoadedEncoder, from_checkpoint
+from myjepa.encoders.release import CARD, CONFIG, FORMAT, FORMAT_VERSION, WEIGHTS
 from myjepa.errors import UserError, run_cli
-from myjepa.evaluate.encoder_io import encoder_from_checkpoint
 from myjepa.release.card import render_card
-from myjepa.release.contract import contract_from_checkpoint
-from myjepa.release.load import CARD, CONFIG, FORMAT, FORMAT_VERSION, WEIGHTS
-from myjepa.utils import checkpoint
 from myjepa.utils.io import atomic_path, sha256_file, write_json
 
 
@@ -80,15 +78,18 @@ def software() -> dict[str, str]:
     return out
 
 
-def release_config(name: str, ckpt: dict[str, Any], encoder_config: dict[str, Any], path: Path) -> dict[str, Any]:
+def release_config(name: str, loaded: LoadedEncoder, path: Path) -> dict[str, Any]:
     """config.json without the weights' digest: encoder, input contract, pretraining, software."""
-    contract = contract_from_checkpoint(ckpt, encoder_config, str(path))
-    pretrain = ckpt.get("pretrain_config") or {}
+    contract, run = loaded.require_contract(), loaded.run
+    if run is None or not run.dumps:
+        raise UserError(f"--encoder {path}: not a pretraining checkpoint")
+    pretrain = run.config
     data = [
         {k: d[k] for k in ("name", "path", "records", "samples", "fs", "weight")}
         | {"hours": d["records"] * d["samples"] / d["fs"] / 3600}
-        for d in ckpt.get("data") or ckpt.get("sources")
+        for d in run.dumps
     ]
+    encoder_config = loaded.config
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -97,10 +98,10 @@ def release_config(name: str, ckpt: dict[str, Any], encoder_config: dict[str, An
         "embedding": {"dim": encoder_config["dim"], "pooling": "mean over patch tokens, then over strided crops"},
         "input": contract.to_dict(),
         "pretraining": {
-            "step": ckpt.get("step"),
+            "step": loaded.step,
             "steps": pretrain.get("steps"),
             "batch_size": pretrain.get("batch_size"),
-            "seed": ckpt.get("seed"),
+            "seed": run.options.get("seed"),
             "final_loss": final_loss(path),
             "data": data,
             "encoder_sha256": sha256_file(path),
@@ -117,9 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     path, out = Path(args.encoder), Path(args.out)
     if not path.is_file():
         raise UserError(f"--encoder {path}: not found")
-    ckpt = checkpoint.load(path)
-    loaded = encoder_from_checkpoint(ckpt, path)
-    config = release_config(args.name or out.absolute().name, ckpt, loaded.config, path)
+    loaded = from_checkpoint(path)
+    config = release_config(args.name or out.absolute().name, loaded, path)
     results = find_results(args.results)
 
     # weights first; config.json records their digest; the card last
