@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from timing import best_of, machine  # noqa: E402
 
-from myjepa import LEADS  # noqa: E402
 from myjepa.ingest.wfdb_io import write_record  # noqa: E402
 from myjepa.ingest.writer import convert  # noqa: E402
+from myjepa.leads import LEADS  # noqa: E402
 
 MIMIC_NAMES = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
 

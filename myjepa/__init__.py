@@ -4,10 +4,9 @@ ECG-JEPA's block masking and transformer predictor, trained with LeJEPA's single
 SIGReg regulariser (no EMA teacher, no stop-gradient).
 """
 
-__version__ = "0.1.0"
+from myjepa.leads import LEADS as LEADS  # the canonical lead order, re-exported: stages import myjepa.leads
 
-LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-"""Canonical lead order of every dump and every model input."""
+__version__ = "0.1.0"
 
 
 def load_encoder(path: str):

@@ -19,11 +19,11 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from myjepa import LEADS
 from myjepa.ingest.code15 import LEAD_NAMES as CODE15_LEADS
 from myjepa.ingest.code15 import RATE as CODE15_RATE
 from myjepa.ingest.code15 import SAMPLES as CODE15_SAMPLES
 from myjepa.ingest.wfdb_io import MAT_V4_INT16
+from myjepa.leads import LEADS
 from myjepa.synth.parallel import run_tasks
 from myjepa.synth.profiles import sample_profile
 from myjepa.synth.simulator import simulate
