@@ -24,6 +24,11 @@ def sidecars(path: str | Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".index.csv"), stem.with_name(stem.name + ".stats.json")
 
 
+def dump_files(path: str | Path) -> list[Path]:
+    """The three files of dump `path`: the .npy and its sidecars."""
+    return [Path(path), *sidecars(path)]
+
+
 @dataclass
 class Dump:
     path: Path

@@ -19,7 +19,7 @@ from myjepa.config import read_yaml, resolve_config_path
 from myjepa.encoders.build import build_encoder, load_state
 from myjepa.encoders.contract import InputContract, contract_for
 from myjepa.encoders.pretrained import PretrainedEncoder
-from myjepa.encoders.release import CONFIG, WEIGHTS, read_release_config, read_release_weights
+from myjepa.encoders.release import CONFIG, WEIGHTS, read_release_config, read_release_weights, release_files
 from myjepa.errors import UserError
 from myjepa.models.config import ENCODER_KEYS
 from myjepa.models.vit import VisionTransformer
@@ -81,6 +81,13 @@ def encoder_or_baseline(spec: str | Path, seed: int = 0) -> LoadedEncoder:
     if p.suffix == ".pt" or (p.is_file() and p.suffix not in (".yaml", ".yml")):
         return from_checkpoint(p)
     return random_encoder(spec, seed)
+
+
+def encoder_files(spec: str | Path) -> list[Path]:
+    """The files an encoder is read from (`encoder_or_baseline`): a release's, or the file itself; a shipped
+    model config's name reads no file of the user's."""
+    p = Path(spec)
+    return release_files(p) if p.is_dir() else [p] if p.is_file() else []
 
 
 def from_checkpoint(path: Path) -> LoadedEncoder:

@@ -16,6 +16,11 @@ FORMAT, FORMAT_VERSION = "myjepa-release", 1
 CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "MODEL_CARD.md"
 
 
+def release_files(folder: Path) -> list[Path]:
+    """The files of a release folder."""
+    return [folder / WEIGHTS, folder / CONFIG, folder / CARD]
+
+
 def read_release_config(folder: Path) -> dict[str, Any]:
     """config.json of a release, checked to be one."""
     path = folder / CONFIG

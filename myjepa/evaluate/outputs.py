@@ -22,6 +22,9 @@ from myjepa.tasks.metrics import bootstrap_macro_auc, class_aucs, mean_defined_a
 from myjepa.utils import checkpoint
 from myjepa.utils.io import atomic_path, write_json
 
+FILES = ("best_ckpt.pt", "predictions.npz", "results.json", "metrics.jsonl")
+"""What a run writes into --out (metrics.jsonl through its MetricsLogger)."""
+
 
 def finite_or_none(x: float) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None

@@ -35,6 +35,14 @@ class RunFolder:
     def metrics(self) -> Path:
         return self.out / "metrics.jsonl"
 
+    @property
+    def config(self) -> Path:
+        return self.out / "config.yaml"
+
+    @property
+    def files(self) -> list[Path]:
+        return [self.last, self.best, self.encoder, self.metrics, self.config]
+
 
 def prepare(folder: RunFolder, cfg: PretrainConfig, resumed_step: int | None) -> None:
     """Make the folder, write the resolved config.yaml, and make metrics.jsonl match the starting point:
@@ -45,7 +53,7 @@ def prepare(folder: RunFolder, cfg: PretrainConfig, resumed_step: int | None) ->
             path.unlink(missing_ok=True)
     else:
         truncate_metrics(folder.metrics, resumed_step)
-    with atomic_path(folder.out / "config.yaml") as tmp:
+    with atomic_path(folder.config) as tmp:
         tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 

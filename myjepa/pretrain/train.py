@@ -27,6 +27,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from myjepa.config import parse_overrides
+from myjepa.dumps import dump_files
 from myjepa.errors import UserError
 from myjepa.models.myjepa import MyJEPA
 from myjepa.models.optim import param_groups
@@ -41,8 +42,10 @@ from myjepa.pretrain.probe import OnlineProbe
 from myjepa.pretrain.recorder import Recorder
 from myjepa.pretrain.run_folder import RunFolder, prepare
 from myjepa.pretrain.signals import StopFlag, ignore_stop_signals
+from myjepa.tasks.ptbxl import table_files
 from myjepa.utils import distributed
 from myjepa.utils.flops import count_flops
+from myjepa.utils.io import check_outputs, outputs_of
 from myjepa.utils.memory import keep_freed_memory
 from myjepa.utils.schedules import cosine, warmup_cosine
 
@@ -100,10 +103,22 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     )
 
 
+def input_files(args: argparse.Namespace, options: RunOptions) -> list[tuple[str, Path]]:
+    """What the command reads, by option: the run folder's files never replace one of these."""
+    files = [("--data", f) for _, dump in options.data for f in dump_files(dump)]
+    files += [("--config", Path(args.config))] if Path(args.config).is_file() else []
+    if options.probe is not None:
+        files += [("--probe-data", f) for f in dump_files(options.probe.data)]
+        files += [("--probe-labels", f) for f in table_files(options.probe.labels)]
+    return files
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = load_config(args.config, **parse_overrides(args.overrides))
     options = run_options(args)
+    # the run folder's files are rewritten as the run goes (rerunning resumes): never over an input
+    check_outputs(outputs_of("--out", options.out, RunFolder(options.out).files), input_files(args, options), True)
     dist = distributed.setup(options.device)
     keep_freed_memory()  # a CPU step reuses the previous step's activation memory (utils/memory.py)
     try:

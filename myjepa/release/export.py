@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from myjepa.encoders.load import LoadedEncoder, from_checkpoint
-from myjepa.encoders.release import CARD, CONFIG, FORMAT, FORMAT_VERSION, WEIGHTS
+from myjepa.encoders.release import CARD, CONFIG, FORMAT, FORMAT_VERSION, WEIGHTS, release_files
 from myjepa.errors import UserError, run_cli
 from myjepa.release.card import render_card
-from myjepa.utils.io import atomic_path, sha256_file, write_json
+from myjepa.utils.io import atomic_path, check_outputs, outputs_of, sha256_file, write_json
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -32,6 +32,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--results", nargs="*", default=[], metavar="DIR", help="finetune results (folders searched for results.json)"
     )
     p.add_argument("--name", help="the release's name (default: the --out folder's name)")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an existing release in --out")
     return p.parse_args(argv)
 
 
@@ -52,18 +53,25 @@ def final_loss(encoder_path: Path) -> dict[str, float] | None:
     }
 
 
-def find_results(dirs: Sequence[str]) -> list[dict[str, Any]]:
-    """Every results.json under the given folders (or given as files), sorted by task, protocol and seed."""
+def find_results(dirs: Sequence[str]) -> list[Path]:
+    """Every results.json under the given folders, or given as files."""
     found = []
     for d in map(Path, dirs):
         paths = [d] if d.is_file() else sorted(d.rglob("results.json"))
         if not paths:
             raise UserError(f"--results {d}: no results.json found")
-        for p in paths:
-            try:
-                found.append(json.loads(p.read_text()))
-            except (OSError, json.JSONDecodeError) as e:
-                raise UserError(f"{p}: not readable JSON: {e}") from None
+        found += paths
+    return found
+
+
+def read_results(paths: list[Path]) -> list[dict[str, Any]]:
+    """The results.json files, sorted by task, protocol and seed."""
+    found = []
+    for p in paths:
+        try:
+            found.append(json.loads(p.read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"{p}: not readable JSON: {e}") from None
     key = lambda r: (str(r.get("task")), str(r.get("protocol_name", r.get("protocol"))), r.get("seed", 0))  # noqa: E731
     return sorted(found, key=key)
 
@@ -118,9 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     path, out = Path(args.encoder), Path(args.out)
     if not path.is_file():
         raise UserError(f"--encoder {path}: not found")
+    result_files = find_results(args.results)
+    inputs = [("--encoder", path)] + [("--results", f) for f in result_files]
+    check_outputs(outputs_of("--out", out, release_files(out)), inputs, args.overwrite)
     loaded = from_checkpoint(path)
     config = release_config(args.name or out.absolute().name, loaded, path)
-    results = find_results(args.results)
+    results = read_results(result_files)
 
     # weights first; config.json records their digest; the card last
     out.mkdir(parents=True, exist_ok=True)

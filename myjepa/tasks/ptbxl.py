@@ -22,6 +22,11 @@ from myjepa.tasks.splits import Splits, TaskData
 from myjepa.utils.tables import read_csv
 
 
+def table_files(folder: str | Path) -> list[Path]:
+    """A PTB-XL folder's two tables: ptbxl_database.csv and scp_statements.csv."""
+    return [Path(folder) / "ptbxl_database.csv", Path(folder) / "scp_statements.csv"]
+
+
 def read_statements(path: str | Path) -> pd.DataFrame:
     """scp_statements.csv indexed by SCP code, with the columns the aggregation needs."""
     need = ["diagnostic", "form", "rhythm", "diagnostic_class", "diagnostic_subclass"]
@@ -145,9 +150,9 @@ def load_task_data(
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise UserError(f"--data-dir {data_dir}: not a folder")
-    db_path = data_dir / "ptbxl_database.csv"
+    db_path, statements_path = table_files(data_dir)
     db = read_database(db_path)
-    statements = read_statements(data_dir / "scp_statements.csv")
+    statements = read_statements(statements_path)
     dump = open_dump(dump_path)
     skipped = {
         int(s["id"])
