@@ -19,7 +19,7 @@ import hashlib
 import math
 import sys
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +93,10 @@ class Checkpoint:
     version: int = VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        """What torch.save writes: the encoder's weights once (inside `training.model` when training is set)."""
-        weights = {"training": asdict(self.training)} if self.training else {"encoder": self.encoder}
-        return {"version": self.version, "step": self.step, "run": asdict(self.run), **weights}
+        """What torch.save writes: the encoder's weights once (inside `training.model` when training is set).
+        Shallow (`vars`, not `asdict`): the tensors are saved as they are, never copied first."""
+        weights = {"training": dict(vars(self.training))} if self.training else {"encoder": self.encoder}
+        return {"version": self.version, "step": self.step, "run": dict(vars(self.run)), **weights}
 
 
 @dataclass
@@ -138,12 +139,13 @@ def data_summary(sources: list[Source]) -> list[dict[str, Any]]:
     ]
 
 
-def save_training(path: Path, model: MyJEPA, optimizer: torch.optim.Optimizer, state: TrainState, run: RunRecord):
+def save_training(
+    path: Path, model: MyJEPA, optimizer: torch.optim.Optimizer, state: TrainState, run: RunRecord
+) -> None:
     """last_ckpt.pt or best_ckpt.pt: everything to resume."""
-    training = Training(
-        model.state_dict(), optimizer.state_dict(), state.best_loss, list(state.window), checkpoint.rng_state()
-    )
-    checkpoint.save(Checkpoint(state.step, run, {}, training).to_dict(), path)
+    weights = model.state_dict()
+    training = Training(weights, optimizer.state_dict(), state.best_loss, list(state.window), checkpoint.rng_state())
+    checkpoint.save(Checkpoint(state.step, run, encoder_of(weights, path), training).to_dict(), path)
 
 
 def save_encoder(path: Path, model: MyJEPA, step: int, run: RunRecord) -> None:
