@@ -39,7 +39,7 @@ class LoadedEncoder:
     path: Path  # the file it came from: a checkpoint, a release's model.safetensors, or a model config
     pretrained: bool
     step: int | None  # the training step of its weights, when the file says
-    contract: InputContract | None = None  # the input it expects; None when the file does not say (see `contract`)
+    contract: InputContract | None = None  # the input it expects; None when the file does not say
     run: RunRecord | None = None  # a pretraining checkpoint's record of its run (what a release is made from)
     release: dict[str, Any] | None = None  # a release's config.json
 
