@@ -299,7 +299,7 @@ def pretrain_args(settings: Mapping[str, Any], dumps: Mapping[str, str], probe: 
     args = [f"--data {data}"]  # one --data with every dump: the option takes a list
     args.append(f"--config {shlex.quote(settings['config'])}")
     args.append(set_args({"datasets": datasets, **settings["set"]}))
-    args += option_args({name: settings[name] for name in RUN_OPTIONS})
+    args += option_args({name: settings[name] for name in RUN_OPTIONS if name != "seed"})  # the rule passes --seed
     args.append(
         f"--probe-data {shlex.quote(probe['dump'])} --probe-labels {shlex.quote(probe['tables'])} "
         f"--probe-val-fold {probe['val_fold']} --probe-test-fold {probe['test_fold']}"

@@ -369,7 +369,7 @@ def test_pretrain_args():
     )
     assert wf.pretrain_args(pretrain_settings(), dumps, probe) == (
         "--data mimic-iv-ecg=results/data/mimic-iv-ecg.npy --config tiny --set 'datasets={\"mimic-iv-ecg\": 1.0}' "
-        "--seed 42 " + probe_args
+        + probe_args
     )
     settings = pretrain_settings(
         config="my model.yaml",
@@ -380,8 +380,7 @@ def test_pretrain_args():
     )
     assert wf.pretrain_args(settings, dumps, probe) == (
         "--data mimic-iv-ecg=results/data/mimic-iv-ecg.npy ptb-xl='/data dir/ptb-xl.npy' --config 'my model.yaml' "
-        '--set \'datasets={"mimic-iv-ecg": 1.0, "ptb-xl": 0.5}\' --set steps=10 --seed 42 --amp bfloat16 --compile '
-        + probe_args
+        '--set \'datasets={"mimic-iv-ecg": 1.0, "ptb-xl": 0.5}\' --set steps=10 --amp bfloat16 --compile ' + probe_args
     )
 
 
@@ -396,8 +395,11 @@ def test_pretrain_settings_are_the_run_options_that_define_a_run():
     assert list(settings)[3:] == list(RUN_OPTIONS) == ["seed", "amp", "compile"]
     dumps = {"ptb-xl": "p.npy"}
     probe = {"dump": "p.npy", "tables": "t", "val_fold": 9, "test_fold": 10}
-    assert "--seed 7 --amp float32 --compile --probe-data" in wf.pretrain_args(settings, dumps, probe)
-    args = pretrain.parse_args(shlex.split(wf.pretrain_args(settings, dumps, probe)) + ["--out", "o"])
+    assert "--set steps=3 --amp float32 --compile --probe-data" in wf.pretrain_args(settings, dumps, probe)
+    rule = (ROOT / "workflow" / "rules" / "pretrain.smk").read_text()  # the rule passes the job's seed itself
+    assert "{params.args} --out {params.dir} --seed {wildcards.seed}" in rule
+    words = shlex.split(wf.pretrain_args(settings, dumps, probe)) + ["--out", "o", "--seed", "7"]
+    args = pretrain.parse_args(words)
     options = pretrain.run_options(args)
     assert {name: getattr(options, name) for name in RUN_OPTIONS} == {"seed": 7, "amp": "float32", "compile": True}
 

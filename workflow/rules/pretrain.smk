@@ -32,5 +32,5 @@ rule pretrain:
         if [ {resources.gpu} -gt 1 ]; then
             launch="torchrun --standalone --nproc_per_node={resources.gpu} -m myjepa.pretrain"
         fi
-        $launch {params.args} --out {params.dir} --restart-on-change ${{MYJEPA_WANDB:-}} 2>&1 | tee {log}
+        $launch {params.args} --out {params.dir} --seed {wildcards.seed} --restart-on-change ${{MYJEPA_WANDB:-}} 2>&1 | tee {log}
         """
