@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from timing import best_of, machine  # noqa: E402
 
-from myjepa import LEADS  # noqa: E402
 from myjepa.ingest.wfdb_io import write_record  # noqa: E402
 from myjepa.ingest.writer import convert  # noqa: E402
+from myjepa.leads import LEADS  # noqa: E402
 
 MIMIC_NAMES = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
 
@@ -94,8 +94,8 @@ def peak_memory_mb(archive: str, root: Path, out: Path, fs: int) -> tuple[float,
 
 def other_archive(args: argparse.Namespace) -> None:
     """Records and windows per second (wall, CPU) of a synthetic CODE-15% or Challenge 2021 tree."""
-    import myjepa.ingest.synth_layouts as layouts
-    from myjepa.ingest.synth import synth
+    import myjepa.synth.code15_challenge as layouts
+    from myjepa.synth.command import synth
 
     root = Path(f"{args.dir}-{args.archive}-{args.records}")
     if not root.is_dir():

@@ -22,7 +22,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from conftest import synthetic_ecg, write_dump  # noqa: E402
 
+from myjepa.config import to_dict  # noqa: E402
 from myjepa.models.vit import VisionTransformer  # noqa: E402
+from myjepa.pretrain.checkpoints import Checkpoint, RunRecord  # noqa: E402
 from myjepa.pretrain.config import load_config  # noqa: E402
 from myjepa.utils import checkpoint  # noqa: E402
 
@@ -60,7 +62,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        cfg = load_config("tiny").encoder_config()
+        cfg = load_config("tiny")
         stats = synthetic_ecg(256, seed=0).astype(np.float64)
         data = [
             {
@@ -74,8 +76,9 @@ def main() -> None:
                 "std": stats.std(axis=(0, 2)).tolist(),
             }
         ]
-        encoder = VisionTransformer.from_config(cfg)
-        checkpoint.save({"encoder": encoder.state_dict(), "config": cfg, "data": data, "step": 0}, root / "encoder.pt")
+        encoder = VisionTransformer.from_config(cfg.encoder_config())
+        run = RunRecord(to_dict(cfg), {}, None, data)
+        checkpoint.save(Checkpoint(0, run, encoder.state_dict()).to_dict(), root / "encoder.pt")
         for n in (args.records, 8 * args.records):
             dump = big_dump(root / f"d{n}.npy", n)
             t0 = time.perf_counter()

@@ -55,6 +55,16 @@ grep -a "^resuming" "$W/err" | sed 's/^/  | /'; echo "  third run: exit $rc"
 case_ "changed data: the same command with another dump"
 myjepa pretrain --data mimic-iv-ecg="$W/b.npy" "${P[@]}" 2>"$W/err"; show $?
 
+case_ "an output over its input: embed --src a.npy --out DIR/./a.npy, then --out a hard link to it with --overwrite"
+digest() { cat "$W/a.npy" "$W/a.index.csv" "$W/a.stats.json" | sha256sum; }
+before=$(digest); ln -f "$W/a.npy" "$W/hard.npy"
+myjepa embed --encoder "$W/run/encoder.pt" --src "$W/a.npy" --out "$W/./a.npy" 2>"$W/err"; show $?
+myjepa embed --encoder "$W/run/encoder.pt" --src "$W/a.npy" --out "$W/hard.npy" --overwrite 2>"$W/err"; show $?
+echo "  a.npy and its sidecars unchanged: $([ "$before" = "$(digest)" ] && echo yes || echo no)"
+
+case_ "an existing --out (the dump b.npy) without --overwrite"
+myjepa embed --encoder "$W/run/encoder.pt" --src "$W/a.npy" --out "$W/b.npy" 2>"$W/err"; show $?
+
 case_ "non-finite loss or weights (--set lr=1e6 checkpoint_interval=1)"
 myjepa pretrain --data mimic-iv-ecg="$W/a.npy" --out "$W/nan" "${TINY[@]}" steps=60 lr=1e6 checkpoint_interval=1 \
   2>"$W/err"; show $?

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from timing import cpu_seconds, machine
 
-from myjepa import LEADS
+from myjepa.leads import LEADS
 from myjepa.models.myjepa import MyJEPA
 from myjepa.pretrain import train
 from myjepa.pretrain.batches import CropBatches, SourceNorm, open_sources

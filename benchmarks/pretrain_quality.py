@@ -14,7 +14,7 @@ against a randomly initialised one of the same config and seed on the test fold 
   early stopping on fold 9) and a mean-pooled logistic probe (tokens of the whole record averaged,
   one logistic regression per class fitted on folds 1-8), test macro AUC per task;
 - per task, the mean over seeds of the paired difference to random init with a 95 % interval that
-  resamples the test records and the seeds (`evaluate.metrics.paired_difference`);
+  resamples the test records and the seeds (`tasks.metrics.paired_difference`);
 - the spread of the encoder's tokens and of the record embeddings (mean token) on folds 9-10:
   per-dimension std and effective rank (around their mean);
 - GFLOP per pretraining step and the pretraining's wall seconds, and whether a collapse alarm fired.
@@ -39,12 +39,12 @@ import numpy as np
 import torch
 import yaml
 
-from myjepa.evaluate.encoder_io import load_encoder
-from myjepa.evaluate.features import norm_stats, normalise
-from myjepa.evaluate.metrics import macro_auc, paired_difference
-from myjepa.evaluate.run import load_task_data
+from myjepa.dumps import norm_stats, normalise
+from myjepa.encoders.load import encoder_or_baseline
 from myjepa.pretrain.collapse import effective_rank
 from myjepa.pretrain.probe import probe_scores
+from myjepa.tasks.metrics import macro_auc, paired_difference
+from myjepa.tasks.ptbxl import load_task_data
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "data" / "ptb-xl-sample"
@@ -166,7 +166,7 @@ def evaluate(work: Path, dump: Path, spec: str, folder: Path, seed: int, tasks: 
 def mean_pooled(dump: Path, spec: str, seed: int, tasks: list[str]) -> dict[str, np.ndarray]:
     """The logistic probe on whole-record mean tokens per task, and the spread of tokens and record embeddings
     of folds 9-10: (token std, token effective rank, record std, record effective rank)."""
-    encoder = load_encoder(spec, seed).encoder.eval()
+    encoder = encoder_or_baseline(spec, seed).encoder.eval()
     out: dict[str, np.ndarray] = {}
     first = load_task_data(SAMPLE, dump, tasks[0], 1, 9, 10)
     signals = first.dump.signals

@@ -19,6 +19,7 @@ import copy
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +29,10 @@ from myjepa.config import parse_overrides
 from myjepa.models.optim import param_groups
 from myjepa.models.predictor import Predictor
 from myjepa.models.vit import VisionTransformer, gather_tokens
+from myjepa.pretrain import checkpoints
 from myjepa.pretrain.batches import CropBatches, SourceNorm, open_sources, parse_data_args
 from myjepa.pretrain.config import PretrainConfig, load_config
+from myjepa.pretrain.options import RunOptions
 from myjepa.pretrain.train import mask_collator, set_schedules
 from myjepa.utils.flops import count_flops
 
@@ -71,7 +74,8 @@ def main() -> None:
     p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
     cfg = load_config(args.config, **parse_overrides(args.overrides))
-    sources = open_sources(parse_data_args(args.data), cfg)
+    data = parse_data_args(args.data)
+    sources = open_sources(data, cfg)
     torch.manual_seed(args.seed)
     model = ReferenceJEPA(cfg)
     optimizer = torch.optim.AdamW(param_groups([model.encoder, model.predictor], cfg.weight_decay), lr=cfg.lr,
@@ -96,7 +100,8 @@ def main() -> None:
                 line = {"step": step + 1, "train/pred_loss": loss.item(), "train/step_time": seconds,
                         "train/tflops": flops * cfg.batch_size / seconds / 1e12}  # fmt: skip
                 log.write(json.dumps(line) + "\n")
-    torch.save({"encoder": model.target.state_dict(), "config": cfg.encoder_config()}, args.out / "encoder.pt")
+    record = checkpoints.run_record(cfg, RunOptions(tuple(data), args.out, seed=args.seed, amp="float32"), sources)
+    checkpoints.save_encoder(args.out / "encoder.pt", SimpleNamespace(encoder=model.target), cfg.steps, record)
 
 
 def sample_flops(model: ReferenceJEPA, cfg: PretrainConfig, collator) -> float:

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from timing import cpu_seconds, machine  # noqa: E402
 
-from myjepa.ingest.synth import synth  # noqa: E402
+from myjepa.synth.command import synth  # noqa: E402
 
 
 def main() -> None:

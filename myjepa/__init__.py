@@ -4,17 +4,16 @@ ECG-JEPA's block masking and transformer predictor, trained with LeJEPA's single
 SIGReg regulariser (no EMA teacher, no stop-gradient).
 """
 
-__version__ = "0.1.0"
+from myjepa.leads import LEADS as LEADS  # the canonical lead order, re-exported: stages import myjepa.leads
 
-LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-"""Canonical lead order of every dump and every model input."""
+__version__ = "0.1.0"
 
 
 def load_encoder(path: str):
     """A pretrained encoder (`torch.nn.Module`) from a release folder or an encoder.pt, on the CPU.
 
     Its `embed(x, fs)` takes x (records, 12 leads, samples) in mV at `fs` Hz and returns (records, dim)
-    embeddings; it resamples and crops as the encoder needs (`myjepa.release.model.PretrainedEncoder.embed`)::
+    embeddings; it resamples and crops as the encoder needs (`myjepa.encoders.pretrained.PretrainedEncoder.embed`)::
 
         import numpy as np
         import myjepa
@@ -25,6 +24,6 @@ def load_encoder(path: str):
 
     Imported on call: `import myjepa` stays free of torch (the converters do not need it).
     """
-    from myjepa.release.load import load_encoder as load
+    from myjepa.encoders.load import load_encoder as load
 
     return load(path)

@@ -10,7 +10,7 @@ from myjepa import __version__
 from myjepa.errors import run_cli
 
 COMMANDS = {
-    "synth": ("myjepa.ingest.synth", "write a synthetic demo archive (PTB-XL, MIMIC-IV-ECG, CODE-15%, CinC 2021)"),
+    "synth": ("myjepa.synth.command", "write a synthetic demo archive (PTB-XL, MIMIC-IV-ECG, CODE-15%, CinC 2021)"),
     "convert": ("myjepa.ingest.convert", "convert a raw ECG archive to a dump, or merge partial dumps"),
     "pretrain": ("myjepa.pretrain.train", "self-supervised pretraining of an encoder on ECG dumps"),
     "finetune": ("myjepa.evaluate.finetune", "linear probing or finetuning on a PTB-XL task or your own labels"),

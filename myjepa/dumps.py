@@ -1,4 +1,5 @@
-"""Reading dumps: `PATH.npy` float16 (N, 12, T) in mV, plus `PATH.index.csv` and `PATH.stats.json`.
+"""Reading dumps: `PATH.npy` float16 (N, 12, T) in mV, plus `PATH.index.csv` and `PATH.stats.json`;
+and z-scoring their records per lead.
 
 The array is memory-mapped, so opening a 96 GB MIMIC dump costs neither time nor resident memory.
 """
@@ -21,6 +22,11 @@ def sidecars(path: str | Path) -> tuple[Path, Path]:
     p = Path(path)
     stem = p.with_suffix("") if p.suffix == ".npy" else p
     return stem.with_name(stem.name + ".index.csv"), stem.with_name(stem.name + ".stats.json")
+
+
+def dump_files(path: str | Path) -> list[Path]:
+    """The three files of dump `path`: the .npy and its sidecars."""
+    return [Path(path), *sidecars(path)]
 
 
 @dataclass
@@ -56,11 +62,26 @@ class Dump:
     def __len__(self) -> int:
         return len(self.signals)
 
-    def normalise(self, x: np.ndarray) -> np.ndarray:
-        """Per-lead z-score with the dump's own stats; x (..., 12, T) float."""
-        mean = np.asarray(self.stats["mean"], dtype=np.float32)[:, None]
-        std = np.asarray(self.stats["std"], dtype=np.float32)[:, None]
-        return (x - mean) / np.maximum(std, 1e-6)
+
+def norm_stats(signals: np.ndarray, rows: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Per-lead mean and std (12,) over the given records of `signals` (N, 12, T), accumulated in float64
+    in chunks: the z-scoring of a task's train records (evaluation, the online probe)."""
+    total = np.zeros(signals.shape[1])
+    total_sq = np.zeros(signals.shape[1])
+    count = 0
+    for i in range(0, len(rows), chunk):
+        x = np.asarray(signals[np.sort(rows[i : i + chunk])], dtype=np.float64)
+        total += x.sum(axis=(0, 2))
+        total_sq += (x * x).sum(axis=(0, 2))
+        count += x.shape[0] * x.shape[2]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+def normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Records x (..., 12, T) z-scored per lead: float32 (x - mean) / std."""
+    return (np.asarray(x, dtype=np.float32) - mean[:, None]) / std[:, None]
 
 
 def check_npy(path: Path) -> None:

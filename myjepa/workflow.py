@@ -24,6 +24,8 @@ from myjepa.errors import UserError
 from myjepa.evaluate.config import CONFIG_DIR as FINETUNE_CONFIGS
 from myjepa.models.config import ENCODER_KEYS
 from myjepa.pretrain.config import CONFIG_DIR as PRETRAIN_CONFIGS
+from myjepa.pretrain.options import RUN_OPTIONS, option_args
+from myjepa.tasks.names import TASKS
 
 EVALUATION_DUMP = "ptb-xl"
 """The evaluation's dump (data.ptb_xl); pretraining can sample its train folds under this name."""
@@ -64,8 +66,6 @@ def check_choice(where: str, value: Any, choices: Sequence[str]) -> None:
 
 def check_config(config: Mapping[str, Any]) -> None:
     """What the schema cannot say: tasks and dump names are the package's, paths exist, folds differ."""
-    from myjepa.evaluate.labels import TASKS  # here, not above: labels imports pandas
-
     for i, task in enumerate(config["evaluate"]["tasks"]):
         check_choice(f"evaluate.tasks.{i}", task, TASKS)
     check_data(config["data"])
@@ -283,18 +283,23 @@ def set_args(overrides: Mapping[str, Any]) -> str:
     return " ".join(f"--set {shlex.quote(pair)}" for pair in set_pairs(overrides))
 
 
+def pretrain_settings(run: Mapping[str, Any], seed: int, pretrain: Mapping[str, Any]) -> dict[str, Any]:
+    """Exactly what defines a pretraining job: its model config, datasets and `set:`, then the run options that
+    define a run (`myjepa.pretrain.options.RUN_OPTIONS`): the seed is the job's, the others come from the
+    workflow config's `pretrain:` section under the same names."""
+    options = {name: seed if name == "seed" else pretrain[name] for name in RUN_OPTIONS}
+    return {"config": run["config"], "datasets": run["datasets"], "set": run["set"], **options}
+
+
 def pretrain_args(settings: Mapping[str, Any], dumps: Mapping[str, str], probe: Mapping[str, Any]) -> str:
-    """`myjepa pretrain` arguments of a run's settings; `dumps` maps each of its datasets to a dump; `probe`:
-    the online probe's PTB-XL dump, tables folder and validation and test folds."""
+    """`myjepa pretrain` arguments of a job's settings (`pretrain_settings`); `dumps` maps each of its datasets
+    to a dump; `probe`: the online probe's PTB-XL dump, tables folder and validation and test folds."""
     datasets = settings["datasets"]
     data = " ".join(f"{name}={shlex.quote(dumps[name])}" for name in datasets)
     args = [f"--data {data}"]  # one --data with every dump: the option takes a list
     args.append(f"--config {shlex.quote(settings['config'])}")
     args.append(set_args({"datasets": datasets, **settings["set"]}))
-    if settings["amp"]:
-        args.append(f"--amp {settings['amp']}")
-    if settings["compile"]:
-        args.append("--compile")
+    args += option_args({name: settings[name] for name in RUN_OPTIONS if name != "seed"})  # the rule passes --seed
     args.append(
         f"--probe-data {shlex.quote(probe['dump'])} --probe-labels {shlex.quote(probe['tables'])} "
         f"--probe-val-fold {probe['val_fold']} --probe-test-fold {probe['test_fold']}"

@@ -22,10 +22,10 @@ from myjepa.ingest.convert import main
 from myjepa.ingest.merge import merge
 from myjepa.ingest.record import highpass_filter
 from myjepa.ingest.resample import resample
-from myjepa.ingest.synth import synth
-from myjepa.ingest.synth_layouts import write_mat_record
 from myjepa.ingest.wfdb_io import RecordError
 from myjepa.ingest.writer import convert
+from myjepa.synth.code15_challenge import write_mat_record
+from myjepa.synth.command import synth
 
 REVERSED = list(reversed(["I", "II", "III", "AVR", "avl", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]))
 """Leads in reverse order, in two more spellings: only a converter that maps by name gets them right."""

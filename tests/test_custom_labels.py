@@ -11,7 +11,7 @@ from test_finetune import QUICK, data, run  # noqa: F401 (data: the fixture belo
 
 from myjepa.errors import UserError
 from myjepa.evaluate.finetune import main
-from myjepa.evaluate.run import load_task_data
+from myjepa.tasks.ptbxl import load_task_data
 
 LONGER = ["--seed", "3", "--set", "steps=80", "--set", "eval_interval=20"]
 MIN_SAMPLES = 10  # rarer rhythm classes may have no positive in the train folds, which --labels refuses

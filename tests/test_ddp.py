@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from myjepa.models.sigreg import SIGReg
+from myjepa.pretrain import checkpoints
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -67,6 +68,6 @@ def test_torchrun_two_processes_end_to_end(small_dump, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [l["step"] for l in lines] == [1, 2, 3]  # only rank 0 logs
-    last = torch.load(out / "last_ckpt.pt", weights_only=True)
-    assert last["step"] == 3 and int(last["model"]["sigreg.step"]) == 3
+    last = checkpoints.read(out / "last_ckpt.pt")
+    assert last.step == 3 and int(last.training.model["sigreg.step"]) == 3
     assert (out / "encoder.pt").is_file() and (out / "best_ckpt.pt").is_file()

@@ -14,10 +14,11 @@ import pytest
 
 from myjepa.evaluate.finetune import main as finetune_main
 from myjepa.ingest.convert import main as convert_main
-from myjepa.ingest.synth import main as synth_main
 from myjepa.pretrain.config import load_config
+from myjepa.pretrain.options import ProbeOptions
 from myjepa.pretrain.probe import OnlineProbe
 from myjepa.pretrain.train import main as pretrain_main
+from myjepa.synth.command import main as synth_main
 
 PTBXL_RECORDS, MIMIC_RECORDS, PRETRAIN_STEPS = 600, 1000, 150
 PROBE = ["--set", "steps=400", "--set", "eval_interval=50", "--set", "patience=4", "--set", "bootstrap_samples=200"]
@@ -109,5 +110,5 @@ def test_the_online_probe_logs_its_auc_and_never_reads_the_test_fold(demo):
     assert [step for step, _ in probed] == list(range(0, PRETRAIN_STEPS + 1, interval))  # 0: before training
     assert all(0.5 < auc <= 1.0 for _, auc in probed)
     folds = pd.read_csv(demo / "ptb-xl.index.csv")["strat_fold"].to_numpy()
-    probe = OnlineProbe(demo / "ptb-xl.npy", demo / "ptb-xl", load_config("tiny"), 9, 10, seed=0)
+    probe = OnlineProbe(ProbeOptions(demo / "ptb-xl.npy", demo / "ptb-xl", 9, 10), load_config("tiny"), seed=0)
     assert set(folds[probe.rows["val"]]) == {9} and not np.isin(folds[probe.rows["train"]], [9, 10]).any()

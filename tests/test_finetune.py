@@ -11,19 +11,15 @@ import torch
 import yaml
 
 from myjepa import LEADS
+from myjepa.dumps import norm_stats
+from myjepa.encoders.crops import StridedCrops, crop_starts
+from myjepa.encoders.load import encoder_or_baseline
 from myjepa.errors import UserError
 from myjepa.evaluate.config import CONFIG_DIR
-from myjepa.evaluate.encoder_io import check_compatible, load_encoder
-from myjepa.evaluate.features import (
-    StridedCrops,
-    crop_starts,
-    encode_cache,
-    norm_stats,
-    predict_cached,
-    predict_encoded,
-)
+from myjepa.evaluate.features import encode_cache, predict_cached, predict_encoded
 from myjepa.evaluate.finetune import main
 from myjepa.evaluate.heads import AttentiveProbe
+from myjepa.evaluate.run import check_compatible
 from myjepa.models.vit import VisionTransformer
 
 SAMPLE = Path(__file__).parent / "data" / "ptb-xl-sample"
@@ -240,13 +236,13 @@ def test_encoder_checkpoint_formats(data, tmp_path):
         {"model": model, "optimizer": {}, "step": 9, "config": dict(ENCODER, lr=1e-3)}, tmp_path / "last_ckpt.pt"
     )
     for name, step in (("encoder.pt", 7), ("last_ckpt.pt", 9)):
-        loaded = load_encoder(tmp_path / name)
+        loaded = encoder_or_baseline(tmp_path / name)
         assert loaded.pretrained and loaded.step == step and loaded.config == ENCODER
         for k, v in enc.state_dict().items():
             assert torch.equal(loaded.encoder.state_dict()[k], v)
     res = run(data, tmp_path / "out", encoder=tmp_path / "encoder.pt")
     assert res["encoder"] == str(tmp_path / "encoder.pt")
-    assert not load_encoder("tiny").pretrained  # a shipped pretraining config: random init
+    assert not encoder_or_baseline("tiny").pretrained  # a shipped pretraining config: random init
 
 
 def test_bad_input_is_a_clear_error(data, tmp_path):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from myjepa.errors import UserError
-from myjepa.evaluate.labels import (
+from myjepa.tasks.names import check_task
+from myjepa.tasks.ptbxl import (
     aggregate,
     check_dump_index,
-    check_task,
     make_splits,
     read_database,
     read_statements,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from myjepa.evaluate.metrics import (
+from myjepa.tasks.metrics import (
     bootstrap_indices,
     bootstrap_macro_auc,
     class_aucs,

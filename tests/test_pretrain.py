@@ -12,6 +12,7 @@ import myjepa.pretrain.train as pretrain
 from myjepa.errors import UserError
 from myjepa.models.myjepa import MyJEPA
 from myjepa.models.vit import VisionTransformer
+from myjepa.pretrain import checkpoints
 from myjepa.pretrain.batches import CropBatches, SourceNorm, open_sources
 from myjepa.pretrain.config import load_config
 from myjepa.pretrain.masks import MaskCollator
@@ -51,7 +52,7 @@ def metrics(out):
 
 
 def weights(path):
-    return torch.load(path, weights_only=True)["model"]
+    return checkpoints.read(path).training.model
 
 
 def test_run_writes_every_output(small_dump, tmp_path):
@@ -71,20 +72,22 @@ def test_run_writes_every_output(small_dump, tmp_path):
         "gradients/norm",
     ):
         assert all(np.isfinite(l[key]) for l in lines), key
-    enc = torch.load(out / "encoder.pt", weights_only=True)
-    assert enc["step"] == 6 and enc["config"]["channel_size"] == 2500 and enc["pretrain_config"]["steps"] == 6
-    encoder = VisionTransformer.from_config(enc["config"])
-    encoder.load_state_dict(enc["encoder"])
-    last = torch.load(out / "last_ckpt.pt", weights_only=True)
-    assert last["step"] == 6 and last["config"]["batch_size"] == 16 and "optimizer" in last
-    assert torch.equal(last["model"]["encoder.patch_embed.weight"], enc["encoder"]["patch_embed.weight"])
+    enc = checkpoints.read(out / "encoder.pt")
+    assert enc.step == 6 and enc.run.config["channel_size"] == 2500 and enc.run.config["steps"] == 6
+    assert enc.training is None and enc.run.options == {"seed": 42, "amp": "float32"}
+    assert [d["name"] for d in enc.run.dumps] == ["mimic-iv-ecg"] and set(enc.run.dump_digests) == {"mimic-iv-ecg"}
+    encoder = VisionTransformer.from_config(enc.run.encoder_config)
+    encoder.load_state_dict(enc.encoder)
+    last = checkpoints.read(out / "last_ckpt.pt")
+    assert last.step == 6 and last.run == enc.run and last.training.optimizer["state"]
+    assert torch.equal(last.training.model["encoder.patch_embed.weight"], enc.encoder["patch_embed.weight"])
     assert load_config(out / "config.yaml").steps == 6  # the resolved config is a valid config file
     assert run(small_dump, out, steps=6) == 0  # a finished run is not trained again
     assert len(metrics(out)) == 6
     (out / "encoder.pt").unlink()  # as Snakemake does before a forced rerun
     assert run(small_dump, out, steps=6) == 0 and len(metrics(out)) == 6
-    again = torch.load(out / "encoder.pt", weights_only=True)
-    assert again["step"] == 6 and all(torch.equal(again["encoder"][k], v) for k, v in enc["encoder"].items())
+    again = checkpoints.read(out / "encoder.pt")
+    assert again.step == 6 and all(torch.equal(again.encoder[k], v) for k, v in enc.encoder.items())
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(small_dump, tmp_path, monkeypatch):
@@ -99,7 +102,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(small_dump, tmp_path, monk
     monkeypatch.setattr(pretrain, "warmup_cosine", preempt_at_step_3)
     resumed = tmp_path / "resumed"
     assert run(small_dump, resumed, steps=8) == 128 + signal.SIGTERM
-    assert torch.load(resumed / "last_ckpt.pt", weights_only=True)["step"] == 4
+    assert checkpoints.read(resumed / "last_ckpt.pt").step == 4
     monkeypatch.setattr(pretrain, "warmup_cosine", schedule)
     assert run(small_dump, resumed, steps=8) == 0
     a, b = weights(tmp_path / "straight" / "last_ckpt.pt"), weights(resumed / "last_ckpt.pt")
@@ -155,9 +158,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(small_dump, tmp_pa
     out = tmp_path / "run"
     assert run(small_dump, out, steps=8) == pretrain.EXIT_NONFINITE
     assert "non-finite loss at step 5" in capsys.readouterr().err
-    last = torch.load(out / "last_ckpt.pt", weights_only=True)
-    assert last["step"] == 4
-    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+    last = checkpoints.read(out / "last_ckpt.pt")
+    assert last.step == 4
+    assert all(torch.isfinite(v).all() for v in last.training.model.values() if v.is_floating_point())
 
 
 def test_bad_inputs_are_user_errors(small_dump, tmp_path):
@@ -269,10 +272,9 @@ def test_tiny_training_lowers_the_loss_without_collapse(tmp_path):
     )
     losses = [l["train/loss"] for l in metrics(out)]
     assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:5])
-    ckpt = torch.load(out / "last_ckpt.pt", weights_only=True)
     cfg = load_config("tiny")
     model = MyJEPA(cfg)
-    model.load_state_dict(ckpt["model"])
+    model.load_state_dict(weights(out / "last_ckpt.pt"))
     model.eval()
     x = torch.from_numpy(synthetic_ecg(128, seed=99))
     stats = json.loads((tmp_path / "demo.stats.json").read_text())
@@ -294,6 +296,6 @@ def test_a_step_to_non_finite_weights_is_never_checkpointed(small_dump, tmp_path
     assert "myjepa: error: non-finite" in err and "try a lower lr" in err
     for name in ("last_ckpt.pt", "best_ckpt.pt", "encoder.pt"):
         if (out / name).is_file():
-            saved = torch.load(out / name, weights_only=True)
-            tensors = saved["model"] if "model" in saved else saved["encoder"]
+            saved = checkpoints.read(out / name)
+            tensors = saved.training.model if saved.training else saved.encoder
             assert all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()), name

@@ -2,6 +2,7 @@
 on real PTB-XL records at 100 Hz equals embed on the same records resampled to 500 Hz beforehand."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,9 +16,12 @@ import torch
 
 import myjepa
 from myjepa import LEADS
+from myjepa.dumps import dump_files, sidecars
+from myjepa.encoders.contract import CROP_S, STRIDE_S
+from myjepa.encoders.load import encoder_or_baseline
 from myjepa.errors import UserError
 from myjepa.evaluate import finetune
-from myjepa.evaluate.encoder_io import load_encoder as load_eval_encoder
+from myjepa.evaluate.config import load_finetune_config
 from myjepa.ingest.resample import resample
 from myjepa.ingest.wfdb_io import read_record, write_record
 from myjepa.pretrain import train as pretrain
@@ -48,7 +52,7 @@ def release(run):
 
 def reference_embedding(run, x: np.ndarray) -> np.ndarray:
     """By hand: z-score with the dump's stats, 2.5 s crops every 1.25 s, tokens averaged per crop, then over crops."""
-    enc = load_eval_encoder(run["encoder"]).encoder.eval()
+    enc = encoder_or_baseline(run["encoder"]).encoder.eval()
     stats = json.loads(run["dump"].with_name("mimic.stats.json").read_text())
     z = (x - np.array(stats["mean"])[:, None]) / np.array(stats["std"])[:, None]
     crops = [z[:, :, s : s + 1250] for s in range(0, x.shape[2] - 1250 + 1, 625)]
@@ -218,3 +222,91 @@ def test_finetune_on_your_own_labels_with_a_release(run, release, tmp_path):
     assert res["task"] == "mine" and res["encoder_name"] == "release" and res["encoder_pretrained"]
     assert res["encoder"] == str(release / "model.safetensors")
     assert [c["name"] for c in res["classes"]] == ["a", "b"] and (res["n_train"], res["n_test"]) == (32, 8)
+
+
+@pytest.mark.parametrize("protocol", ["linear", "finetune", "finetune_after_linear"])
+def test_an_embedding_averages_the_crops_the_shipped_protocols_score(protocol):
+    """The release's crops are its own (the input contract), and the same as every shipped protocol's."""
+    cfg = load_finetune_config(protocol)
+    assert (cfg.crop_s, cfg.stride_s) == (CROP_S, STRIDE_S)
+
+
+def copy_dump(dump: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for f in dump_files(dump):
+        shutil.copy(f, folder / f.name.replace(dump.stem, "x"))
+    return folder / "x.npy"
+
+
+def spell(spelling: str, tmp_path: Path) -> str:
+    """--out naming same/x.npy (or its index) in another way; links made here."""
+    same = tmp_path / "same"
+    if spelling == "symlink":
+        (tmp_path / "link.npy").symlink_to(same / "x.npy")
+    elif spelling == "hard link":
+        os.link(same / "x.npy", tmp_path / "hard.npy")
+    elif spelling == "linked folder":
+        (tmp_path / "alias").symlink_to(same, target_is_directory=True)
+    elif spelling == "its index is the input's":
+        os.link(same / "x.index.csv", tmp_path / "y.index.csv")
+    return {
+        "as given": "same/x.npy",
+        "./ and ..": "./same/../same/x.npy",
+        "absolute": str(same / "x.npy"),
+        "symlink": "link.npy",
+        "hard link": "hard.npy",
+        "linked folder": "alias/x.npy",
+        "its index is the input's": "y.npy",
+    }[spelling]
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["as given", "./ and ..", "absolute", "symlink", "hard link", "linked folder", "its index is the input's"],
+)
+def test_embed_never_replaces_its_input_however_the_path_is_spelled(release, run, tmp_path, monkeypatch, spelling):
+    """`myjepa embed --src same/x.npy --out same/x.npy` once replaced the dump and its index with the embeddings."""
+    monkeypatch.chdir(tmp_path)
+    src = copy_dump(run["dump"], tmp_path / "same")
+    before = {f: f.read_bytes() for f in dump_files(src)}
+    out = spell(spelling, tmp_path)
+    argv = ["--encoder", str(release), "--src", "same/x.npy", "--out", out]
+    for extra in ([], ["--overwrite"]):  # not even on request
+        with pytest.raises(UserError, match=r"^--out .* is the input --src same/x\.(npy|index\.csv); an output never"):
+            embed.main(argv + extra)
+        assert {f: f.read_bytes() for f in dump_files(src)} == before
+
+
+def test_embed_replaces_an_existing_output_only_with_overwrite(release, run, tmp_path):
+    old = conftest.write_dump(tmp_path / "old.npy", conftest.synthetic_ecg(2, seed=1))  # a dump where --out points
+    before = {f: f.read_bytes() for f in dump_files(old)}
+    with pytest.raises(UserError, match=r"^--out .*old\.npy exists; pass --overwrite to replace it$"):
+        run_embed(release, run["dump"], old)
+    assert {f: f.read_bytes() for f in dump_files(old)} == before
+    (tmp_path / "new.index.csv").write_text("left by an earlier run\n")
+    with pytest.raises(UserError, match=r"^--out .*new\.npy: new\.index\.csv exists; pass --overwrite"):
+        run_embed(release, run["dump"], tmp_path / "new.npy")
+    emb, index = run_embed(release, run["dump"], old, "--overwrite")
+    assert emb.shape == (48, 32) and len(index) == 48
+    assert not sidecars(old)[1].exists()  # the replaced dump's stats.json no longer claims old.npy is a dump
+
+
+def test_export_replaces_a_release_only_with_overwrite_and_never_an_input(run, release, tmp_path):
+    again = tmp_path / "again"
+    shutil.copytree(release, again)
+    before = {f.name: f.read_bytes() for f in again.iterdir()}
+    argv = ["--encoder", str(run["encoder"]), "--out", str(again)]
+    with pytest.raises(UserError, match=r"^--out .*again: model\.safetensors exists; pass --overwrite to replace it$"):
+        export.main(argv)
+    assert {f.name: f.read_bytes() for f in again.iterdir()} == before
+    assert export.main([*argv, "--overwrite"]) == 0
+    myjepa.load_encoder(again)
+    results = tmp_path / "evaluated"  # a results.json saved under the name the release's config.json takes
+    results.mkdir()
+    (results / "config.json").write_text(json.dumps({"task": "rhythm", "test_auc": 0.9}))
+    with pytest.raises(UserError, match=r"^--out .*evaluated: config\.json is the input --results .*config\.json"):
+        export.main(
+            ["--encoder", str(run["encoder"]), "--out", str(results), "--results", str(results / "config.json")]
+            + ["--overwrite"]
+        )
+    assert json.loads((results / "config.json").read_text())["task"] == "rhythm"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from myjepa.errors import UserError
-from myjepa.ingest.synth import synth
 from myjepa.ingest.writer import convert
 from myjepa.report.data import data_table, dump_row, reason_kind
+from myjepa.synth.command import synth
 
 
 def test_a_converted_dump_row_and_table(tmp_path):

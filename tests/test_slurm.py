@@ -154,14 +154,12 @@ def test_generated_profile_names_the_ci_partitions_and_gpu_gres(slurm_run):
         assert "gpu_model" not in resources[rule]  # the CI GRES is untyped: gpu:1
 
 
-def test_existing_profile_is_not_overwritten_without_force(slurm_run):
+def test_existing_profile_is_not_overwritten_without_overwrite(slurm_run):
     path = slurm_run["xdg"] / "snakemake" / "slurm" / "config.yaml"
     before = path.read_text()
     proc = slurm_profile(xdg=slurm_run["xdg"])
     assert proc.returncode == 2
-    assert (
-        proc.stderr == f"myjepa: error: {path} exists; pass --force to overwrite it (or --out DIR to write elsewhere)\n"
-    )
+    assert proc.stderr == f"myjepa: error: {path} exists; pass --overwrite to replace it\n"
     assert path.read_text() == before
 
 

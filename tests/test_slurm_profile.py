@@ -190,12 +190,12 @@ def test_no_container_profile():
     assert "gpu_model" not in profile["set-resources"]["pretrain"]  # untyped GRES: plain gpu:1
 
 
-def test_existing_profile_is_kept_without_force(tmp_path):
-    write_profile(tmp_path, "first\n", force=False)
-    with pytest.raises(UserError, match="config.yaml exists; pass --force"):
-        write_profile(tmp_path, "second\n", force=False)
+def test_existing_profile_is_kept_without_overwrite(tmp_path):
+    write_profile(tmp_path, "first\n", overwrite=False)
+    with pytest.raises(UserError, match="config.yaml exists; pass --overwrite to replace it"):
+        write_profile(tmp_path, "second\n", overwrite=False)
     assert (tmp_path / "config.yaml").read_text() == "first\n"
-    write_profile(tmp_path, "second\n", force=True)
+    write_profile(tmp_path, "second\n", overwrite=True)
     assert (tmp_path / "config.yaml").read_text() == "second\n" and os.listdir(tmp_path) == ["config.yaml"]
 
 

@@ -14,11 +14,11 @@ import wfdb
 from myjepa import LEADS
 from myjepa.dumps import open_dump
 from myjepa.errors import UserError
-from myjepa.ingest.profiles import sample_profile
 from myjepa.ingest.resample import resample_poly
-from myjepa.ingest.simulator import Heart, beat_times, simulate
-from myjepa.ingest.synth import main, synth
 from myjepa.ingest.writer import convert
+from myjepa.synth.command import main, synth
+from myjepa.synth.profiles import sample_profile
+from myjepa.synth.simulator import Heart, beat_times, simulate
 
 SAMPLE = Path(__file__).parent / "data" / "ptb-xl-sample"
 N_PTBXL = 300
@@ -116,7 +116,7 @@ def test_mimic_layout_lead_order_and_conversion(tmp_path):
 
 
 def test_mimic_nan_runs_are_written_as_wfdb_invalid_samples(tmp_path):
-    from myjepa.ingest.synth import write_mimic
+    from myjepa.synth.ptbxl_mimic import write_mimic
 
     (tmp_path / "m").mkdir()
     rl = write_mimic(tmp_path / "m", 4, seed=0, nan_fraction=1.0, progress=False)

@@ -24,7 +24,7 @@ import yaml
 from workflow_helpers import BIN, ROOT, SNAKEFILE, SNAKEMAKE, env, job_counts, snakemake, write_config
 
 from myjepa import report
-from myjepa.evaluate.metrics import paired_difference
+from myjepa.tasks.metrics import paired_difference
 
 # ---- static checks -----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,10 @@ import pytest
 import yaml
 
 from myjepa import workflow as wf
-from myjepa.evaluate.labels import TASKS
 from myjepa.models.config import ENCODER_KEYS
+from myjepa.pretrain import train as pretrain
+from myjepa.pretrain.options import RUN_OPTIONS
+from myjepa.tasks.names import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -379,6 +382,26 @@ def test_pretrain_args():
         "--data mimic-iv-ecg=results/data/mimic-iv-ecg.npy ptb-xl='/data dir/ptb-xl.npy' --config 'my model.yaml' "
         '--set \'datasets={"mimic-iv-ecg": 1.0, "ptb-xl": 0.5}\' --set steps=10 --amp bfloat16 --compile ' + probe_args
     )
+
+
+def test_pretrain_settings_are_the_run_options_that_define_a_run():
+    """The job's settings hold every option `myjepa pretrain` says defines a run, so changing one reruns the job,
+    and its arguments pass each of them on."""
+    run = {"config": "tiny", "datasets": {"ptb-xl": 1.0}, "set": {"steps": 3}}
+    settings = wf.pretrain_settings(run, 7, {"amp": "float32", "compile": True, "seeds": [7], "runs": [run]})
+    assert settings == pretrain_settings(
+        datasets={"ptb-xl": 1.0}, set={"steps": 3}, seed=7, amp="float32", compile=True
+    )
+    assert list(settings)[3:] == list(RUN_OPTIONS) == ["seed", "amp", "compile"]
+    dumps = {"ptb-xl": "p.npy"}
+    probe = {"dump": "p.npy", "tables": "t", "val_fold": 9, "test_fold": 10}
+    assert "--set steps=3 --amp float32 --compile --probe-data" in wf.pretrain_args(settings, dumps, probe)
+    rule = (ROOT / "workflow" / "rules" / "pretrain.smk").read_text()  # the rule passes the job's seed itself
+    assert "{params.args} --out {params.dir} --seed {wildcards.seed}" in rule
+    words = shlex.split(wf.pretrain_args(settings, dumps, probe)) + ["--out", "o", "--seed", "7"]
+    args = pretrain.parse_args(words)
+    options = pretrain.run_options(args)
+    assert {name: getattr(options, name) for name in RUN_OPTIONS} == {"seed": 7, "amp": "float32", "compile": True}
 
 
 def test_finetune_args():

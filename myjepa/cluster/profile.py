@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from myjepa.cluster.slurm import UNTYPED, Partition
 from myjepa.config import read_yaml
 from myjepa.errors import UserError
-from myjepa.utils.io import atomic_path
+from myjepa.utils.io import atomic_path, check_outputs
 
 # rule -> its group under `resources:` in the workflow config (workflow/rules/*.smk: res(GROUP, ...));
 # tests/test_slurm_profile.py checks that every rule of the workflow is here
@@ -179,7 +180,7 @@ def render(plan: Plan, partitions: dict[str, Partition], command: str) -> str:
         "# from `sinfo -h -o '%P|%D|%c|%m|%G'` and `scontrol -o show partition`, which reported:",
         *(f"#   {p.summary()}" for p in partitions.values()),
         *(f"# {note}" for note in plan.notes),
-        "# Check it before a long run: myjepa slurm-profile --check. Rewrite it: the same command with --force.",
+        "# Check it before a long run: myjepa slurm-profile --check. Rewrite it: the same command with --overwrite.",
         "executor: slurm",
         "jobs: 100",
     ]
@@ -228,11 +229,11 @@ def render(plan: Plan, partitions: dict[str, Partition], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_profile(profile_dir: Path, text: str, force: bool) -> Path:
-    """Write DIR/config.yaml atomically; an existing profile stays unless `force`."""
+def write_profile(profile_dir: Path, text: str, overwrite: bool, inputs: Sequence[tuple[str, Path]] = ()) -> Path:
+    """Write DIR/config.yaml atomically; an existing profile stays unless `overwrite`, and one of the `inputs`
+    (the workflow config files read) is never replaced."""
     path = profile_dir / "config.yaml"
-    if path.exists() and not force:
-        raise UserError(f"{path} exists; pass --force to overwrite it (or --out DIR to write elsewhere)")
+    check_outputs([(str(path), path)], inputs, overwrite)
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return path

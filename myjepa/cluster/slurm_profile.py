@@ -1,7 +1,7 @@
 """`myjepa slurm-profile`: write the named Snakemake profile `slurm` from what this cluster reports.
 
     myjepa slurm-profile                      # guess everything, write ~/.config/snakemake/slurm/config.yaml
-    myjepa slurm-profile --gpu-partition a100 --account proj42 --bind /data/physionet --force
+    myjepa slurm-profile --gpu-partition a100 --account proj42 --bind /data/physionet --overwrite
     myjepa slurm-profile --check              # before a long run: is the written profile still right?
 
 Afterwards `snakemake --profile slurm ...` works from the repository root.
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write a Snakemake SLURM profile from sinfo / scontrol (or --check a written one).",
     )
     p.add_argument("--out", type=Path, help="profile directory (default: $XDG_CONFIG_HOME/snakemake/slurm)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing profile")
+    p.add_argument("--overwrite", "--force", dest="overwrite", action="store_true", help="replace an existing profile")
     p.add_argument("--check", action="store_true", help="check the profile against the cluster; write nothing")
     p.add_argument("--cpu-partition", help="partition of the CPU rules (default: guessed)")
     p.add_argument("--gpu-partition", help="partition of pretraining and finetuning (default: guessed)")
@@ -64,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in plan.notes:
         print(f"chose: {note}")
     command = " ".join(["myjepa slurm-profile", *map(shlex.quote, argv)])
-    path = write_profile(profile_dir, render(plan, partitions, command), args.force)
+    configs = [("--configfile", Path(f)) for f in args.configfile]
+    path = write_profile(profile_dir, render(plan, partitions, command), args.overwrite, configs)
     print(f"wrote {path}; check it before a long run: myjepa slurm-profile --check")
     return 0
 

@@ -1,8 +1,9 @@
-"""Crops, train-fold normalisation, and the frozen-encoder feature cache.
+"""The frozen-encoder feature cache, and scoring records by their crops.
 
-Evaluation splits each record into strided crops (2.5 s every 1.25 s: 7 per 10 s record) and
-averages the crop scores. With a frozen encoder those crops are encoded once into a float16 cache
-(records, crops, tokens, dim) and the probe trains on it, drawing training crops from the cached
+Evaluation splits each record into strided crops (2.5 s every 1.25 s: 7 per 10 s record;
+`myjepa.encoders.crops`), normalised with the train folds' statistics, and averages the crop
+scores. With a frozen encoder those crops are encoded once into a float16 cache (records, crops,
+tokens, dim) and the probe trains on it, drawing training crops from the cached
 ones, instead of pushing every training batch through the encoder. `Features` is what the head
 trains and predicts on, either way.
 """
@@ -10,7 +11,7 @@ trains and predicts on, either way.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from myjepa.encoders.crops import StridedCrops, random_crops
 from myjepa.evaluate.config import FinetuneConfig
 from myjepa.evaluate.heads import normalise_tokens
 from myjepa.utils.logging import Progress
@@ -25,78 +27,11 @@ from myjepa.utils.logging import Progress
 MEMORY_CACHE_LIMIT = 16 * 2**30  # larger caches go to a memmap next to the outputs
 
 
-def crop_starts(length: int, crop: int, stride: int) -> np.ndarray:
-    """Start samples of the strided crops over a record of `length` samples (the last one ends by `length`)."""
-    return np.arange(0, length - crop + 1, stride)
-
-
-def norm_stats(signals: np.ndarray, rows: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Per-lead mean and std (12,) over the given records, accumulated in float64 in chunks."""
-    total = np.zeros(signals.shape[1])
-    total_sq = np.zeros(signals.shape[1])
-    count = 0
-    for i in range(0, len(rows), chunk):
-        x = np.asarray(signals[np.sort(rows[i : i + chunk])], dtype=np.float64)
-        total += x.sum(axis=(0, 2))
-        total_sq += (x * x).sum(axis=(0, 2))
-        count += x.shape[0] * x.shape[2]
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
-    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
-
-
-def normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    return (np.asarray(x, dtype=np.float32) - mean[:, None]) / std[:, None]
-
-
-def strided_crops(
-    signals: np.ndarray, rows: np.ndarray, starts: np.ndarray, crop: int, mean: np.ndarray, std: np.ndarray
-) -> np.ndarray:
-    """(len(rows) * len(starts), 12, crop) normalised crops, record-major."""
-    x = normalise(signals[rows], mean, std)
-    return np.stack([x[:, :, s : s + crop] for s in starts], axis=1).reshape(-1, x.shape[1], crop)
-
-
-def random_crops(
-    signals: np.ndarray, rows: np.ndarray, crop: int, mean: np.ndarray, std: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """(len(rows), 12, crop) normalised crops at uniformly random offsets."""
-    x = normalise(signals[rows], mean, std)
-    offsets = rng.integers(0, x.shape[2] - crop + 1, size=len(rows))
-    return np.stack([r[:, o : o + crop] for r, o in zip(x, offsets)])
-
-
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
     """bfloat16 autocast on CUDA when asked; CPU always runs float32 (bfloat16 is slow on most CPUs)."""
     if device.type == "cuda" and amp == "bfloat16":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-@dataclass
-class StridedCrops:
-    """How evaluation sees a dump: crops of `crop` samples at `starts`, normalised with the train folds' mean/std."""
-
-    signals: np.ndarray  # (N, 12, T) float16 dump
-    starts: np.ndarray
-    crop: int
-    mean: np.ndarray
-    std: np.ndarray
-
-    def batches(
-        self, rows: np.ndarray, batch_crops: int, device: torch.device
-    ) -> Iterator[tuple[int, np.ndarray, torch.Tensor]]:
-        """(offset in rows, the records, their crops record-major on `device`), about `batch_crops` crops at a time."""
-        per = max(1, batch_crops // len(self.starts))
-        for i in range(0, len(rows), per):
-            chunk = rows[i : i + per]
-            yield (
-                i,
-                chunk,
-                torch.from_numpy(strided_crops(self.signals, chunk, self.starts, self.crop, self.mean, self.std)).to(
-                    device
-                ),
-            )
 
 
 @torch.no_grad()

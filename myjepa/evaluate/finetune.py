@@ -7,7 +7,7 @@
     myjepa finetune --labels my_task.csv --dump my.npy --encoder results/release/tiny-s0 --config linear --out ...
 
 `--labels LABELS.csv` replaces --data-dir and --task: a user's own task on any dump (the CSV's
-format: `custom_labels`), trained, scored and written exactly as a PTB-XL task; its name is the
+format: `myjepa.tasks.custom`), trained, scored and written exactly as a PTB-XL task; its name is the
 CSV's stem, and results.json and predictions.npz name every class.
 
 Train on folds 1-8, pick the step with the best validation (fold 9) macro AUC, report the test
@@ -21,8 +21,8 @@ after the folder holding its checkpoint (`runs/vits/encoder.pt`: `vits`), or `ra
 config's stem for a random-init baseline (`--encoder tiny`: `random-tiny`); the protocol after the
 stem of `--config` (`linear`; `x` for `path/x.yaml`).
 
-The steps live beside this file: `run` (the task's data and crops), `encoder_io` (the encoder),
-`model` (encoder, probe and optimizer), `features` (the feature cache), `training` (the loop with
+The steps live beside this file: `run` (the task's data and crops; the encoder comes from
+`myjepa.encoders`), `model` (encoder, probe and optimizer), `features` (the feature cache), `training` (the loop with
 early stopping) and `outputs` (test scores and the files written).
 """
 
@@ -38,16 +38,19 @@ import numpy as np
 import torch
 
 from myjepa.config import parse_overrides, to_dict
+from myjepa.dumps import dump_files
+from myjepa.encoders.load import LoadedEncoder, encoder_files, encoder_or_baseline
 from myjepa.errors import UserError, run_cli
 from myjepa.evaluate.config import FinetuneConfig, load_finetune_config
-from myjepa.evaluate.encoder_io import LoadedEncoder, load_encoder
 from myjepa.evaluate.features import encode_features
-from myjepa.evaluate.labels import TASKS, check_task
 from myjepa.evaluate.model import Model, build_model, device_name
-from myjepa.evaluate.outputs import score_test, write_outputs
-from myjepa.evaluate.run import Run, load_labels_data, load_task_data, task_crops
+from myjepa.evaluate.outputs import FILES, score_test, write_outputs
+from myjepa.evaluate.run import Run, task_crops
 from myjepa.evaluate.training import train
-from myjepa.utils.io import sha256_file
+from myjepa.tasks.custom import load_labels_data
+from myjepa.tasks.names import TASKS, check_task
+from myjepa.tasks.ptbxl import load_task_data, table_files
+from myjepa.utils.io import check_outputs, outputs_of, sha256_file
 from myjepa.utils.logging import MetricsLogger
 from myjepa.utils.memory import keep_freed_memory
 
@@ -74,6 +77,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--task", help=f"a PTB-XL task: one of {', '.join(TASKS)}")
     p.add_argument("--config", required=True, help="linear | finetune | finetune_after_linear | PATH.yaml")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
     p.add_argument("--init", help="linear probe best_ckpt.pt to start from (finetune_after_linear)")
     p.add_argument(
         "--set", dest="set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="override config keys"
@@ -114,6 +118,15 @@ def read_config(args: argparse.Namespace) -> tuple[str, FinetuneConfig]:
     return task, cfg
 
 
+def input_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """What the command reads, by option: an output never replaces one of these."""
+    files = [("--dump", f) for f in dump_files(args.dump)] + [("--encoder", f) for f in encoder_files(args.encoder)]
+    files += [(option, Path(path)) for option, path in (("--init", args.init), ("--labels", args.labels)) if path]
+    if args.data_dir:
+        files += [("--data-dir", f) for f in table_files(args.data_dir)]
+    return files
+
+
 def encoder_name(args: argparse.Namespace, encoder: LoadedEncoder) -> str:
     """--encoder-name, or the checkpoint's folder (pretrained), or random-STEM (a model config)."""
     if args.encoder_name is not None:
@@ -143,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     start_time = time.time()
     task, cfg = read_config(args)
+    out = Path(args.out)
+    check_outputs(outputs_of("--out", out, [out / name for name in FILES]), input_files(args), args.overwrite)
     keep_freed_memory()  # a CPU step reuses the previous step's activation memory (utils/memory.py)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -152,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = load_labels_data(args.labels, args.dump, args.val_fold, args.test_fold)
     else:
         data = load_task_data(args.data_dir, args.dump, task, cfg.min_samples, args.val_fold, args.test_fold)
-    encoder = load_encoder(args.encoder, args.seed)
+    encoder = encoder_or_baseline(args.encoder, args.seed)
     encoder_sha = sha256_file(encoder.path)
     crops, stride = task_crops(data, encoder, cfg.crop_s, cfg.stride_s)
     run = Run(
@@ -173,7 +188,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = build_model(run, args.init)
     print(describe(run, model), flush=True)
 
-    out = Path(args.out)
     cache_dir = out / ".feature_cache"
     logger = MetricsLogger(
         out,

@@ -15,12 +15,15 @@ from typing import Any
 import numpy as np
 
 from myjepa.config import to_dict
-from myjepa.evaluate.metrics import bootstrap_macro_auc, class_aucs, mean_defined_auc
 from myjepa.evaluate.model import Model, device_name
 from myjepa.evaluate.run import Run
 from myjepa.evaluate.training import Training
+from myjepa.tasks.metrics import bootstrap_macro_auc, class_aucs, mean_defined_auc
 from myjepa.utils import checkpoint
 from myjepa.utils.io import atomic_path, write_json
+
+FILES = ("best_ckpt.pt", "predictions.npz", "results.json", "metrics.jsonl")
+"""What a run writes into --out (metrics.jsonl through its MetricsLogger)."""
 
 
 def finite_or_none(x: float) -> float | None:

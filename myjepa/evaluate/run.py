@@ -1,41 +1,21 @@
 """What one run evaluates, settled before training: the task's data, its crops, the encoder, the protocol.
 
-`load_task_data` reads the PTB-XL tables and the dump and checks that they match (`load_labels_data`:
-a user's LABELS.csv instead, `custom_labels`); `task_crops`
-checks the encoder against the dump and cuts the records into the protocol's strided crops,
+The task's data comes from `myjepa.tasks` (PTB-XL's tables, or a user's LABELS.csv); `task_crops`
+checks the encoder against the dump (`check_compatible`) and cuts the records into the protocol's strided crops,
 normalised with the train folds' statistics. `Run` gathers what best_ckpt.pt and results.json record.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from myjepa.dumps import Dump, open_dump, sidecars
+from myjepa.dumps import norm_stats
+from myjepa.encoders.crops import StridedCrops, crop_starts
+from myjepa.encoders.load import LoadedEncoder
 from myjepa.errors import UserError
 from myjepa.evaluate.config import FinetuneConfig
-from myjepa.evaluate.custom_labels import read_labels
-from myjepa.evaluate.encoder_io import LoadedEncoder, check_compatible
-from myjepa.evaluate.features import StridedCrops, crop_starts, norm_stats
-from myjepa.evaluate.labels import (
-    Splits,
-    check_dump_index,
-    is_multiclass,
-    make_splits,
-    read_database,
-    read_statements,
-    task_labels,
-)
-
-
-@dataclass
-class TaskData:
-    dump: Dump
-    splits: Splits  # the task's dump rows and targets per split
-    train_fold_rows: np.ndarray  # every dump row of the train folds, labelled or not: the normalisation's records
-    multiclass: bool  # one class per record: softmax + cross-entropy instead of sigmoid + binary cross-entropy
+from myjepa.tasks.splits import Splits, TaskData
 
 
 @dataclass
@@ -59,38 +39,6 @@ class Run:
         return self.splits.classes
 
 
-def load_task_data(
-    data_dir: str | Path, dump_path: str | Path, task: str, min_samples: int, val_fold: int, test_fold: int
-) -> TaskData:
-    """The dump, the task's splits (dump rows + targets) and every dump row of the train folds (for normalisation)."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise UserError(f"--data-dir {data_dir}: not a folder")
-    db_path = data_dir / "ptbxl_database.csv"
-    db = read_database(db_path)
-    statements = read_statements(data_dir / "scp_statements.csv")
-    dump = open_dump(dump_path)
-    skipped = {
-        int(s["id"])
-        for s in dump.stats.get("skipped", [])
-        if isinstance(s, dict) and str(s.get("id", "")).lstrip("-").isdigit()
-    }
-    check_dump_index(dump.index, db, skipped, str(dump.path), str(db_path))
-    db = db[~db["ecg_id"].isin(skipped)].reset_index(drop=True)
-    labels = task_labels(list(db["scp_codes"]), statements, task, min_samples)
-    folds = db["strat_fold"].to_numpy()
-    splits = make_splits(folds, labels, task, val_fold, test_fold)
-    train_fold_rows = np.flatnonzero(np.isin(folds, splits.folds["train"]))
-    return TaskData(dump, splits, train_fold_rows, is_multiclass(task))
-
-
-def load_labels_data(labels: str | Path, dump_path: str | Path, val_fold: int, test_fold: int) -> TaskData:
-    """The dump and a user's task from LABELS.csv; the train split's records are the normalisation's."""
-    dump = open_dump(dump_path)
-    splits, multiclass = read_labels(labels, dump.index, str(sidecars(dump.path)[0]), val_fold, test_fold)
-    return TaskData(dump, splits, splits.rows["train"], multiclass)
-
-
 def task_crops(data: TaskData, encoder: LoadedEncoder, crop_s: float, stride_s: float) -> tuple[StridedCrops, int]:
     """The strided crops of the dump's records, once the encoder is known to fit the dump; and the stride."""
     dump = data.dump
@@ -101,3 +49,44 @@ def task_crops(data: TaskData, encoder: LoadedEncoder, crop_s: float, stride_s: 
     starts = crop_starts(length, crop, stride)
     mean, std = norm_stats(dump.signals, data.train_fold_rows)
     return StridedCrops(dump.signals, starts, crop, mean, std), stride
+
+
+def check_compatible(
+    cfg: dict[str, Any],
+    source: str,
+    dump_name: str,
+    fs: int,
+    leads: list[str],
+    length: int,
+    crop_s: float,
+    stride_s: float,
+) -> tuple[int, int]:
+    """Sampling rate, lead order and crop geometry must fit; returns (crop, stride) in samples."""
+    if int(cfg["fs"]) != int(fs):
+        raise UserError(
+            f"{source} expects {cfg['fs']} Hz but {dump_name} is sampled at {fs} Hz; "
+            f"convert the dump with --fs {cfg['fs']}"
+        )
+    if list(cfg["leads"]) != list(leads):
+        raise UserError(f"{source} expects leads {list(cfg['leads'])} but {dump_name} holds {list(leads)}")
+    crop, stride = crop_s * fs, stride_s * fs
+    for name, seconds, samples in (("crop_s", crop_s, crop), ("stride_s", stride_s, stride)):
+        if samples <= 0 or abs(samples - round(samples)) > 1e-6:
+            raise UserError(f"config key {name!r}: {seconds} s is not a positive whole number of samples at {fs} Hz")
+    crop, stride = int(round(crop)), int(round(stride))
+    patch = int(cfg["patch_size"])
+    if crop % patch:
+        raise UserError(
+            f"config key 'crop_s': {crop_s} s = {crop} samples is not a multiple of the encoder's patch_size "
+            f"{patch} ({source})"
+        )
+    if crop > int(cfg["channel_size"]):
+        raise UserError(
+            f"config key 'crop_s': {crop} samples is longer than the encoder's channel_size "
+            f"{cfg['channel_size']} ({source})"
+        )
+    if crop > length:
+        raise UserError(
+            f"config key 'crop_s': {crop} samples is longer than the records of {dump_name} ({length} samples)"
+        )
+    return crop, stride

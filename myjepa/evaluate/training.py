@@ -16,9 +16,9 @@ import torch.nn.functional as F
 
 from myjepa.errors import UserError
 from myjepa.evaluate.features import Features, autocast
-from myjepa.evaluate.labels import Splits
-from myjepa.evaluate.metrics import macro_auc
 from myjepa.evaluate.model import Model
+from myjepa.tasks.metrics import macro_auc
+from myjepa.tasks.splits import Splits
 from myjepa.utils.logging import MetricsLogger, Progress
 from myjepa.utils.schedules import warmup_cosine
 

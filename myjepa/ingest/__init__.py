@@ -5,5 +5,5 @@
 - `wfdb_io` (WFDB records), `resample`, `record` (one record -> one float16 dump row).
 - `writer` (the converter), `output` (dump files), `stats` (exact sums -> mean/std), `merge` (shards).
 - `convert`: the `myjepa convert` command line.
-- `synth` and `simulator`: `myjepa synth`, the demo data.
+The synthetic archives the demo and the tests convert are `myjepa.synth`'s.
 """

@@ -14,13 +14,17 @@ The command line only: one subcommand per archive in `archives.ARCHIVES` (the co
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
+from myjepa.dumps import dump_files
 from myjepa.errors import UserError, run_cli
 from myjepa.ingest.archives import ARCHIVES, WINDOWS
 from myjepa.ingest.merge import merge
 from myjepa.ingest.record_list import parse_shard
 from myjepa.ingest.writer import convert
+from myjepa.utils.io import check_outputs, outputs_of
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,10 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
             help="fail when more records than this are skipped (default 0.01)",
         )
         p.add_argument("--quiet", action="store_true", help="no progress output")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing --out dump")
     p = sub.add_parser("merge", help="concatenate partial dumps (e.g. shards) into one")
     p.add_argument("parts", nargs="+", help="partial dumps PART.npy")
     p.add_argument("--out", required=True, help="output dump PATH.npy")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out dump (never a part)")
     return parser
+
+
+def archive_files(src: str, outputs: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """What a conversion reads, as far as an output could replace it: the --src folder, and any file already
+    where an output would go inside it (the archive's own, for all this command knows)."""
+    root = os.path.realpath(src)
+    inside = [f for _, f in outputs if f.exists() and os.path.realpath(f).startswith(root + os.sep)]
+    return [("--src", Path(src)), *(("--src", f) for f in inside)]
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -81,11 +95,14 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int | None:
     args = build_parser().parse_args(argv)
+    outputs = outputs_of("--out", args.out, dump_files(args.out))
     if args.source == "merge":
+        check_outputs(outputs, [("part", f) for part in args.parts for f in dump_files(part)], args.overwrite)
         stats = merge(args.parts, args.out)
         print(f"merged {len(args.parts)} parts: {stats['count']} records -> {args.out}")
         return 0
     _check_options(args)
+    check_outputs(outputs, archive_files(args.src, outputs), args.overwrite)
     stats = convert(
         args.source,
         args.src,

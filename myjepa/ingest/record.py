@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from myjepa import LEADS
 from myjepa.ingest.resample import resample
 from myjepa.ingest.wfdb_io import WFDB_INVALID_16, RecordError, mv_per_unit, read_digital, read_header
+from myjepa.leads import LEADS
 
 DURATION_S = 10
 """Seconds per dump row (a window)."""

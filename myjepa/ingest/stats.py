@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from myjepa import LEADS
+from myjepa.leads import LEADS
 
 SUM_SHIFT, SUMSQ_SHIFT = 24, 48
 """float16 values are integer multiples of 2^-24 mV, their squares of 2^-48 mV^2: sums scaled by these are integers."""

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from myjepa import LEADS
 from myjepa.errors import UserError, stop_on_signals
 from myjepa.ingest.archives import ARCHIVES
 from myjepa.ingest.output import VERSION, dump_paths, new_array, set_npy_rows, write_stats
@@ -35,6 +34,7 @@ from myjepa.ingest.record_list import RecordList, max_windows, shard_bounds
 from myjepa.ingest.stats import add_sums, empty_sums, record_sums
 from myjepa.ingest.wfdb_io import RecordError
 from myjepa.ingest.wfdb_tree import header_durations
+from myjepa.leads import LEADS
 from myjepa.utils.logging import Progress
 
 CHUNK = 64

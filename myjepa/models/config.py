@@ -10,8 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from myjepa import LEADS
 from myjepa.config import check, check_positive
+from myjepa.leads import LEADS
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Any
 from myjepa import config
 from myjepa.config import check, check_positive
 from myjepa.models.config import SIGREG_SCALINGS, EncoderConfig
+from myjepa.tasks.names import check_task, is_multiclass
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -71,8 +72,6 @@ class PretrainConfig(EncoderConfig):
     augment_scale: float = 0.0  # amplitude scaled by a factor in [1 - a, 1 + a] per record
 
     def __post_init__(self) -> None:
-        from myjepa.evaluate.labels import check_task, is_multiclass  # here, not above: labels imports pandas
-
         super().__post_init__()
         check_positive(self, "pred_dim", "pred_depth", "pred_num_heads", "proj_hidden", "proj_dim", "lr")
         check_positive(self, "sigreg_slices", "sigreg_points", "sigreg_t_max", "min_block_size")

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from myjepa.dumps import norm_stats, normalise
 from myjepa.errors import UserError
-from myjepa.evaluate.features import norm_stats, normalise
-from myjepa.evaluate.metrics import macro_auc
-from myjepa.evaluate.run import load_task_data
 from myjepa.pretrain.config import PretrainConfig
+from myjepa.pretrain.options import ProbeOptions
+from myjepa.tasks.metrics import macro_auc
+from myjepa.tasks.ptbxl import load_task_data
 
 BATCH = 64  # records per forward pass
 
@@ -54,12 +55,13 @@ def probe_auc(train_z: np.ndarray, train_y: np.ndarray, val_z: np.ndarray, val_y
 class OnlineProbe:
     """The probe's records (at most `cfg.probe_records` of the train folds, all of the validation fold) and labels."""
 
-    def __init__(self, dump: Path, tables: Path, cfg: PretrainConfig, val_fold: int, test_fold: int, seed: int) -> None:
+    def __init__(self, options: ProbeOptions, cfg: PretrainConfig, seed: int) -> None:
+        dump, tables = options.data, options.labels
         if not Path(tables).is_dir():
             raise UserError(
                 f"--probe-labels {tables}: not a folder (it holds ptbxl_database.csv and scp_statements.csv)"
             )
-        data = load_task_data(tables, dump, cfg.probe_task, 1, val_fold, test_fold)
+        data = load_task_data(tables, dump, cfg.probe_task, 1, options.val_fold, options.test_fold)
         dump_data, signals = data.dump, data.dump.signals
         if dump_data.fs != cfg.fs or dump_data.leads != list(cfg.leads):
             raise UserError(

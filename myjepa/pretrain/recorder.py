@@ -3,7 +3,6 @@ best_ckpt.pt, and last_ckpt.pt with encoder.pt."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import time
@@ -14,10 +13,11 @@ import torch
 from myjepa.config import to_dict
 from myjepa.models.myjepa import MyJEPA
 from myjepa.pretrain import checkpoints
-from myjepa.pretrain.checkpoints import RunFolder, TrainState
+from myjepa.pretrain.checkpoints import RunRecord, TrainState
 from myjepa.pretrain.config import PretrainConfig
+from myjepa.pretrain.options import RunOptions
 from myjepa.pretrain.probe import OnlineProbe
-from myjepa.utils import checkpoint
+from myjepa.pretrain.run_folder import RunFolder
 from myjepa.utils.logging import MetricsLogger, Progress, plain_items
 
 
@@ -28,11 +28,11 @@ class Recorder:
         self,
         cfg: PretrainConfig,
         folder: RunFolder,
-        run: dict[str, Any],
+        run: RunRecord,
         model: MyJEPA,
         optimizer: torch.optim.Optimizer,
         state: TrainState,
-        args: argparse.Namespace,
+        options: RunOptions,
         resumed: bool,
         sample_flops: float,
         probe: OnlineProbe | None = None,
@@ -43,7 +43,9 @@ class Recorder:
         self.model, self.optimizer, self.state = model, optimizer, state
         self.sample_flops = sample_flops
         self.device = next(model.parameters()).device
-        self.logger = MetricsLogger(folder.out, args.wandb, name=folder.out.name, config=to_dict(cfg), resume=resumed)
+        self.logger = MetricsLogger(
+            folder.out, options.wandb, name=folder.out.name, config=to_dict(cfg), resume=resumed
+        )
         self.bar = Progress(cfg.steps, "pretrain", "step", initial=state.step)
         if probe is not None and state.step == 0:  # the initialised encoder: what the curve must rise above
             self.logger.log(self.run_probe(), 0)
@@ -73,12 +75,12 @@ class Recorder:
         if cfg.logs_at(step):
             self.log(losses | {"lr": lr, "weight_decay": wd}, step_time, grad_norm, probed)
             if not collapsed and update_best(self.state, cfg.steps):
-                checkpoint.save(self.checkpoint(), self.folder.best)
+                checkpoints.save_training(self.folder.best, self.model, self.optimizer, self.state, self.run)
         if collapsed:
             return
         if step % cfg.checkpoint_interval == 0 or step == cfg.steps or stop:
-            checkpoint.save(self.checkpoint(), self.folder.last)
-            checkpoints.save_encoder(self.model, cfg, step, self.folder.encoder, self.run)
+            checkpoints.save_training(self.folder.last, self.model, self.optimizer, self.state, self.run)
+            checkpoints.save_encoder(self.folder.encoder, self.model, step, self.run)
         self.bar.update(1, loss=f"{losses['loss']:.4f}")
         self.t_last = time.perf_counter()  # the next step's time leaves out probes and checkpoints
 
@@ -97,9 +99,6 @@ class Recorder:
         self.logger.log(metrics, self.state.step)
         shown = plain_items((k.split("/")[1], v) for k, v in list(metrics.items())[:8])
         print(f"step {self.state.step}/{self.cfg.steps} {shown}", file=sys.stderr, flush=True)
-
-    def checkpoint(self) -> dict[str, Any]:
-        return checkpoints.state_dict(self.model, self.optimizer, self.state, self.run)
 
     def close(self) -> None:
         self.bar.close()

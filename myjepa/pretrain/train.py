@@ -22,27 +22,31 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from myjepa.config import parse_overrides
+from myjepa.dumps import dump_files
 from myjepa.errors import UserError
 from myjepa.models.myjepa import MyJEPA
 from myjepa.models.optim import param_groups
 from myjepa.pretrain import checkpoints
 from myjepa.pretrain.augment import Augment
 from myjepa.pretrain.batches import CropBatches, SourceNorm, open_sources, parse_data_args
-from myjepa.pretrain.checkpoints import RunFolder, TrainState
+from myjepa.pretrain.checkpoints import RunRecord, TrainState
 from myjepa.pretrain.collapse import CollapseMonitor, embedding_stats, token_stats
 from myjepa.pretrain.config import PretrainConfig, load_config
 from myjepa.pretrain.masks import MaskCollator
+from myjepa.pretrain.options import ProbeOptions, RunOptions
 from myjepa.pretrain.probe import OnlineProbe
 from myjepa.pretrain.recorder import Recorder
+from myjepa.pretrain.run_folder import RunFolder, prepare
 from myjepa.pretrain.signals import StopFlag, ignore_stop_signals
-from myjepa.utils import checkpoint, distributed
+from myjepa.tasks.ptbxl import table_files
+from myjepa.utils import distributed
 from myjepa.utils.flops import count_flops
+from myjepa.utils.io import check_outputs, outputs_of
 from myjepa.utils.memory import keep_freed_memory
 from myjepa.utils.schedules import cosine, warmup_cosine
 
@@ -83,34 +87,62 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The command line as the run's options: the one place the namespace is read."""
+    probe = None
+    if args.probe_data is not None:
+        probe = ProbeOptions(args.probe_data, args.probe_labels, args.probe_val_fold, args.probe_test_fold)
+    return RunOptions(
+        data=tuple(parse_data_args(args.data)),
+        out=args.out,
+        seed=args.seed,
+        amp=args.amp,
+        compile=args.compile,
+        device=args.device,
+        wandb=args.wandb,
+        probe=probe,
+        restart_on_change=args.restart_on_change,
+    )
+
+
+def input_files(args: argparse.Namespace, options: RunOptions) -> list[tuple[str, Path]]:
+    """What the command reads, by option: the run folder's files never replace one of these."""
+    files = [("--data", f) for _, dump in options.data for f in dump_files(dump)]
+    files += [("--config", Path(args.config))] if Path(args.config).is_file() else []
+    if options.probe is not None:
+        files += [("--probe-data", f) for f in dump_files(options.probe.data)]
+        files += [("--probe-labels", f) for f in table_files(options.probe.labels)]
+    return files
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = load_config(args.config, **parse_overrides(args.overrides))
-    data = parse_data_args(args.data)
-    dist = distributed.setup(args.device)
+    options = run_options(args)
+    # the run folder's files are rewritten as the run goes (rerunning resumes): never over an input
+    check_outputs(outputs_of("--out", options.out, RunFolder(options.out).files), input_files(args, options), True)
+    dist = distributed.setup(options.device)
     keep_freed_memory()  # a CPU step reuses the previous step's activation memory (utils/memory.py)
     try:
-        return train(cfg, data, args, dist)
+        return train(cfg, options, dist)
     finally:
         distributed.cleanup()
 
 
-def train(
-    cfg: PretrainConfig, data: list[tuple[str, Path]], args: argparse.Namespace, dist: distributed.DistInfo
-) -> int:
+def train(cfg: PretrainConfig, options: RunOptions, dist: distributed.DistInfo) -> int:
     """Build the model and its data, resume where the run stopped, then loop."""
+    options = options.on_device(dist.device.type)
     local_batch = local_batch_size(cfg, dist.world_size)
-    amp = args.amp or ("bfloat16" if dist.device.type == "cuda" else "float32")
     collator = mask_collator(cfg)
-    sources = open_sources(data, cfg)
-    probe = online_probe(args, cfg) if dist.is_main else None  # bad probe data fails before anything is written
-    folder, run = RunFolder(args.out), checkpoints.settings(cfg, args.seed, amp, sources)
+    sources = open_sources(list(options.data), cfg)
+    probe = online_probe(options, cfg) if dist.is_main else None  # bad probe data fails before anything is written
+    folder, run = RunFolder(options.out), checkpoints.run_record(cfg, options, sources)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # float32 matmuls on CUDA
-    torch.manual_seed(args.seed + dist.rank)
-    model = MyJEPA(cfg, seed=args.seed).to(dist.device)
+    torch.manual_seed(options.seed + dist.rank)
+    model = MyJEPA(cfg, seed=options.seed).to(dist.device)
     optimizer = build_optimizer(model, cfg, dist.device)
     state = TrainState(cfg.best_loss_window)
-    resumed = checkpoints.resume(folder, model, optimizer, state, run, args.restart_on_change)
+    resumed = checkpoints.resume(folder.last, model, optimizer, state, run, options.restart_on_change)
     distributed.barrier()  # every rank has read last_ckpt.pt before the main process may remove it
     if resumed and dist.is_main:
         print(f"resuming from {folder.last} at step {state.step}", file=sys.stderr)
@@ -118,16 +150,16 @@ def train(
         return finish_complete_run(folder, model, cfg, state.step, dist.is_main, run)
 
     flops = flops_per_sample(model, cfg, collator, dist.device)  # on every rank: SIGReg's all-reduce runs
-    autocast = torch.autocast(dist.device.type, dtype=getattr(torch, amp), enabled=amp != "float32")
+    autocast = torch.autocast(dist.device.type, dtype=getattr(torch, options.amp), enabled=options.amp != "float32")
     recorder = None
     if dist.is_main:
-        checkpoints.prepare(folder, cfg, state.step if resumed else None)
-        recorder = Recorder(cfg, folder, run, model, optimizer, state, args, resumed, flops, probe, autocast)
+        prepare(folder, cfg, state.step if resumed else None)
+        recorder = Recorder(cfg, folder, run, model, optimizer, state, options, resumed, flops, probe, autocast)
     augment = Augment.from_config(cfg)
-    batches = CropBatches(sources, local_batch, cfg.channel_size, collator, args.seed, dist.rank, augment=augment)
+    batches = CropBatches(sources, local_batch, cfg.channel_size, collator, options.seed, dist.rank, augment=augment)
     loader = device_batches(data_loader(batches, cfg, state.step, dist.device), SourceNorm(sources, dist.device))
     try:
-        return loop(cfg, model, optimizer, state, loader, autocast, wrap(model, args.compile, dist), dist, recorder)
+        return loop(cfg, model, optimizer, state, loader, autocast, wrap(model, options.compile, dist), dist, recorder)
     finally:
         if recorder is not None:
             recorder.close()
@@ -218,21 +250,21 @@ def build_optimizer(model: MyJEPA, cfg: PretrainConfig, device: torch.device) ->
 
 
 def finish_complete_run(
-    folder: RunFolder, model: MyJEPA, cfg: PretrainConfig, step: int, master: bool, run: dict[str, Any]
+    folder: RunFolder, model: MyJEPA, cfg: PretrainConfig, step: int, master: bool, run: RunRecord
 ) -> int:
     """A run already trained to `steps`: write encoder.pt if it is missing (Snakemake deletes it before a
     forced rerun), train nothing."""
     if master:
         if not folder.encoder.is_file():
-            checkpoints.save_encoder(model, cfg, step, folder.encoder, run)
+            checkpoints.save_encoder(folder.encoder, model, step, run)
         print(f"{folder.out}: already trained for {step} >= {cfg.steps} steps; nothing to do", file=sys.stderr)
     return 0
 
 
-def online_probe(args: argparse.Namespace, cfg: PretrainConfig) -> OnlineProbe | None:
-    if args.probe_data is None:
+def online_probe(options: RunOptions, cfg: PretrainConfig) -> OnlineProbe | None:
+    if options.probe is None:
         return None
-    return OnlineProbe(args.probe_data, args.probe_labels, cfg, args.probe_val_fold, args.probe_test_fold, args.seed)
+    return OnlineProbe(options.probe, cfg, options.seed)
 
 
 def flops_per_sample(model: MyJEPA, cfg: PretrainConfig, collator: MaskCollator, device: torch.device) -> float:
@@ -339,6 +371,6 @@ def stop_nonfinite(what: str, recorder: Recorder | None) -> int:
     """Say what went non-finite and which checkpoint is kept (main process); the exit status."""
     if recorder is not None:
         last = recorder.folder.last
-        kept = f"{last} holds step {checkpoint.load(last)['step']}" if last.is_file() else "no checkpoint was written"
+        kept = f"{last} holds step {checkpoints.read(last).step}" if last.is_file() else "no checkpoint was written"
         print(f"myjepa: error: {what}; stopping, {kept}; try a lower lr", file=sys.stderr)
     return EXIT_NONFINITE

@@ -11,7 +11,7 @@ The release format (this is its one description)
   `encoder`: the `EncoderConfig` that rebuilds the network (fs, leads, channel_size, patch_size, dim,
   depth, num_heads, mlp_ratio, num_registers);
   `embedding`: `dim` and how tokens are pooled;
-  `input`: the contract (`contract.InputContract`): `fs` (Hz), `leads` (row order), `units` ("mV"),
+  `input`: the contract (`myjepa.encoders.contract.InputContract`): `fs` (Hz), `leads` (row order), `units` ("mV"),
   `crop` and `stride` (samples at fs; a record needs at least one crop), `mean` and `std` (per lead, mV:
   the z-scoring pretraining applied, pooled over its dumps by sampling weight);
   `pretraining`: step, steps, batch size, seed, the final losses, each dump (name, path, records, samples,
@@ -19,7 +19,7 @@ The release format (this is its one description)
   `software`: python, myjepa, torch, numpy and safetensors versions.
 - `MODEL_CARD.md`: the same in prose, the evaluation table (`--results`), intended use, limits, licences.
 
-Modules: `contract` (the input contract), `model` (`PretrainedEncoder.embed`), `load`
-(`myjepa.load_encoder`: a release or an encoder.pt), `export` and `card` (`myjepa export`), `records`
-and `embed` (`myjepa embed`).
+Modules: `export` and `card` (`myjepa export`), `records` and `embed` (`myjepa embed`). Reading a
+release (`myjepa.load_encoder`), its input contract and `PretrainedEncoder.embed` are `myjepa.encoders`'s:
+`encoders.release` checks these files as it reads them.
 """

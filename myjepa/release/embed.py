@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from myjepa.dumps import sidecars
+from myjepa.dumps import dump_files, sidecars
+from myjepa.encoders.load import encoder_files, load_encoder
 from myjepa.errors import UserError, run_cli
-from myjepa.release.load import load_encoder
 from myjepa.release.records import MISSING_LEADS, open_records
-from myjepa.utils.io import atomic_path
+from myjepa.utils.io import atomic_path, check_outputs, outputs_of
 from myjepa.utils.logging import Progress
 
 
@@ -40,7 +40,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64, help="records read per batch (default 64)")
     p.add_argument("--batch-crops", type=int, default=512, help="crops per encoder forward pass (default 512)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never an input)")
     return p.parse_args(argv)
+
+
+def input_files(encoder: str, src: str) -> list[tuple[str, Path]]:
+    """What the command reads, by option: an output never replaces one of these."""
+    source = Path(src)
+    records = [source] if source.is_dir() else dump_files(source)
+    return [("--encoder", f) for f in encoder_files(encoder)] + [("--src", f) for f in records]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--out {out}: must end in .npy")
     if args.batch_size < 1 or args.batch_crops < 1:
         raise UserError("--batch-size and --batch-crops must be at least 1")
+    # the embeddings, their index, and a stats.json of a dump --out replaces (it would describe that dump)
+    check_outputs(outputs_of("--out", out, dump_files(out)), input_files(args.encoder, args.src), args.overwrite)
     model = load_encoder(args.encoder)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
@@ -67,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with atomic_path(sidecars(out)[0]) as tmp_index:
             records.index.to_csv(tmp_index, index=False)
     bar.close()
+    sidecars(out)[1].unlink(missing_ok=True)  # --overwrite of a dump: its stats.json described the old array
     if records.mapper.zero_filled:
         print(f"embed: {records.mapper.zero_filled} record(s) had missing leads zero-filled", flush=True)
     print(f"embed: ({len(records)}, {model.dim}) float32 -> {out}, index -> {sidecars(out)[0]}", flush=True)

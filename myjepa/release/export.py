@@ -17,13 +17,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from myjepa.encoders.load import LoadedEncoder, from_checkpoint
+from myjepa.encoders.release import CARD, CONFIG, FORMAT, FORMAT_VERSION, WEIGHTS, release_files
 from myjepa.errors import UserError, run_cli
-from myjepa.evaluate.encoder_io import encoder_from_checkpoint
 from myjepa.release.card import render_card
-from myjepa.release.contract import contract_from_checkpoint
-from myjepa.release.load import CARD, CONFIG, FORMAT, FORMAT_VERSION, WEIGHTS
-from myjepa.utils import checkpoint
-from myjepa.utils.io import atomic_path, sha256_file, write_json
+from myjepa.utils.io import atomic_path, check_outputs, outputs_of, sha256_file, write_json
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -34,6 +32,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--results", nargs="*", default=[], metavar="DIR", help="finetune results (folders searched for results.json)"
     )
     p.add_argument("--name", help="the release's name (default: the --out folder's name)")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an existing release in --out")
     return p.parse_args(argv)
 
 
@@ -54,18 +53,25 @@ def final_loss(encoder_path: Path) -> dict[str, float] | None:
     }
 
 
-def find_results(dirs: Sequence[str]) -> list[dict[str, Any]]:
-    """Every results.json under the given folders (or given as files), sorted by task, protocol and seed."""
+def find_results(dirs: Sequence[str]) -> list[Path]:
+    """Every results.json under the given folders, or given as files."""
     found = []
     for d in map(Path, dirs):
         paths = [d] if d.is_file() else sorted(d.rglob("results.json"))
         if not paths:
             raise UserError(f"--results {d}: no results.json found")
-        for p in paths:
-            try:
-                found.append(json.loads(p.read_text()))
-            except (OSError, json.JSONDecodeError) as e:
-                raise UserError(f"{p}: not readable JSON: {e}") from None
+        found += paths
+    return found
+
+
+def read_results(paths: list[Path]) -> list[dict[str, Any]]:
+    """The results.json files, sorted by task, protocol and seed."""
+    found = []
+    for p in paths:
+        try:
+            found.append(json.loads(p.read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise UserError(f"{p}: not readable JSON: {e}") from None
     key = lambda r: (str(r.get("task")), str(r.get("protocol_name", r.get("protocol"))), r.get("seed", 0))  # noqa: E731
     return sorted(found, key=key)
 
@@ -80,15 +86,18 @@ def software() -> dict[str, str]:
     return out
 
 
-def release_config(name: str, ckpt: dict[str, Any], encoder_config: dict[str, Any], path: Path) -> dict[str, Any]:
+def release_config(name: str, loaded: LoadedEncoder, path: Path) -> dict[str, Any]:
     """config.json without the weights' digest: encoder, input contract, pretraining, software."""
-    contract = contract_from_checkpoint(ckpt, encoder_config, str(path))
-    pretrain = ckpt.get("pretrain_config") or {}
+    contract, run = loaded.require_contract(), loaded.run
+    if run is None or not run.dumps:
+        raise UserError(f"--encoder {path}: not a pretraining checkpoint")
+    pretrain = run.config
     data = [
         {k: d[k] for k in ("name", "path", "records", "samples", "fs", "weight")}
         | {"hours": d["records"] * d["samples"] / d["fs"] / 3600}
-        for d in ckpt.get("data") or ckpt.get("sources")
+        for d in run.dumps
     ]
+    encoder_config = loaded.config
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -97,10 +106,10 @@ def release_config(name: str, ckpt: dict[str, Any], encoder_config: dict[str, An
         "embedding": {"dim": encoder_config["dim"], "pooling": "mean over patch tokens, then over strided crops"},
         "input": contract.to_dict(),
         "pretraining": {
-            "step": ckpt.get("step"),
+            "step": loaded.step,
             "steps": pretrain.get("steps"),
             "batch_size": pretrain.get("batch_size"),
-            "seed": ckpt.get("seed"),
+            "seed": run.options.get("seed"),
             "final_loss": final_loss(path),
             "data": data,
             "encoder_sha256": sha256_file(path),
@@ -117,10 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     path, out = Path(args.encoder), Path(args.out)
     if not path.is_file():
         raise UserError(f"--encoder {path}: not found")
-    ckpt = checkpoint.load(path)
-    loaded = encoder_from_checkpoint(ckpt, path)
-    config = release_config(args.name or out.absolute().name, ckpt, loaded.config, path)
-    results = find_results(args.results)
+    result_files = find_results(args.results)
+    inputs = [("--encoder", path)] + [("--results", f) for f in result_files]
+    check_outputs(outputs_of("--out", out, release_files(out)), inputs, args.overwrite)
+    loaded = from_checkpoint(path)
+    config = release_config(args.name or out.absolute().name, loaded, path)
+    results = read_results(result_files)
 
     # weights first; config.json records their digest; the card last
     out.mkdir(parents=True, exist_ok=True)

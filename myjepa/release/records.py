@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from myjepa import LEADS
 from myjepa.dumps import open_dump
+from myjepa.encoders.contract import InputContract
 from myjepa.errors import UserError
 from myjepa.ingest.record import interpolate_nans, lead_rows
 from myjepa.ingest.wfdb_io import RecordError, read_record
-from myjepa.release.contract import InputContract
+from myjepa.leads import LEADS
 
 MISSING_LEADS = ("error", "zero")
 WARNINGS_SHOWN = 5  # zero-filled records named one by one; the rest are counted

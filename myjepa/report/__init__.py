@@ -21,10 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from myjepa.dumps import dump_files
 from myjepa.errors import UserError, run_cli
 from myjepa.report.aggregate import aggregate, read_csv, write_csv
 from myjepa.report.html import render
-from myjepa.utils.io import atomic_path
+from myjepa.utils.io import atomic_path, check_outputs, outputs_of
 
 __all__ = ["main"]
 
@@ -38,6 +39,9 @@ def json_option(text: str, option: str) -> Any:
 
 
 def cmd_aggregate(args: argparse.Namespace) -> None:
+    tables = (("--out", args.out), ("--summary", args.summary), ("--per-class", args.per_class))
+    outputs = [output for option, path in tables for output in outputs_of(option, path)]
+    check_outputs(outputs, [("results", Path(p)) for p in args.results], args.overwrite)
     encoders = json_option(args.encoders, "--encoders")
     jobs, per_class, summary = aggregate([Path(p) for p in args.results], encoders)
     write_csv(jobs, Path(args.out))
@@ -46,7 +50,17 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
     print(f"aggregated {len(jobs)} finetune results into {args.out}, {args.summary}, {args.per_class}")
 
 
+def html_inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """What `html` reads by option (besides each job's results.json and predictions.npz, named in --auc)."""
+    files = [(option, Path(path)) for option, path in (("--auc", args.auc), ("--summary", args.summary))]
+    files += [("--per-class", Path(args.per_class))] + [("--releases", Path(p)) for p in args.releases]
+    files += [("--pretrain-runs", f) for p in args.pretrain_runs for f in (Path(p), Path(p).parent / "metrics.jsonl")]
+    files += [("--dumps", f) for p in args.dumps for f in dump_files(p)]
+    return files + ([("--image", Path(args.image))] if args.image else [])
+
+
 def cmd_html(args: argparse.Namespace) -> None:
+    check_outputs(outputs_of("--out", args.out), html_inputs(args), args.overwrite)
     config = json_option(args.config_json, "--config-json")
     jobs, summary, per_class = read_csv(args.auc), read_csv(args.summary), read_csv(args.per_class)
     runs, dumps = [Path(p) for p in args.pretrain_runs], [Path(p) for p in args.dumps]
@@ -66,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
     agg.add_argument("--out", required=True)
     agg.add_argument("--summary", required=True)
     agg.add_argument("--per-class", required=True)
+    agg.add_argument("--overwrite", action="store_true", help="replace existing tables")
     rep = sub.add_parser("html", help="the tables, predictions and pretraining metrics -> report.html")
     rep.add_argument("--auc", required=True, help="auc.csv; each job's results.json and predictions.npz are read")
     rep.add_argument("--summary", required=True)
@@ -83,6 +98,7 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--config-json", default="", help="the workflow config, shown in the report")
     rep.add_argument("--image", default="", help="Apptainer image whose sha256 the report shows")
     rep.add_argument("--out", required=True)
+    rep.add_argument("--overwrite", action="store_true", help="replace an existing report")
     return p
 
 

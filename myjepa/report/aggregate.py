@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from myjepa.errors import UserError
-from myjepa.evaluate.metrics import paired_difference
 from myjepa.report.references import PTBXL_BENCHMARK
+from myjepa.tasks.metrics import paired_difference
 from myjepa.utils.io import atomic_path
 
 # results.json key -> the tables' column naming the job
@@ -162,7 +162,7 @@ def baseline_of(summary: pd.DataFrame) -> tuple[list[float], list[float]]:
 
 
 def paired_intervals(summary: pd.DataFrame, jobs: pd.DataFrame) -> tuple[list[float], list[float]]:
-    """Each row's 95 % interval of the paired difference to its baseline (`evaluate.metrics.paired_difference`):
+    """Each row's 95 % interval of the paired difference to its baseline (`tasks.metrics.paired_difference`):
     every job of the row is paired with the baseline's job of the same finetuning seed, on the same test records
     (their predictions.npz beside results.json); NaN where a row has no baseline or a pair cannot be made."""
     lo, hi = [], []

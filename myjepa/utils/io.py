@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,41 @@ def check_file_path(path: Path, option: str) -> None:
             if not parent.is_dir():
                 raise UserError(f"{option} {path}: {parent} is a file, not a folder")
             return
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file however either is spelled: relative or absolute, with `./` or `..`, through
+    a symbolic link, or as a hard link (the same inode); for paths not there yet, the same place once resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def outputs_of(option: str, out: str | os.PathLike, files: Iterable[Path] | None = None) -> list[tuple[str, Path]]:
+    """The files `option out` writes, each with how a message names it: `out` itself when `files` is None,
+    else `files` (its sidecars, or the files of a folder)."""
+    out = Path(out)
+    if files is None:
+        return [(f"{option} {out}", out)]
+    return [(f"{option} {out}" if f == out else f"{option} {out}: {f.name}", f) for f in files]
+
+
+def check_outputs(outputs: Sequence[tuple[str, Path]], inputs: Iterable[tuple[str, Path]], overwrite: bool) -> None:
+    """Refuse, before any work, to write `outputs` (`outputs_of`) when one of them is one of the `inputs`
+    ((option, path) pairs), which nothing allows, or is another output, or already exists without
+    `overwrite`: replacing a file is the user's deliberate choice only."""
+    inputs = list(inputs)
+    for i, (name, file) in enumerate(outputs):
+        for option, path in inputs:
+            if same_file(file, path):
+                raise UserError(f"{name} is the input {option} {path}; an output never replaces an input")
+        for other, other_file in outputs[:i]:
+            if same_file(file, other_file):
+                raise UserError(f"{name} and {other} are one file; give each output its own path")
+    existing = [name for name, file in outputs if os.path.lexists(file)]
+    if existing and not overwrite:
+        raise UserError(f"{existing[0]} exists; pass --overwrite to replace it")
 
 
 @contextlib.contextmanager

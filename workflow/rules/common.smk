@@ -114,15 +114,9 @@ def res(rule_name, key):
 
 def pretrain_settings(wildcards):
     """Exactly what defines a pretraining run: a change here reruns it and everything downstream."""
-    run = RUNS[wildcards.run]
-    return {
-        "config": run["config"],
-        "datasets": run["datasets"],
-        "set": run["set"],
-        "seed": int(wildcards.seed),
-        "amp": config["pretrain"]["amp"],
-        "compile": config["pretrain"]["compile"],
-    }
+    return wf.pretrain_settings(
+        RUNS[wildcards.run], int(wildcards.seed), config["pretrain"]
+    )
 
 
 def pretrain_inputs(wildcards):

@@ -8,15 +8,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from myjepa.encoders.contract import InputContract
+from myjepa.encoders.crops import StridedCrops, crop_starts
 from myjepa.errors import UserError
-from myjepa.evaluate.features import StridedCrops, crop_starts
 from myjepa.ingest.resample import resample
 from myjepa.models.vit import VisionTransformer
-from myjepa.release.contract import InputContract
 
 
 class PretrainedEncoder(nn.Module):
-    """A MyJEPA encoder and the input it expects (`contract`); `config` is the release's config.json."""
+    """A MyJEPA encoder and the input it expects (`contract`); `config` is the release's config.json (for a
+    checkpoint: its `encoder` and `input` sections)."""
 
     def __init__(self, encoder: VisionTransformer, contract: InputContract, config: dict[str, Any]) -> None:
         super().__init__()

@@ -1,9 +1,7 @@
-"""The input contract of a released encoder: the signal it expects, and how a record becomes its input.
+"""The input contract of a pretrained encoder: the signal it expects, and how a record becomes its input.
 
 Rate, lead order and units; the per-lead z-scoring (mean/std in mV) pretraining applied; and the
-strided crops (length, stride in samples) whose embeddings are averaged into a record embedding,
-the same crops the evaluation averages its scores over (`crop_s`/`stride_s` of the shipped linear
-protocol).
+strided crops (length, stride in samples) whose embeddings are averaged into a record embedding.
 """
 
 from __future__ import annotations
@@ -14,7 +12,10 @@ from typing import Any
 import numpy as np
 
 from myjepa.errors import UserError
-from myjepa.evaluate.config import load_finetune_config
+
+CROP_S, STRIDE_S = 2.5, 1.25
+"""Seconds per crop and between crop starts of a record embedding: the crops the shipped evaluation
+protocols average their scores over (`myjepa/evaluate/configs/`; a test keeps them the same)."""
 
 
 @dataclass
@@ -58,23 +59,16 @@ def pooled_stats(data: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
     return pooled.tolist(), np.sqrt(np.maximum(var, 1e-12)).tolist()
 
 
-def contract_from_checkpoint(ckpt: dict[str, Any], encoder_config: dict[str, Any], source: str) -> InputContract:
-    """The contract of a pretraining checkpoint (encoder.pt, best/last_ckpt.pt), from the data summary it stores."""
-    data = ckpt.get("data") or ckpt.get("sources")
-    if not data:
-        raise UserError(
-            f"{source}: no pretraining data statistics stored (an older myjepa wrote it); delete it and rerun the "
-            "same `myjepa pretrain` command: a finished run rewrites encoder.pt from last_ckpt.pt without training"
-        )
-    linear = load_finetune_config("linear")
+def contract_for(encoder_config: dict[str, Any], dumps: list[dict[str, Any]]) -> InputContract:
+    """The contract of an encoder pretrained on `dumps` (the data summary its checkpoint records)."""
     fs = int(encoder_config["fs"])
-    mean, std = pooled_stats(data)
+    mean, std = pooled_stats(dumps)
     return InputContract(
         fs=fs,
         leads=list(encoder_config["leads"]),
         units="mV",
-        crop=int(round(linear.crop_s * fs)),
-        stride=int(round(linear.stride_s * fs)),
+        crop=int(round(CROP_S * fs)),
+        stride=int(round(STRIDE_S * fs)),
         mean=mean,
         std=std,
     )

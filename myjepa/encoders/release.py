@@ -1,4 +1,5 @@
-"""`myjepa.load_encoder(PATH)`: a release folder, or a pretraining encoder.pt, as a `PretrainedEncoder`."""
+"""Reading a release folder (`myjepa export` writes it; its format is described in `myjepa.release`):
+config.json checked to be one, and model.safetensors checked against the digest config.json records."""
 
 from __future__ import annotations
 
@@ -6,25 +7,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from myjepa.errors import UserError
-from myjepa.evaluate.encoder_io import build_encoder, encoder_from_checkpoint, load_state
-from myjepa.release.contract import InputContract, contract_from_checkpoint
-from myjepa.release.model import PretrainedEncoder
-from myjepa.utils import checkpoint
 from myjepa.utils.io import sha256_file
 
 FORMAT, FORMAT_VERSION = "myjepa-release", 1
 CONFIG, WEIGHTS, CARD = "config.json", "model.safetensors", "MODEL_CARD.md"
 
 
-def load_encoder(path: str | Path) -> PretrainedEncoder:
-    """The encoder of a release folder (config.json + model.safetensors) or of an encoder.pt, on the CPU."""
-    p = Path(path)
-    if p.is_dir():
-        return load_release(p)
-    if p.is_file():
-        return load_checkpoint(p)
-    raise UserError(f"{p}: not found (expected a release folder or an encoder.pt)")
+def release_files(folder: Path) -> list[Path]:
+    """The files of a release folder."""
+    return [folder / WEIGHTS, folder / CONFIG, folder / CARD]
 
 
 def read_release_config(folder: Path) -> dict[str, Any]:
@@ -45,12 +39,11 @@ def read_release_config(folder: Path) -> dict[str, Any]:
     return config
 
 
-def load_release(folder: Path) -> PretrainedEncoder:
-    """Build the encoder from config.json and fill it from model.safetensors, whose sha256 must match."""
+def read_release_weights(folder: Path, config: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """model.safetensors of a release, whose sha256 must be the one its config.json records."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    config = read_release_config(folder)
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise UserError(f"{weights}: not found; a release needs {CONFIG} and {WEIGHTS}")
@@ -62,17 +55,6 @@ def load_release(folder: Path) -> PretrainedEncoder:
             "the file is damaged, truncated or was changed after export"
         )
     try:
-        state = load_file(weights)
+        return load_file(weights)
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{weights}: cannot read the weights: {e}") from None
-    encoder, _ = build_encoder(config.get("encoder", {}), str(folder / CONFIG))
-    load_state(encoder, state, str(weights))
-    return PretrainedEncoder(encoder, InputContract.from_dict(config.get("input"), str(folder / CONFIG)), config)
-
-
-def load_checkpoint(path: Path) -> PretrainedEncoder:
-    """The encoder of a pretraining checkpoint, with the contract its data summary gives (no release needed)."""
-    ckpt = checkpoint.load(path)
-    loaded = encoder_from_checkpoint(ckpt, path)
-    contract = contract_from_checkpoint(ckpt, loaded.config, str(path))
-    return PretrainedEncoder(loaded.encoder, contract, {"encoder": loaded.config, "input": contract.to_dict()})

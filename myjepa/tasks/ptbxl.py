@@ -1,8 +1,9 @@
-"""PTB-XL benchmark tasks (Strodthoff et al. 2021): labels aggregated from `scp_codes`, then folds.
+"""PTB-XL's benchmark tasks (Strodthoff et al. 2021): its tables, labels aggregated from `scp_codes`, then folds.
 
 Any likelihood counts (a code listed with 0.0 is a label). Classes with fewer than `min_samples`
 records are dropped, then records left without a label. `ST-MEM` is superdiagnostic restricted to
-records with exactly one label, trained as a multi-class problem.
+records with exactly one label, trained as a multi-class problem. `load_task_data` reads the tables
+and the dump, checks that they match, and splits the task by folds.
 """
 
 from __future__ import annotations
@@ -14,24 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from myjepa.dumps import open_dump
 from myjepa.errors import UserError
+from myjepa.tasks.names import check_task, is_multiclass
+from myjepa.tasks.splits import Splits, TaskData
 from myjepa.utils.tables import read_csv
 
-TASKS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm", "ST-MEM")
-DIAGNOSTIC_TASKS = ("diagnostic", "subdiagnostic", "superdiagnostic", "ST-MEM")
 
-
-def check_task(task: str) -> str:
-    if task not in TASKS:
-        lower = {t.lower(): t for t in TASKS}
-        hint = f" (did you mean {lower[task.lower()]!r}?)" if task.lower() in lower else ""
-        raise UserError(f"unknown task {task!r}{hint}: choose one of {list(TASKS)}")
-    return task
-
-
-def is_multiclass(task: str) -> bool:
-    """Single-label tasks use softmax + cross-entropy; the others sigmoid + binary cross-entropy."""
-    return task == "ST-MEM"
+def table_files(folder: str | Path) -> list[Path]:
+    """A PTB-XL folder's two tables: ptbxl_database.csv and scp_statements.csv."""
+    return [Path(folder) / "ptbxl_database.csv", Path(folder) / "scp_statements.csv"]
 
 
 def read_statements(path: str | Path) -> pd.DataFrame:
@@ -102,16 +95,6 @@ def task_labels(scp_codes: list[dict[str, float]], statements: pd.DataFrame, tas
     return TaskLabels(classes, targets, keep)
 
 
-@dataclass
-class Splits:
-    """Dump row numbers and targets for train / val / test; `classes` names the target columns."""
-
-    classes: list[str]
-    rows: dict[str, np.ndarray]  # split -> dump row indices
-    targets: dict[str, np.ndarray]  # split -> (n, C) uint8
-    folds: dict[str, list[int]]
-
-
 def make_splits(folds: np.ndarray, labels: TaskLabels, task: str, val_fold: int, test_fold: int) -> Splits:
     """Train on every fold except val and test (1-8 by default), validate on val_fold, test on test_fold."""
     if val_fold == test_fold:
@@ -158,3 +141,28 @@ def check_dump_index(
             f"{dump_name}: row {i} holds ecg_id {got[i]} but {db_name} has ecg_id {expected[i]} there; "
             "dump and database do not match"
         )
+
+
+def load_task_data(
+    data_dir: str | Path, dump_path: str | Path, task: str, min_samples: int, val_fold: int, test_fold: int
+) -> TaskData:
+    """The dump, the task's splits (dump rows + targets) and every dump row of the train folds (for normalisation)."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise UserError(f"--data-dir {data_dir}: not a folder")
+    db_path, statements_path = table_files(data_dir)
+    db = read_database(db_path)
+    statements = read_statements(statements_path)
+    dump = open_dump(dump_path)
+    skipped = {
+        int(s["id"])
+        for s in dump.stats.get("skipped", [])
+        if isinstance(s, dict) and str(s.get("id", "")).lstrip("-").isdigit()
+    }
+    check_dump_index(dump.index, db, skipped, str(dump.path), str(db_path))
+    db = db[~db["ecg_id"].isin(skipped)].reset_index(drop=True)
+    labels = task_labels(list(db["scp_codes"]), statements, task, min_samples)
+    folds = db["strat_fold"].to_numpy()
+    splits = make_splits(folds, labels, task, val_fold, test_fold)
+    train_fold_rows = np.flatnonzero(np.isin(folds, splits.folds["train"]))
+    return TaskData(dump, splits, train_fold_rows, is_multiclass(task))

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from myjepa.dumps import open_dump, sidecars
 from myjepa.errors import UserError
-from myjepa.evaluate.labels import Splits
+from myjepa.tasks.splits import Splits, TaskData
 from myjepa.utils.tables import read_csv
 
 SPLITS = ("train", "val", "test")
@@ -114,3 +115,10 @@ def read_labels(
     if empty:
         raise UserError(f"{path}: class(es) {', '.join(map(repr, empty))} have no positive record in the train split")
     return Splits(classes, out_rows, out_targets, folds={}), multiclass
+
+
+def load_labels_data(labels: str | Path, dump_path: str | Path, val_fold: int, test_fold: int) -> TaskData:
+    """The dump and a user's task from LABELS.csv; the train split's records are the normalisation's."""
+    dump = open_dump(dump_path)
+    splits, multiclass = read_labels(labels, dump.index, str(sidecars(dump.path)[0]), val_fold, test_fold)
+    return TaskData(dump, splits, splits.rows["train"], multiclass)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from myjepa.ingest.simulator import Heart
+from myjepa.synth.simulator import Heart
 
 RHYTHMS = {"SR": 0.46, "STACH": 0.12, "SBRAD": 0.12, "SARRH": 0.10, "AFIB": 0.12, "AFLT": 0.08}
 GROUPS = {"NORM": 0.38, "MI": 0.16, "STTC": 0.16, "CD": 0.18, "HYP": 0.12}

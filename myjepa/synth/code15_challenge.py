@@ -19,13 +19,14 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from myjepa import LEADS
 from myjepa.ingest.code15 import LEAD_NAMES as CODE15_LEADS
 from myjepa.ingest.code15 import RATE as CODE15_RATE
 from myjepa.ingest.code15 import SAMPLES as CODE15_SAMPLES
-from myjepa.ingest.profiles import sample_profile
-from myjepa.ingest.simulator import simulate
 from myjepa.ingest.wfdb_io import MAT_V4_INT16
+from myjepa.leads import LEADS
+from myjepa.synth.parallel import run_tasks
+from myjepa.synth.profiles import sample_profile
+from myjepa.synth.simulator import simulate
 
 CODE15_COLUMNS = ["exam_id", "age", "is_male", "nn_predicted_age", "1dAVb", "RBBB", "LBBB", "SB", "ST", "AF"]
 CODE15_COLUMNS += ["patient_id", "death", "timey", "normal_ecg", "trace_file"]
@@ -125,7 +126,5 @@ def _challenge_record(task: tuple[Path, int, int]) -> dict[str, Any]:
 
 def write_challenge(out: Path, n_records: int, seed: int, workers: int = 1, progress: bool = True) -> pd.DataFrame:
     """One Challenge 2021 set: g1/A0001.{hea,mat}, ..., 500 records per subfolder."""
-    from myjepa.ingest.synth import run_tasks  # here: synth imports this module for its LAYOUTS
-
     tasks = [(out, seed, k) for k in range(1, n_records + 1)]
     return pd.DataFrame(run_tasks(_challenge_record, tasks, workers, "synth challenge-2021", progress))
