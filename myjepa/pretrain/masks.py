@@ -61,6 +61,10 @@ class MaskCollator:
         self.max_keep_ratio = max_keep_ratio
         self.num_patches = num_patches
 
+    def patches(self, length: int) -> int:
+        """Patches of a record of `length` samples: `num_patches` when set, else length // patch_size."""
+        return self.num_patches or length // self.patch_size
+
     def masks(
         self, batch_size: int, num_patches: int, gen: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,6 +98,5 @@ class MaskCollator:
         self, batch: Sequence[torch.Tensor] | torch.Tensor, gen: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = batch if isinstance(batch, torch.Tensor) else torch.stack(list(batch))
-        N = self.num_patches or x.size(-1) // self.patch_size
-        ctx_idx, tgt_idx = self.masks(x.size(0), N, gen)
+        ctx_idx, tgt_idx = self.masks(x.size(0), self.patches(x.size(-1)), gen)
         return x, ctx_idx, tgt_idx

@@ -87,10 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = parse_data_args(args.data)
     dist = distributed.setup(args.device)
     keep_freed_memory()  # a CPU step reuses the previous step's activation memory (utils/memory.py)
-    try:
+    with distributed.run_group(dist):  # a lost peer: one line and exit 5, not a hang
         return train(cfg, data, args, dist)
-    finally:
-        distributed.cleanup()
 
 
 def train(
@@ -121,7 +119,9 @@ def train(
     if dist.is_main:
         checkpoints.prepare(folder, cfg, state.step if resumed else None)
         recorder = Recorder(cfg, folder, run, model, optimizer, state, args, resumed, flops, probe, autocast)
-    batches = CropBatches(sources, local_batch, cfg.channel_size, collator, args.seed, dist.rank)
+    batches = CropBatches(
+        sources, local_batch * dist.world_size, cfg.channel_size, collator, args.seed, dist.rank, dist.world_size
+    )
     loader = device_batches(data_loader(batches, cfg, state.step, dist.device), SourceNorm(sources, dist.device))
     try:
         return loop(cfg, model, optimizer, state, loader, autocast, wrap(model, args.compile, dist), dist, recorder)
