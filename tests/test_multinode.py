@@ -10,6 +10,8 @@ Either way the rerun resumes from the last checkpoint to the same weights.
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -22,6 +24,8 @@ import pytest
 import torch
 from conftest import synthetic_ecg, write_dump
 
+from myjepa import workflow as wf
+from myjepa.cluster import launch
 from myjepa.pretrain.batches import CropBatches, open_sources
 from myjepa.pretrain.config import load_config
 from myjepa.pretrain.masks import MaskCollator
@@ -186,3 +190,66 @@ def test_a_killed_agent_ends_the_other_with_one_line_and_the_rerun_resumes(refer
     assert len(lost) == 1 and lost[0].startswith("myjepa: error: rank "), err[-3000:]
     assert "; rerun to resume from the last checkpoint" in lost[0]
     resume_to_the_end(dump, out, expected)
+
+
+# ---- the launch line of a job over several nodes (myjepa.cluster.launch), without SLURM -----------
+
+
+def test_launch_line_runs_one_torchrun_per_node_inside_the_image():
+    container = launch.container("img.sif", "--nv --bind /data", Path("/work"))
+    command = launch.srun_command(2, 4, 64, container, "node07:41234", "991", ["--data", "a=x.npy"])
+    assert command == [
+        "srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--cpus-per-task=64", "--gpus-per-node=4",
+        "--kill-on-bad-exit=1",
+        "apptainer", "exec", "--home", "/work", "--nv", "--bind", "/data", "img.sif",
+        "torchrun", "--nnodes=2", "--nproc_per_node=4", "--rdzv_backend=c10d", "--rdzv_endpoint=node07:41234",
+        "--rdzv_id=991", "--max_restarts=0", "-m", "myjepa.pretrain", "--data", "a=x.npy",
+    ]  # fmt: skip
+    cpu_nodes = launch.srun_command(3, 0, 2, launch.container(None, "", Path("/work")), "h:1", "5", [])
+    assert "--gpus-per-node=0" not in cpu_nodes and "--nproc_per_node=1" in cpu_nodes
+    assert cpu_nodes[cpu_nodes.index("--kill-on-bad-exit=1") + 1] == "torchrun"  # no image: the host's torchrun
+
+
+def test_the_rules_launch_command_is_what_the_launcher_reads():
+    """`myjepa.workflow.pretrain_launch` (the rule's params) writes the options launch.py parses."""
+    assert wf.pretrain_launch(1, 0, None, 2) == wf.pretrain_launch(1, 1, 8, 2) == "myjepa pretrain"
+    assert wf.pretrain_launch(1, 4, 8, 2) == "torchrun --standalone --nproc_per_node=4 -m myjepa.pretrain"
+    text = wf.pretrain_launch(2, 8, 16, 4, "c/my jepa.sif", "--nv --bind /d", python="/v/bin/python")
+    words = shlex.split(text)
+    assert words[:3] == ["/v/bin/python", "-m", "myjepa.cluster.launch"] and words[-1] == "--"
+    args = launch.parse_args([*words[3:], "--data", "a=x.npy"])
+    assert (args.nodes, args.gpus_per_node, args.cpus_per_task) == (2, 4, 64)
+    assert (args.image, args.apptainer_args, args.pretrain_args) == (
+        "c/my jepa.sif",
+        "--nv --bind /d",
+        ["--data", "a=x.npy"],
+    )
+    assert "--cpus-per-task=4" in wf.pretrain_launch(2, 2, None, 4)  # no cpus_per_gpu: the rule's threads
+
+
+def run_launcher(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    cmd = [sys.executable, "-m", "myjepa.cluster.launch", "--nodes=2", "--gpus-per-node=1", "--cpus-per-task=2"]
+    return subprocess.run(
+        [*cmd, *args, "--", "--data", "a=x.npy"], env={**clean, **env}, capture_output=True, text=True
+    )
+
+
+def test_launcher_runs_only_in_a_job_and_outside_its_steps():
+    outside = run_launcher({})
+    assert outside.returncode == 2
+    assert outside.stderr == (
+        "myjepa: error: pretraining on several nodes runs inside a SLURM job (SLURM_JOB_ID is not set)\n"
+    )
+    in_step = run_launcher({"SLURM_JOB_ID": "12", "SLURM_STEP_ID": "0"})
+    assert in_step.returncode == 2
+    assert 'already runs in job step 12.0: give the pretrain rule `mpi: "srun"` in the profile' in in_step.stderr
+    shown = run_launcher({"SLURM_JOB_ID": "12"}, "--print")
+    assert shown.returncode == 0, shown.stderr
+    line = re.fullmatch(r"myjepa: pretraining on 2 nodes: (srun .*)\n", shown.stderr)
+    assert line, shown.stderr
+    words = shlex.split(line.group(1))
+    endpoint = next(w for w in words if w.startswith("--rdzv_endpoint="))
+    host, port = endpoint.split("=", 1)[1].rsplit(":", 1)
+    assert host == socket.gethostname() and 1024 <= int(port) < 65536  # a port the OS found free here
+    assert "--rdzv_id=12" in words and words[-4:] == ["-m", "myjepa.pretrain", "--data", "a=x.npy"]

@@ -1,16 +1,18 @@
-"""The workflow through a real SLURM controller (`.ci/slurm` starts a single-node cluster).
+"""The workflow through a real SLURM controller (`.ci/slurm` starts one on this machine).
 
 `myjepa slurm-profile` writes the named profile `slurm` from what this cluster reports (under a
 temporary XDG_CONFIG_HOME), and `snakemake --profile slurm` runs a small part of the demo DAG with it:
 synthetic PTB-XL and its conversion on the `cpu` partition, a few pretraining steps on the `gpu`
-partition with a GRES gpu request. SLURM's own accounting (`sacct`) must show where each job ran and
-what it asked for. Skipped when no controller answers, unless MYJEPA_REQUIRE_SLURM=1 (set by .ci/run
-after starting SLURM), which turns the skip into a failure.
+partition with a GRES gpu request, then the same pretraining as one job over the two nodes of the
+`multi` partition (`--nodes-per-job 2`). SLURM's own accounting (`sacct`) must show where each job ran
+and what it asked for. Skipped when no controller answers, unless MYJEPA_REQUIRE_SLURM=1 (set by
+.ci/run after starting SLURM), which turns the skip into a failure.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from workflow_helpers import ROOT, job_counts, snakemake
 
@@ -35,8 +38,8 @@ def slurm_unavailable() -> str | None:
     if proc.returncode != 0:
         return f"no SLURM controller reachable: {proc.stderr.strip()[:200]}"
     partitions = {line.split()[0].rstrip("*") for line in proc.stdout.splitlines() if line.strip()}
-    if not {"cpu", "gpu"} <= partitions:
-        return f"the cluster lacks the partitions cpu and gpu (has {sorted(partitions)}); run .ci/slurm"
+    if not {"cpu", "gpu", "multi"} <= partitions:
+        return f"the cluster lacks the partitions cpu, gpu and multi (has {sorted(partitions)}); run .ci/slurm"
     if subprocess.run(["sacct", "-n", "-X", "-S", "now-1minutes"], capture_output=True, timeout=20).returncode != 0:
         return "sacct does not answer: no accounting (slurmdbd); run .ci/slurm"
     return None
@@ -128,8 +131,11 @@ def slurm_run(slurm, tmp_path_factory) -> dict:
         timeout=900,
         extra_env={"XDG_CONFIG_HOME": str(xdg)},
     )
+    snapshot = tmp_path_factory.mktemp("slurm-snapshot") / "work"  # before other tests change `work`
+    shutil.copytree(work, snapshot, symlinks=True)
     return {
         "work": work,
+        "snapshot": snapshot,
         "xdg": xdg,
         "overlay": overlay,
         "since": since,
@@ -185,7 +191,7 @@ def test_check_reports_each_problem_in_one_line(slurm, tmp_path):
     check = slurm_profile("--out", str(out), "--check", xdg=tmp_path / "xdg")
     assert check.returncode == 1
     lines = check.stdout.splitlines()
-    assert lines[0] == "problem: pretrain: partition 'gpu-a100' does not exist (partitions: cpu, gpu)"
+    assert lines[0] == "problem: pretrain: partition 'gpu-a100' does not exist (partitions: cpu, gpu, multi)"
     assert lines[1].startswith("problem: finetune: partition 'gpu' has no node with 1 GPU of model 'h100' (has: gpu: ")
     assert lines[2:] == [
         "problem: account 'no-such-account': SLURM's accounting does not know it",
@@ -216,6 +222,65 @@ def test_workflow_on_slurm_uses_cpu_and_gpu_partitions(slurm_run):
     assert "gres/gpu=1" in pretrain["ReqTRES"] and "gres/gpu=1" in pretrain["AllocTRES"], pretrain
     assert all(job["State"] == "COMPLETED" for job in by_rule.values()), by_rule
     assert (work / "results/pretrain/tiny/s42/metrics.jsonl").stat().st_size > 0
+
+
+def sacct_steps(job_id: str) -> dict[str, dict[str, str]]:
+    """step id (e.g. 12.batch, 12.0) -> its accounting record."""
+    fields = ["JobID", "JobName", "State", "NodeList", "NTasks", "AllocTRES"]
+    proc = subprocess.run(
+        ["sacct", "-j", job_id, "-n", "-P", "-o", ",".join(fields)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return {line.split("|")[0]: dict(zip(fields, line.split("|"))) for line in proc.stdout.splitlines()}
+
+
+def test_pretraining_over_two_nodes_is_one_job_with_a_torchrun_per_node(slurm_run, tmp_path):
+    """`myjepa slurm-profile --nodes-per-job 2` and `snakemake --profile slurm`: pretraining is one SLURM job
+    over n1 and n2; its batch shell runs the launcher, whose srun step holds one torchrun task per node."""
+    work, xdg = slurm_run["snapshot"], tmp_path / "xdg"
+    shutil.rmtree(work / "results" / "pretrain")
+    shutil.rmtree(work / ".snakemake" / "slurm_logs")
+    args = ["--gpu-partition", "multi", "--nodes-per-job", "2", "--no-container"]
+    generated = slurm_profile(*args, "--configfile", "config/config.yaml", str(slurm_run["overlay"]), xdg=xdg)
+    assert generated.returncode == 0, generated.stderr
+    assert "chose: pretrain: one job over 2 nodes x 1 GPU (2 such nodes in multi)" in generated.stdout
+    check = slurm_profile("--check", "--configfile", "config/config.yaml", str(slurm_run["overlay"]), xdg=xdg)
+    assert check.returncode == 0 and check.stdout.endswith(": ok\n"), check.stdout
+    dry = snakemake(TARGET, "-n", "--quiet", "rules", cwd=work, config=slurm_run["overlay"])
+    assert job_counts(dry.stdout + dry.stderr) == {"pretrain": 1}  # the data of the first run is reused
+
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
+    proc = snakemake(
+        TARGET, "--profile", "slurm", *QUICK_POLLING, cwd=work, config=slurm_run["overlay"], check=False,
+        timeout=900, extra_env={"XDG_CONFIG_HOME": str(xdg)},
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    assert torch.load(work / TARGET, weights_only=True)["step"] == 3
+
+    jobs = sacct_jobs(since, work)
+    assert len(jobs) == 1, jobs
+    job_id, job = next(iter(jobs.items()))
+    assert job["Partition"] == "multi" and job["State"] == "COMPLETED", job
+    assert "gres/gpu=2" in job["AllocTRES"] and "node=2" in job["AllocTRES"], job
+    steps = sacct_steps(job_id)
+    assert steps[f"{job_id}.batch"]["NodeList"] == "n1"  # the launcher runs on the first node ...
+    torchrun = steps[f"{job_id}.0"]  # ... and its srun step on both, one task each
+    assert (torchrun["JobName"], torchrun["NodeList"], torchrun["NTasks"]) == ("torchrun", "n[1-2]", "2"), torchrun
+    assert torchrun["State"] == "COMPLETED", torchrun
+
+    log = (work / "logs" / "pretrain" / "tiny-s42.log").read_text()
+    launch = re.search(r"^myjepa: pretraining on 2 nodes: (srun .*)$", log, re.M)
+    assert launch, log[-3000:]
+    words = launch.group(1).split()
+    assert words[:7] == [
+        "srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--cpus-per-task=1", "--gpus-per-node=1",
+        "--kill-on-bad-exit=1",
+    ]  # fmt: skip
+    assert words[7:11] == ["torchrun", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d"]
+    assert f"--rdzv_id={job_id}" in words and "--max_restarts=0" in words
 
 
 def test_failing_slurm_job_is_reported_as_failed(slurm_run):

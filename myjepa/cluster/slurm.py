@@ -49,6 +49,14 @@ class Partition:
         """The node groups with GPUs of `model` (any model when None)."""
         return [g for g in self.groups if (g.gpus if model is None else g.gpus.get(model, 0))]
 
+    def nodes_with_gpus(self, model: str | None, count: int) -> int:
+        """How many nodes have at least `count` GPUs of `model` (of any model when None)."""
+        return sum(
+            g.nodes
+            for g in self.gpu_nodes(model)
+            if (sum(g.gpus.values()) if model is None else g.gpus[model]) >= count
+        )
+
     def max_gpus_per_node(self, model: str | None) -> int:
         return max((sum(g.gpus.values()) if model is None else g.gpus[model] for g in self.gpu_nodes(model)), default=0)
 

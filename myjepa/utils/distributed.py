@@ -115,8 +115,9 @@ def lost_peer(error: BaseException) -> bool:
 
 
 def first_line(error: BaseException) -> str:
+    """The error's first sentence: gloo's and NCCL's messages go on with advice that does not apply here."""
     lines = str(error).strip().splitlines()
-    return lines[0][:300] if lines else type(error).__name__
+    return lines[0].split(". ")[0][:300] if lines else type(error).__name__
 
 
 def cleanup() -> None:
