@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from workflow_helpers import ROOT, job_counts, snakemake
+from workflow_helpers import ROOT, SNAKEFILE, SNAKEMAKE, env, job_counts, snakemake
 
 pytestmark = pytest.mark.slurm
 
@@ -237,17 +237,37 @@ def sacct_steps(job_id: str) -> dict[str, dict[str, str]]:
     return {line.split("|")[0]: dict(zip(fields, line.split("|"))) for line in proc.stdout.splitlines()}
 
 
-def test_pretraining_over_two_nodes_is_one_job_with_a_torchrun_per_node(slurm_run, tmp_path):
+@pytest.fixture(scope="module")
+def two_nodes(slurm_run, tmp_path_factory) -> dict:
+    """The profile `myjepa slurm-profile --gpu-partition multi --nodes-per-job 2` writes, and its --check."""
+    xdg = tmp_path_factory.mktemp("xdg-two-nodes")
+    configs = ["--configfile", "config/config.yaml", str(slurm_run["overlay"])]
+    args = ["--gpu-partition", "multi", "--nodes-per-job", "2", "--no-container"]
+    return {
+        "xdg": xdg,
+        "generated": slurm_profile(*args, *configs, xdg=xdg),
+        "check": slurm_profile("--check", *configs, xdg=xdg),
+    }
+
+
+def fresh_work(slurm_run: dict, tmp_path: Path) -> Path:
+    """A copy of the first run's working directory without its pretraining: the data is reused."""
+    work = tmp_path / "work"
+    shutil.copytree(slurm_run["snapshot"], work, symlinks=True)
+    for done in (work / "results" / "pretrain", work / "logs" / "pretrain", work / ".snakemake" / "slurm_logs"):
+        shutil.rmtree(done, ignore_errors=True)
+    return work
+
+
+def test_pretraining_over_two_nodes_is_one_job_with_a_torchrun_per_node(slurm_run, two_nodes, tmp_path):
     """`myjepa slurm-profile --nodes-per-job 2` and `snakemake --profile slurm`: pretraining is one SLURM job
     over n1 and n2; its batch shell runs the launcher, whose srun step holds one torchrun task per node."""
-    work, xdg = slurm_run["snapshot"], tmp_path / "xdg"
-    shutil.rmtree(work / "results" / "pretrain")
-    shutil.rmtree(work / ".snakemake" / "slurm_logs")
-    args = ["--gpu-partition", "multi", "--nodes-per-job", "2", "--no-container"]
-    generated = slurm_profile(*args, "--configfile", "config/config.yaml", str(slurm_run["overlay"]), xdg=xdg)
+    work, xdg, generated, check = (
+        fresh_work(slurm_run, tmp_path),
+        *(two_nodes[k] for k in ("xdg", "generated", "check")),
+    )
     assert generated.returncode == 0, generated.stderr
     assert "chose: pretrain: one job over 2 nodes x 1 GPU (2 such nodes in multi)" in generated.stdout
-    check = slurm_profile("--check", "--configfile", "config/config.yaml", str(slurm_run["overlay"]), xdg=xdg)
     assert check.returncode == 0 and check.stdout.endswith(": ok\n"), check.stdout
     dry = snakemake(TARGET, "-n", "--quiet", "rules", cwd=work, config=slurm_run["overlay"])
     assert job_counts(dry.stdout + dry.stderr) == {"pretrain": 1}  # the data of the first run is reused
@@ -281,6 +301,45 @@ def test_pretraining_over_two_nodes_is_one_job_with_a_torchrun_per_node(slurm_ru
     ]  # fmt: skip
     assert words[7:11] == ["torchrun", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d"]
     assert f"--rdzv_id={job_id}" in words and "--max_restarts=0" in words
+
+
+def test_a_stop_signal_ends_both_nodes_at_a_checkpoint_and_the_retry_resumes(slurm_run, two_nodes, tmp_path):
+    """SIGTERM to the job's steps, what the profile's `--signal=TERM@300` sends 5 minutes before the time
+    limit (here at once, by scancel): both ranks stop after the same step and rank 0 saves it; the job
+    fails, Snakemake's retry (the profile's `retries: 2`) submits it again, and both nodes resume there."""
+    work = fresh_work(slurm_run, tmp_path)
+    ci = yaml.safe_load(slurm_run["overlay"].read_text())
+    ci["pretrain"]["runs"][0]["set"].update(steps=100, checkpoint_interval=10)
+    overlay = tmp_path / "longer.yaml"
+    overlay.write_text(yaml.safe_dump(ci))
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 5))
+    cmd = [*SNAKEMAKE, "--snakefile", str(SNAKEFILE), "--directory", str(work), TARGET, "--profile", "slurm"]
+    cmd += [*QUICK_POLLING, "--configfile", str(ROOT / "config" / "config.yaml"), str(overlay)]
+    run = subprocess.Popen(
+        cmd, cwd=work, env={**env(), "XDG_CONFIG_HOME": str(two_nodes["xdg"])}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    checkpoint, deadline = work / "results" / "pretrain" / "tiny" / "s42" / "last_ckpt.pt", time.monotonic() + 300
+    while not checkpoint.is_file():  # the first one (step 10): then the signal
+        assert time.monotonic() < deadline and run.poll() is None, "no checkpoint was written"
+        time.sleep(0.5)
+    first = subprocess.run(["squeue", "-h", "-p", "multi", "-o", "%i"], capture_output=True, text=True, timeout=30)
+    job_id = first.stdout.split()[0]
+    subprocess.run(["scancel", "--signal=TERM", job_id], check=True, timeout=30)
+    out = run.communicate(timeout=900)[0]
+    assert run.returncode == 0, out[-6000:]
+
+    jobs = sacct_jobs(since, work)
+    assert [(j["Partition"], j["State"]) for _, j in sorted(jobs.items(), key=lambda kv: int(kv[0]))] == [
+        ("multi", "FAILED"),
+        ("multi", "COMPLETED"),
+    ], jobs
+    stopped = (work / ".snakemake" / "slurm_logs" / "rule_pretrain" / "tiny_42" / f"{job_id}.log").read_text()
+    saved = re.search(r"^myjepa: received signal 15: saved (\S+) at step (\d+); rerun", stopped, re.M)
+    assert saved and saved.group(1) == "results/pretrain/tiny/s42/last_ckpt.pt", stopped[-3000:]
+    resumed = (work / "logs" / "pretrain" / "tiny-s42.log").read_text()  # the retry's
+    assert f"resuming from results/pretrain/tiny/s42/last_ckpt.pt at step {saved.group(2)}" in resumed
+    assert torch.load(work / TARGET, weights_only=True)["step"] == 100
 
 
 def test_failing_slurm_job_is_reported_as_failed(slurm_run):
