@@ -275,6 +275,7 @@ def test_image_runs_myjepa_and_torch_with_the_marker_set(apptainer, tmp_path):
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 TARGETS = ("results/pretrain/tiny/s42/encoder.pt", "results/finetune/tiny-s42/rhythm/linear/s0/results.json")
+TWO_RULES = ("convert_ptbxl", "pretrain")  # the two-node run's jobs
 
 
 def slurm_apptainer_args() -> str:
@@ -481,7 +482,10 @@ def test_pretraining_over_two_nodes_runs_the_image_on_each(slurm_up, apptainer, 
         targets=TARGETS[:1],
     )  # fmt: skip
     assert re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", out) == ["convert_ptbxl", "pretrain"], out[-4000:]
-    assert out.count(f"Activating singularity image {image}") == 1  # the conversion's: Snakemake's own
+    slurm_logs = tmp_path / ".snakemake" / "slurm_logs"
+    (convert_log,), (pretrain_log,) = (list((slurm_logs / f"rule_{rule}").rglob("*.log")) for rule in TWO_RULES)
+    assert f"Activating singularity image {image}" in convert_log.read_text()  # Snakemake's own apptainer exec
+    assert "Activating singularity image" not in pretrain_log.read_text()  # the launcher's, on each node
     assert torch.load(tmp_path / TARGETS[0], weights_only=True, map_location="cpu")["step"] == 6
     log = (tmp_path / "logs" / "pretrain" / "tiny-s42.log").read_text()
     launch = next(line for line in log.splitlines() if line.startswith("myjepa: pretraining on 2 nodes: srun "))
