@@ -38,8 +38,9 @@ LIMIT_NAMES = {"runtime": "time limit in minutes", "mem_mb": "MB per node", "thr
 IMAGE_BUILD = "apptainer build containers/myjepa.sif containers/myjepa.def"
 STOP_SIGNAL = "TERM@300"
 """sbatch --signal of a job over several nodes: SIGTERM to every process of its srun step 5 minutes before
-the time limit, time for each rank to finish its step and for rank 0 to save last_ckpt.pt (torchrun of
-every version passes SIGTERM on to its workers; SIGUSR1 only from torch 2.8, `--signals-to-handle`)."""
+the time limit, time for each rank to finish its step and for rank 0 to save last_ckpt.pt. SIGTERM, not
+SIGUSR1: torchrun of every version passes SIGTERM on to its workers, SIGUSR1 only with
+`--signals-to-handle` (pytorch#160690, newer than the image's torch 2.7.1); unhandled, it kills the agent."""
 
 
 def default_profile_dir() -> Path:
