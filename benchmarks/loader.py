@@ -2,6 +2,7 @@
 
     python benchmarks/loader.py                               # B = 2048, ViT-S crops, 1 and 2 workers
     python benchmarks/loader.py --workers 8 16 --device cuda  # on a GPU node: pinned, to the device, normalised
+    python benchmarks/loader.py --ranks 8 --workers 1          # one rank's share of B = 2048 over 8 GPUs
 
 Writes a synthetic dump (float16 mV, `--records` x 12 x 5000) to a temporary folder and reads it once,
 so it is page-cached like a dump that training has touched. Then it times
@@ -84,7 +85,8 @@ def time_loader(batches: CropBatches, cfg, workers: int, count: int, device: tor
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default="ViTS_mimic", help="crop length and FLOPs from this config")
-    p.add_argument("--batch", type=int, default=2048)
+    p.add_argument("--batch", type=int, default=2048, help="the global batch")
+    p.add_argument("--ranks", type=int, default=1, help="DDP ranks sharing it: time rank 0's share")
     p.add_argument("--records", type=int, default=4000, help="records in the synthetic dump")
     p.add_argument("--batches", type=int, default=10, help="timed batches per measurement")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="DataLoader worker counts to time")
@@ -97,19 +99,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = write_dump(Path(tmp), args.records, cfg.channel_size)
         sources = open_sources([("bench", path)], load_config(args.config, datasets={"bench": 1.0}))
-        batches = CropBatches(sources, args.batch, cfg.channel_size, train.mask_collator(cfg), seed=0)
+        collator = train.mask_collator(cfg)
+        batches = CropBatches(sources, args.batch, cfg.channel_size, collator, seed=0, world_size=args.ranks)
+        local = args.batch // args.ranks  # samples per item: rank 0's share
         wall, cpu = time_worker(batches, args.batches)
         print(
-            f"{args.config} B={args.batch} crops of {cfg.channel_size}, {args.records}-record page-cached dump: "
-            f"CropBatches in this process {wall * 1000:.0f} ms/batch = {args.batch / wall:,.0f} samples/s wall, "
-            f"{args.batch / cpu:,.0f} per CPU-second"
+            f"{args.config} B={args.batch} (rank 0 of {args.ranks}: {local}) crops of {cfg.channel_size}, "
+            f"{args.records}-record page-cached dump: CropBatches in this process {wall * 1000:.0f} ms/batch = "
+            f"{local / wall:,.0f} samples/s wall, {local / cpu:,.0f} per CPU-second"
         )
         rates = {}
         for workers in args.workers:
-            rates[workers] = args.batch / time_loader(batches, cfg, workers, args.batches, device)
+            rates[workers] = local / time_loader(batches, cfg, workers, args.batches, device)
             print(f"DataLoader, {workers} workers -> {device}: {rates[workers]:,.0f} samples/s")
     # one worker's rate through the real pipe (shared memory, the main process) when measured
-    per_worker = rates.get(1, args.batch / wall)
+    per_worker = rates.get(1, local / wall)
     flops = train.flops_per_sample(MyJEPA(cfg), cfg, train.mask_collator(cfg), torch.device("cpu"))
     print(f"{args.config}: {flops / 1e9:.1f} GFLOP per training sample (forward + backward, flop_counter)")
     for gpu, peak in GPU_PEAK.items():
@@ -123,7 +127,7 @@ def main() -> None:
     measured = ", ".join(f"{w} workers {r:,.0f}/s" for w, r in rates.items())
     print(
         f"SUMMARY loader: target >= {TARGET_PER_WORKER:,} samples/s per worker; measured {per_worker:,.0f} per "
-        f"worker ({measured}; in-process {args.batch / cpu:,.0f} per CPU-second): {verdict}; {machine()}"
+        f"worker ({measured}; in-process {local / cpu:,.0f} per CPU-second): {verdict}; {machine()}"
     )
 
 

@@ -321,6 +321,54 @@ def finetune_args(settings: Mapping[str, Any], encoder: str, init: str | None = 
     return " ".join(a for a in args if a)
 
 
+def set_resource(overrides: Mapping[str, Any], rule: str, name: str) -> Any:
+    """The value `--set-resources` (a profile's `set-resources`) gives resource `name` of `rule`, as written:
+    an int, a string, or None when unset. Snakemake's parsed resources hold it as `.raw`."""
+    value = (overrides.get(rule) or {}).get(name)
+    return getattr(value, "raw", value)
+
+
+def pretrain_nodes(overrides: Mapping[str, Any]) -> int:
+    """Nodes of each pretraining job: the profile's `set-resources: pretrain: nodes:` (default 1).
+
+    Read while the workflow is parsed, not per job: a job over several nodes leaves the image to its own
+    srun tasks (`myjepa.cluster.launch`), so the rule's `container:` depends on it."""
+    value = set_resource(overrides, "pretrain", "nodes")
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"set-resources: pretrain: nodes must be a whole number of nodes, 1 or more, not {value!r}")
+    return value
+
+
+def pretrain_launch(
+    nodes: int,
+    gpus: int,
+    cpus_per_gpu: int | None,
+    threads: int,
+    image: str | None = None,
+    apptainer_args: str = "",
+    python: str = sys.executable,
+) -> str:
+    """The command a pretrain job starts `myjepa pretrain` with; the pretraining arguments follow it.
+
+    One node: the command itself, or one `torchrun --standalone` with a process per GPU (`gpus`). Several
+    nodes: `myjepa.cluster.launch`, which sruns one torchrun per node; `gpus` is then the whole job's (the
+    slurm plugin's `gpu` asks sbatch for `--gpus`), `image` the one each task runs in (None: none).
+    """
+    if nodes <= 1:
+        return "myjepa pretrain" if gpus <= 1 else f"torchrun --standalone --nproc_per_node={gpus} -m myjepa.pretrain"
+    if gpus % nodes:
+        raise ConfigError(f"pretrain: gpu {gpus} (the whole job's GPUs) is not a multiple of nodes {nodes}")
+    per_node = gpus // nodes
+    cpus = cpus_per_gpu * per_node if cpus_per_gpu and per_node else threads
+    args = [python, "-m", "myjepa.cluster.launch", f"--nodes={nodes}", f"--gpus-per-node={per_node}"]
+    args.append(f"--cpus-per-task={cpus}")
+    if image:
+        args += [f"--image={image}", f"--apptainer-args={apptainer_args}"]
+    return shlex.join([*args, "--"])
+
+
 def job_environment(wandb: Mapping[str, Any], path: str = "", executable: str = sys.executable) -> dict[str, str]:
     """The variables every job inherits (subprocesses, SLURM jobs and containers alike).
 

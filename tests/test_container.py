@@ -25,6 +25,7 @@ import torch
 import yaml
 
 import myjepa
+from myjepa.cluster.profile import multinode_resources
 
 REPO = Path(__file__).resolve().parents[1]
 USER_DEF = REPO / "containers" / "myjepa.def"
@@ -274,6 +275,7 @@ def test_image_runs_myjepa_and_torch_with_the_marker_set(apptainer, tmp_path):
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 SLURM_PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 TARGETS = ("results/pretrain/tiny/s42/encoder.pt", "results/finetune/tiny-s42/rhythm/linear/s0/results.json")
+TWO_RULES = ("convert_ptbxl", "pretrain")  # the two-node run's jobs
 
 
 def slurm_apptainer_args() -> str:
@@ -373,7 +375,9 @@ def workflow_config(path: Path, image: Path, ptbxl: Path, mimic: bool) -> Path:
     return path
 
 
-def run_workflow(work: Path, image: Path, ptbxl: Path, env: dict[str, str], mimic: bool, *profile_args: str) -> str:
+def run_workflow(
+    work: Path, image: Path, ptbxl: Path, env: dict[str, str], mimic: bool, *profile_args: str, targets=TARGETS
+) -> str:
     config = workflow_config(work / "container.yaml", image, ptbxl, mimic)
     cmd = [
         sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(work),
@@ -381,7 +385,7 @@ def run_workflow(work: Path, image: Path, ptbxl: Path, env: dict[str, str], mimi
         # + the repository read-only: users run from it (the working directory, bound by default),
         # and rules read its files (e.g. the pretraining config) by their host paths
         "--sdm", "apptainer", f"--apptainer-args={slurm_apptainer_args()} --bind {REPO}:{REPO}:ro", "--printshellcmds",
-        *profile_args, *TARGETS,
+        *profile_args, *targets,
     ]  # fmt: skip
     result = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=1200)
     out = result.stdout + result.stderr
@@ -429,18 +433,23 @@ def slurm_controller_down() -> str | None:
     return None
 
 
-@pytest.mark.apptainer
-@pytest.mark.slurm
-@pytest.mark.slow
-def test_workflow_torch_rules_run_inside_the_image_through_slurm(apptainer, external_ptbxl, tmp_path):
-    """The chain users run: snakemake -> sbatch -> jobstep -> apptainer exec -> torch, with the CI
-    cluster's profile (profiles/slurm-ci) and profiles/slurm's apptainer settings. Kept to three
-    jobs (conversion, pretraining, finetune): each SLURM hop costs seconds of status polling."""
+@pytest.fixture
+def slurm_up() -> None:
+    """Skip when no SLURM controller answers; fail instead under MYJEPA_REQUIRE_SLURM=1 (.ci/run)."""
     why_not = slurm_controller_down()
     if why_not:
         if os.environ.get("MYJEPA_REQUIRE_SLURM") == "1":
             pytest.fail(f"MYJEPA_REQUIRE_SLURM=1 but {why_not}")
         pytest.skip(why_not)
+
+
+@pytest.mark.apptainer
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_workflow_torch_rules_run_inside_the_image_through_slurm(slurm_up, apptainer, external_ptbxl, tmp_path):
+    """The chain users run: snakemake -> sbatch -> jobstep -> apptainer exec -> torch, with the CI
+    cluster's profile (profiles/slurm-ci) and profiles/slurm's apptainer settings. Kept to three
+    jobs (conversion, pretraining, finetune): each SLURM hop costs seconds of status polling."""
     binary, image = apptainer
     rules = ("convert_ptbxl", "pretrain", "finetune")
     out = run_workflow(
@@ -453,3 +462,38 @@ def test_workflow_torch_rules_run_inside_the_image_through_slurm(apptainer, exte
     assert sorted(job_logs) == sorted(submitted)
     for job_id, text in job_logs.items():  # the jobstep inside each SLURM job started the image
         assert f"Activating singularity image {image}" in text, f"SLURM job {job_id}:\n{text[-3000:]}"
+
+
+@pytest.mark.apptainer
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_pretraining_over_two_nodes_runs_the_image_on_each(slurm_up, apptainer, external_ptbxl, tmp_path):
+    """profiles/slurm-ci with pretrain over the two nodes of partition `multi` (the settings of
+    `myjepa slurm-profile --nodes-per-job 2`): Snakemake runs the conversion in the image itself; the
+    pretraining job's srun starts `apptainer exec IMAGE torchrun` on n1 and n2."""
+    binary, image = apptainer
+    profile = yaml.safe_load((REPO / "profiles" / "slurm-ci" / "config.yaml").read_text())
+    pretrain = {"slurm_partition": "multi", "mem_mb": profile["set-resources"]["pretrain"]["mem_mb"]}
+    profile["set-resources"]["pretrain"] = pretrain | multinode_resources(2, 1, None)
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
+    out = run_workflow(
+        tmp_path, image, external_ptbxl, host_env(binary), False, "--profile", str(tmp_path / "profile"),
+        targets=TARGETS[:1],
+    )  # fmt: skip
+    assert re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", out) == ["convert_ptbxl", "pretrain"], out[-4000:]
+    slurm_logs = tmp_path / ".snakemake" / "slurm_logs"
+    (convert_log,), (pretrain_log,) = (list((slurm_logs / f"rule_{rule}").rglob("*.log")) for rule in TWO_RULES)
+    assert f"Activating singularity image {image}" in convert_log.read_text()  # Snakemake's own apptainer exec
+    assert "Activating singularity image" not in pretrain_log.read_text()  # the launcher's, on each node
+    assert torch.load(tmp_path / TARGETS[0], weights_only=True, map_location="cpu")["step"] == 6
+    log = (tmp_path / "logs" / "pretrain" / "tiny-s42.log").read_text()
+    launch = next(line for line in log.splitlines() if line.startswith("myjepa: pretraining on 2 nodes: srun "))
+    assert f" --kill-on-bad-exit=1 apptainer exec --home {tmp_path} " in launch
+    assert f" {image} torchrun --nnodes=2 --nproc_per_node=1 --rdzv_backend=c10d " in launch
+    job_id = re.search(r"--rdzv_id=(\d+) ", launch).group(1)
+    steps = subprocess.run(
+        ["sacct", "-j", f"{job_id}.0", "-n", "-P", "-o", "JobName,NodeList,NTasks,State"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.split()  # fmt: skip
+    assert steps == ["apptainer|n[1-2]|2|COMPLETED"]  # one task per node, each an `apptainer exec`

@@ -124,30 +124,38 @@ def test_noise_scaling_is_the_pull_times_sqrt_of_samples_over_the_reference_batc
         SIGReg(scaling="loud")
 
 
+def augmented(x, augment, seed):
+    """Augment x in place as the batch builder does: draws for the batch, then applied."""
+    augment.apply(x, MEAN, augment.draw(np.random.default_rng(seed), len(x), x.shape[1]))
+
+
+MEAN = np.random.default_rng(9).normal(size=(64, 12, 1)).astype(np.float32)
+
+
 def test_augment_shifts_blanks_and_scales_around_each_dump_mean():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 12, 100)).astype(np.float16)
-    mean = rng.normal(size=(64, 12, 1)).astype(np.float32)
+    mean = MEAN
     blank = x.copy()
-    Augment(shift=0, lead_dropout=0.5, scale=0.0)(blank, mean, np.random.default_rng(1))
+    augmented(blank, Augment(shift=0, lead_dropout=0.5, scale=0.0), 1)
     blanked = np.all(blank == mean.astype(np.float16), axis=2)
     assert 0.3 < blanked.mean() < 0.55 and not blanked.all(axis=1).any()  # at least one lead kept per crop
     assert np.array_equal(blank[~blanked], x[~blanked])
     shifted = x.copy()
-    Augment(shift=20, lead_dropout=0.0, scale=0.0)(shifted, mean, np.random.default_rng(1))
+    augmented(shifted, Augment(shift=20, lead_dropout=0.0, scale=0.0), 1)
     lags = [
         next(s for s in range(-20, 21) if np.allclose(np.roll(x[b], s, -1), shifted[b], atol=1e-2)) for b in range(8)
     ]
     assert len(set(lags)) > 1
     scaled = x.copy()
-    Augment(shift=0, lead_dropout=0.0, scale=0.3)(scaled, mean, np.random.default_rng(1))
+    augmented(scaled, Augment(shift=0, lead_dropout=0.0, scale=0.3), 1)
     factor = (scaled.astype(np.float32) - mean) / (x.astype(np.float32) - mean)
     per_crop = np.median(factor.reshape(64, -1), axis=1)
     assert np.all((per_crop > 0.69) & (per_crop < 1.31)) and per_crop.std() > 0.05
     again = x.copy()
-    Augment(shift=20, lead_dropout=0.5, scale=0.3)(again, mean, np.random.default_rng(5))
+    augmented(again, Augment(shift=20, lead_dropout=0.5, scale=0.3), 5)
     twice = x.copy()
-    Augment(shift=20, lead_dropout=0.5, scale=0.3)(twice, mean, np.random.default_rng(5))
+    augmented(twice, Augment(shift=20, lead_dropout=0.5, scale=0.3), 5)
     assert np.array_equal(again, twice)
 
 

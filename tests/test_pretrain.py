@@ -216,8 +216,10 @@ def test_folds_and_weights_select_what_is_sampled(tmp_path):
     x, source, ctx, tgt = batches[3]
     assert x.shape == (64, 12, 2500) and x.dtype == torch.float16 and ctx.size(1) + tgt.size(1) == 100
     assert torch.equal(source == 1, x[:, 0, 0] == -1)  # each crop names the dump it came from
-    assert torch.equal(batches[3][0], x) and torch.equal(batches[3][1], source)  # a function of (seed, rank, step)
-    assert not torch.equal(CropBatches(sources, 64, 2500, MaskCollator(), seed=0, rank=1)[3][0], x)
+    assert torch.equal(batches[3][0], x) and torch.equal(batches[3][1], source)  # a function of (seed, step)
+    assert not torch.equal(CropBatches(sources, 64, 2500, MaskCollator(), seed=1)[3][0], x)
+    half = CropBatches(sources, 64, 2500, MaskCollator(25, 10, 0.15, 0.25), seed=0, rank=1, world_size=2)[3]
+    assert torch.equal(half[0], x[32:]) and torch.equal(half[2], ctx[32:])  # rank 1 of 2: the second half
 
 
 def test_crops_are_windows_of_their_records_and_normalised_per_dump_on_the_device(tmp_path):

@@ -17,7 +17,16 @@ import pytest
 import yaml
 
 from myjepa.cluster.check import bind_dirs, check_profile, image_path
-from myjepa.cluster.profile import CPU_RULES, GPU_RULES, data_dirs, propose, read_workflow_config, render, write_profile
+from myjepa.cluster.profile import (
+    CPU_RULES,
+    GPU_RULES,
+    data_dirs,
+    multinode_resources,
+    propose,
+    read_workflow_config,
+    render,
+    write_profile,
+)
 from myjepa.cluster.slurm import NodeGroup, parse_gres, parse_scontrol, parse_sinfo, parse_time
 from myjepa.errors import UserError
 
@@ -38,6 +47,7 @@ def flags(**changes) -> Namespace:
         gpu_model=None,
         account=None,
         gpus_per_job=1,
+        nodes_per_job=1,
         bind=None,
         image=None,
         no_container=False,
@@ -150,6 +160,11 @@ def test_flags_override_guesses():
         ({"cpu_partition": "nope"}, "--cpu-partition 'nope' does not exist"),
         ({"gpu_model": "v100"}, "GPU partition 'gpu' has no GPUs of model 'v100' (has: a100, h100)"),
         ({"gpus_per_job": 9}, "--gpus-per-job 9: nodes of 'gpu' have at most 8 such GPUs"),
+        ({"nodes_per_job": 5}, "--nodes-per-job 5: partition 'gpu' has 4 nodes with 1 GPU of model 'h100'"),
+        (
+            {"gpu_model": "a100", "gpus_per_job": 4, "nodes_per_job": 3},
+            "--nodes-per-job 3: partition 'gpu' has 2 nodes with 4 GPUs of model 'a100'",
+        ),
     ],
 )
 def test_impossible_flags_are_one_line_errors(change, message):
@@ -181,6 +196,51 @@ def test_rendered_profile_has_the_shape_of_the_example(tmp_path):
         "#   gpu: time limit 1-00:00:00; nodes 4 x (96 CPUs, 1024000 MB, gres gpu:h100:8);"
         " 2 x (64 CPUs, 512000 MB, gres gpu:a100:4)"
     )
+
+
+def test_two_node_profile_asks_for_one_job_of_two_nodes_and_checks_clean(tmp_path):
+    """--nodes-per-job 2 --gpus-per-job 4: pretrain is one SLURM job of 2 x 4 GPUs with its own srun."""
+    parts = cluster("typed")
+    plan = propose(parts, flags(gpu_model="a100", gpus_per_job=4, nodes_per_job=2, no_container=True), REAL)
+    assert "pretrain: one job over 2 nodes x 4 GPUs (2 such nodes in gpu)" in plan.notes
+    path = tmp_path / "config.yaml"
+    path.write_text(render(plan, parts, "x"))
+    pretrain = yaml.safe_load(path.read_text())["set-resources"]["pretrain"]
+    assert pretrain == {
+        "slurm_partition": "gpu",
+        "nodes": 2,
+        "gpu": 8,
+        "gpu_model": "a100",
+        "mpi": "srun",
+        "tasks": 2,
+        "tasks_per_gpu": 0,
+        "slurm_extra": "--gpus-per-node=a100:4 --signal=TERM@300",
+        "runtime": 1440,
+        "cpus_per_gpu": 16,
+    }
+    assert {k: pretrain[k] for k in multinode_resources(2, 4, "a100")} == multinode_resources(2, 4, "a100")
+    assert yaml.safe_load(path.read_text())["set-resources"]["finetune"]["gpu"] == 1  # finetuning: one GPU
+    assert check_profile(path, parts, REAL) == []
+
+
+def test_check_names_what_a_job_over_several_nodes_lacks(tmp_path):
+    parts = cluster("typed")
+    plan = propose(parts, flags(gpu_model="a100", gpus_per_job=4, nodes_per_job=2, no_container=True), REAL)
+    path = tmp_path / "config.yaml"
+    text = render(plan, parts, "x")
+    text = text.replace('    mpi: "srun"', "    # mpi dropped").replace("    tasks: 2 ", "    tasks: 8 ")
+    text = text.replace('"--gpus-per-node=a100:4 --signal=TERM@300"', '"--signal=USR1@600"')
+    path.write_text(text.replace("  finetune:\n", "  finetune:\n    nodes: 2\n"))
+    assert check_profile(path, parts, REAL) == [
+        "pretrain: nodes 2 needs mpi: 'srun', not None",
+        "pretrain: nodes 2 needs tasks: 2, not 8",
+        "pretrain: nodes 2 needs slurm_extra with --gpus-per-node=a100:4 (has: '--signal=USR1@600')",
+        "finetune: nodes 2: only pretrain runs over several nodes; give finetune nodes: 1",
+    ]
+    path.write_text(text.replace("    nodes: 2 ", "    nodes: 3 ").replace("    gpu: 8 ", "    gpu: 12 "))
+    assert check_profile(path, parts, REAL) == [
+        "pretrain: nodes 3, but partition 'gpu' has 2 nodes with 4 GPUs of model 'a100'"
+    ]
 
 
 def test_no_container_profile():

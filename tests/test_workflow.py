@@ -139,7 +139,7 @@ def test_dry_run_real_config_commands(tmp_path, fake_raw):
     assert re.search(r"--data mimic-iv-ecg=results/data/mimic-iv-ecg.npy code-15=results/data/code-15.npy ptb-xl=", out)
     assert "--data ptb-xl=results/data/ptb-xl.npy" in out  # the PTB-XL-only ablation run
     assert re.search(r"--init results/finetune/\S+/linear/s\d+/best_ckpt.pt", out)
-    assert "torchrun --standalone --nproc_per_node=" in out  # the launcher's multi-GPU branch
+    assert re.search(r"^\s+myjepa pretrain --data ", out, re.M) and "torchrun" not in out  # one GPU per job
 
 
 def test_dry_run_demo_default(tmp_path):
@@ -735,8 +735,44 @@ def test_multi_gpu_pretraining_starts_one_torchrun(tmp_path):
         cwd=tmp_path,
         config=CI_CONFIG,
     )
-    assert "if [ 4 -gt 1 ]" in proc.stdout
-    assert 'launch="torchrun --standalone --nproc_per_node=4 -m myjepa.pretrain"' in proc.stdout
+    assert re.search(r"^\s+torchrun --standalone --nproc_per_node=4 -m myjepa.pretrain --data ", proc.stdout, re.M)
+
+
+def test_pretraining_over_two_nodes_starts_the_launcher(tmp_path):
+    """`nodes: 2` (the profile's set-resources): the job runs myjepa.cluster.launch with the job's GPUs per
+    node and the CPUs of its GPUs, then the usual arguments; tests/test_slurm.py runs it on two nodes."""
+    proc = snakemake(
+        "results/pretrain/tiny/s42/encoder.pt",
+        "-n",
+        "-p",
+        "--set-resources",
+        "pretrain:nodes=2",
+        "pretrain:gpu=8",
+        "pretrain:cpus_per_gpu=6",
+        cwd=tmp_path,
+        config=CI_CONFIG,
+    )
+    launch = re.search(r"^\s+(\S+) -m myjepa.cluster.launch (.*) -- --data mimic-iv-ecg=", proc.stdout, re.M)
+    assert launch, proc.stdout[-3000:]
+    assert launch.group(2) == "--nodes=2 --gpus-per-node=4 --cpus-per-task=24"  # no --image: no --sdm apptainer
+    assert Path(launch.group(1)).name.startswith("python")
+
+
+@pytest.mark.parametrize(
+    "resources, message",
+    [
+        (
+            ["pretrain:nodes=0"],
+            "config: set-resources: pretrain: nodes must be a whole number of nodes, 1 or more, not 0",
+        ),
+        (["pretrain:nodes=2", "pretrain:gpu=3"], "pretrain: gpu 3 (the whole job's GPUs) is not a multiple of nodes 2"),
+    ],
+)
+def test_impossible_nodes_are_one_line_errors(tmp_path, resources, message):
+    args = ["results/pretrain/tiny/s42/encoder.pt", "-n", "-p", "--set-resources", *resources]
+    proc = snakemake(*args, cwd=tmp_path, config=CI_CONFIG, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
 
 
 def test_pretraining_checkpoints_follow_the_settings(ci_run, tmp_path):

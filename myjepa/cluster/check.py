@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from myjepa.cluster.profile import IMAGE_BUILD, plural
+from myjepa.cluster.profile import IMAGE_BUILD, multinode_resources, plural
 from myjepa.cluster.slurm import Partition, account_exists, format_minutes
 from myjepa.config import read_yaml
 from myjepa.errors import UserError
@@ -85,16 +85,46 @@ def check_profile(path: Path, partitions: dict[str, Partition], workflow_config:
 def check_rule(rule: str, res: dict[str, Any], part: Partition) -> list[str]:
     """The rule's GPU, memory and time requests against what its partition offers."""
     problems = [] if part.up else [f"{rule}: partition {part.name!r} is not up (scontrol: State)"]
-    gpus, model = as_int(res.get("gpu")), res.get("gpu_model")
+    nodes, model = max(as_int(res.get("nodes")), 1), res.get("gpu_model")
+    gpus = as_int(res.get("gpu")) // nodes  # per node: a job over several nodes asks for all of them
     if gpus and part.max_gpus_per_node(model) < gpus:
         what = plural(gpus, "GPU") + (f" of model {model!r}" if model else "")
         problems.append(f"{rule}: partition {part.name!r} has no node with {what} (has: {part.summary()})")
+    elif nodes > 1:
+        problems += check_nodes(rule, res, part, nodes, gpus)
     runtime, mem_mb = as_int(res.get("runtime")), as_int(res.get("mem_mb"))
     if part.max_minutes is not None and runtime > part.max_minutes:
         limit = format_minutes(part.max_minutes)
         problems.append(f"{rule}: runtime {res['runtime']} min exceeds the time limit {limit} of {part.name!r}")
     if part.groups and mem_mb > max(g.mem_mb for g in part.groups):
         problems.append(f"{rule}: mem_mb {res['mem_mb']} exceeds every node of {part.name!r}")
+    return problems
+
+
+def check_nodes(rule: str, res: dict[str, Any], part: Partition, nodes: int, gpus_per_node: int) -> list[str]:
+    """A job over several nodes: only pretraining can, the partition has the nodes, and the profile has
+    every resource `multinode_resources` gives (else the job would run on one node, or hang in srun)."""
+    if rule != "pretrain":
+        return [f"{rule}: nodes {nodes}: only pretrain runs over several nodes; give {rule} nodes: 1"]
+    model = res.get("gpu_model")
+    found = part.nodes_with_gpus(model, gpus_per_node)
+    if found < nodes:
+        what = f" with {plural(gpus_per_node, 'GPU')}" + (f" of model {model!r}" if model else "")
+        return [f"{rule}: nodes {nodes}, but partition {part.name!r} has {plural(found, 'node')}{what}"]
+    problems = []
+    if as_int(res.get("gpu")) % nodes:
+        problems.append(f"{rule}: gpu {res.get('gpu')} (the whole job's GPUs) is not a multiple of nodes {nodes}")
+    for key, want in multinode_resources(nodes, gpus_per_node, model).items():
+        have = res.get(key)
+        if key == "slurm_extra":  # --gpus-per-node as given; --signal at any time before the limit
+            given = str(have or "").split()
+            gpus_opt, signal_opt = want.split()
+            missing = [gpus_opt] * (gpus_opt not in given)
+            missing += [signal_opt] * (not any(opt.startswith("--signal=") for opt in given))
+            if missing:
+                problems.append(f"{rule}: nodes {nodes} needs slurm_extra with {' '.join(missing)} (has: {have!r})")
+        elif key not in ("nodes", "gpu") and have != want:
+            problems.append(f"{rule}: nodes {nodes} needs {key}: {want!r}, not {have!r}")
     return problems
 
 

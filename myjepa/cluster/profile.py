@@ -8,6 +8,7 @@ for more than SLURM would ever grant.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -36,6 +37,11 @@ GPU_RULES = {"pretrain": "pretrain", "finetune": "finetune"}
 DEFAULT_RUNTIME, DEFAULT_MEM_MB = 60, 4000  # default-resources of the example profile
 LIMIT_NAMES = {"runtime": "time limit in minutes", "mem_mb": "MB per node", "threads": "CPUs per node"}
 IMAGE_BUILD = "apptainer build containers/myjepa.sif containers/myjepa.def"
+STOP_SIGNAL = "TERM@300"
+"""sbatch --signal of a job over several nodes: SIGTERM to every process of its srun step 5 minutes before
+the time limit, time for each rank to finish its step and for rank 0 to save last_ckpt.pt. SIGTERM, not
+SIGUSR1: torchrun of every version passes SIGTERM on to its workers, SIGUSR1 only with
+`--signals-to-handle` (pytorch#160690, newer than the image's torch 2.7.1); unhandled, it kills the agent."""
 
 
 def default_profile_dir() -> Path:
@@ -69,7 +75,8 @@ class Plan:
     cpu: Partition
     gpu: Partition
     gpu_model: str | None
-    gpus_per_job: int
+    gpus_per_job: int  # per node
+    nodes_per_job: int
     account: str | None
     binds: list[str]
     image: str | None  # only when given: otherwise container.image of the workflow config
@@ -113,9 +120,25 @@ def propose(partitions: dict[str, Partition], args: Any, config: dict[str, Any])
     per_node = gpu.max_gpus_per_node(gpu_model)
     if not 1 <= args.gpus_per_job <= per_node:
         raise UserError(f"--gpus-per-job {args.gpus_per_job}: nodes of {gpu.name!r} have at most {per_node} such GPUs")
+    enough = gpu.nodes_with_gpus(gpu_model, args.gpus_per_job)
+    if not 1 <= args.nodes_per_job <= enough:
+        raise UserError(
+            f"--nodes-per-job {args.nodes_per_job}: partition {gpu.name!r} has {plural(enough, 'node')} with "
+            f"{plural(args.gpus_per_job, 'GPU')}" + (f" of model {gpu_model!r}" if gpu_model else "")
+        )
 
     binds = args.bind if args.bind is not None else data_dirs(config.get("data", {}))
-    plan = Plan(cpu, gpu, gpu_model, args.gpus_per_job, args.account, binds, args.image, not args.no_container)
+    plan = Plan(
+        cpu,
+        gpu,
+        gpu_model,
+        args.gpus_per_job,
+        args.nodes_per_job,
+        args.account,
+        binds,
+        args.image,
+        not args.no_container,
+    )
     cpu_why = ", ".join(["without GPUs"] * (not cpu.gpu_totals()) + ["the default"] * cpu.default) or "another one"
     plan.notes = [
         f"CPU partition {cpu.name} " + ("(--cpu-partition)" if args.cpu_partition else f"(guessed: {cpu_why})"),
@@ -125,6 +148,11 @@ def propose(partitions: dict[str, Partition], args: Any, config: dict[str, Any])
         + (" (--gpu-model)" if args.gpu_model else "")
         + f", up to {per_node} per node",
     ]
+    if plan.nodes_per_job > 1:
+        plan.notes.append(
+            f"pretrain: one job over {plan.nodes_per_job} nodes x {plural(plan.gpus_per_job, 'GPU')} "
+            f"({enough} such nodes in {gpu.name})"
+        )
     plan.resources = fit_resources(plan, config.get("resources", {}))
     return plan
 
@@ -163,6 +191,23 @@ def data_dirs(data: dict[str, Any]) -> list[str]:
     paths = [e.get("raw") or os.path.dirname(str(e.get("dump") or "")) for e in entries if isinstance(e, dict)]
     found = [str(p) for p in dict.fromkeys(paths) if p and os.path.isabs(str(p))]
     return [p for p in found if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in found)]
+
+
+def multinode_resources(nodes: int, gpus_per_node: int, gpu_model: str | None) -> dict[str, Any]:
+    """What the slurm plugin needs to submit pretraining as one job over `nodes` nodes (`--check` compares).
+
+    `gpu` is the whole job's GPUs (the plugin asks sbatch for --gpus); --gpus-per-node spreads them evenly.
+    `mpi` makes the jobstep run the rule's shell directly, which then starts its own srun with one task
+    per node (`tasks`; `tasks_per_gpu: 0` keeps the plugin from asking for one per GPU)."""
+    typed = f"{gpu_model}:" if gpu_model else ""
+    return {
+        "nodes": nodes,
+        "gpu": nodes * gpus_per_node,
+        "mpi": "srun",
+        "tasks": nodes,
+        "tasks_per_gpu": 0,
+        "slurm_extra": f"--gpus-per-node={typed}{gpus_per_node} --signal={STOP_SIGNAL}",
+    }
 
 
 def plural(n: int, noun: str) -> str:
@@ -218,7 +263,10 @@ def render(plan: Plan, partitions: dict[str, Partition], command: str) -> str:
             f"  {rule}:",
             "    slurm_partition: " + ('&gpu_partition "' + plan.gpu.name + '"' if i == 0 else "*gpu_partition"),
         ]
-        lines.append(f"    gpu: {plan.gpus_per_job if rule == 'pretrain' else 1}")
+        if rule == "pretrain" and plan.nodes_per_job > 1:
+            lines += multinode_lines(plan)
+        else:
+            lines.append(f"    gpu: {plan.gpus_per_job if rule == 'pretrain' else 1}")
         if plan.gpu_model:
             lines.append("    gpu_model: " + ('&gpu_model "' + plan.gpu_model + '"' if i == 0 else "*gpu_model"))
         lines += [f"    {key}: {value}" for key, value in plan.resources[rule].items()]
@@ -227,6 +275,20 @@ def render(plan: Plan, partitions: dict[str, Partition], command: str) -> str:
         lines += ["", "set-threads:  # the workflow config's threads, cut to the partition's CPUs per node"]
         lines += [f"  {rule}: {n}" for rule, n in threads.items()]
     return "\n".join(lines) + "\n"
+
+
+def multinode_lines(plan: Plan) -> list[str]:
+    """The pretrain rule's resources for one job over several nodes, each with why."""
+    res = multinode_resources(plan.nodes_per_job, plan.gpus_per_job, plan.gpu_model)
+    why = {
+        "nodes": "one job, one torchrun per node, started by the rule's own srun (README: several nodes)",
+        "gpu": f"the whole job's GPUs (sbatch --gpus): {plural(plan.gpus_per_job, 'GPU')} per node",
+        "mpi": "the jobstep runs the rule's shell as it is, not inside `srun -n1`",
+        "tasks": "one task per node ...",
+        "tasks_per_gpu": "... not one per GPU",
+        "slurm_extra": "SIGTERM 5 min before the time limit: all ranks stop, rank 0 saves",
+    }
+    return [f"    {key}: {json.dumps(value)}  # {why[key]}" for key, value in res.items()]
 
 
 def write_profile(profile_dir: Path, text: str, overwrite: bool, inputs: Sequence[tuple[str, Path]] = ()) -> Path:

@@ -28,6 +28,10 @@ class NodeGroup:
     mem_mb: int
     gpus: dict[str, int]  # GPU model (UNTYPED when the GRES has no type) -> GPUs per node
 
+    def gpus_of(self, model: str | None) -> int:
+        """GPUs per node of `model` (of any model when None)."""
+        return sum(self.gpus.values()) if model is None else self.gpus.get(model, 0)
+
 
 @dataclass
 class Partition:
@@ -49,8 +53,12 @@ class Partition:
         """The node groups with GPUs of `model` (any model when None)."""
         return [g for g in self.groups if (g.gpus if model is None else g.gpus.get(model, 0))]
 
+    def nodes_with_gpus(self, model: str | None, count: int) -> int:
+        """How many nodes have at least `count` GPUs of `model` (of any model when None)."""
+        return sum(g.nodes for g in self.gpu_nodes(model) if g.gpus_of(model) >= count)
+
     def max_gpus_per_node(self, model: str | None) -> int:
-        return max((sum(g.gpus.values()) if model is None else g.gpus[model] for g in self.gpu_nodes(model)), default=0)
+        return max((g.gpus_of(model) for g in self.gpu_nodes(model)), default=0)
 
     def summary(self) -> str:
         """One line of facts, as shown to the user and written into the profile's header."""

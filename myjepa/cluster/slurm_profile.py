@@ -2,6 +2,7 @@
 
     myjepa slurm-profile                      # guess everything, write ~/.config/snakemake/slurm/config.yaml
     myjepa slurm-profile --gpu-partition a100 --account proj42 --bind /data/physionet --overwrite
+    myjepa slurm-profile --gpus-per-job 4 --nodes-per-job 2   # pretraining: one job, 2 nodes x 4 GPUs
     myjepa slurm-profile --check              # before a long run: is the written profile still right?
 
 Afterwards `snakemake --profile slurm ...` works from the repository root.
@@ -35,7 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-partition", help="partition of pretraining and finetuning (default: guessed)")
     p.add_argument("--gpu-model", help="GRES GPU type, e.g. h100 (default: the most common in the GPU partition)")
     p.add_argument("--account", help="SLURM account charged for every job (default: none; SLURM's default)")
-    p.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per pretraining job (default 1)")
+    p.add_argument(
+        "--gpus-per-job", type=int, default=1, help="GPUs per pretraining job, on each of its nodes (default 1)"
+    )
+    p.add_argument(
+        "--nodes-per-job",
+        type=int,
+        default=1,
+        help="nodes per pretraining job (default 1); more: srun starts one torchrun per node",
+    )
     p.add_argument("--bind", nargs="+", metavar="DIR", help="directories for Apptainer to mount (default: raw data)")
     p.add_argument("--image", help="Apptainer image (default: container.image of the workflow config)")
     p.add_argument(

@@ -9,9 +9,20 @@ keys `augment_*`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+
+
+class Draws(NamedTuple):
+    """One batch's augmentation draws: for each crop its shift (samples), amplitude factor and blanked leads."""
+
+    shift: np.ndarray  # (B,) int
+    scale: np.ndarray  # (B,) float32
+    blank: np.ndarray  # (B, leads) bool
+
+    def rows(self, rows: slice) -> Draws:
+        return Draws(*(a[rows] for a in self))
 
 
 @dataclass
@@ -26,17 +37,21 @@ class Augment:
         augment = cls(round(cfg.augment_shift_s * cfg.fs), cfg.augment_lead_dropout, cfg.augment_scale)
         return augment if augment.shift or augment.lead_dropout or augment.scale else None
 
-    def __call__(self, x: np.ndarray, mean: np.ndarray, rng: np.random.Generator) -> None:
-        """Augment crops x (B, 12, C) in place; mean (B, 12, 1): each crop's dump mean per lead."""
-        B, leads, _ = x.shape
+    def draw(self, rng: np.random.Generator, batch: int, leads: int) -> Draws:
+        """Draws for a whole batch: the batch builder makes them for the global batch, so each rank applies
+        its own rows' and the augmentations do not depend on how the batch is split over ranks."""
+        shift = rng.integers(-self.shift, self.shift + 1, size=batch) if self.shift else np.zeros(batch, int)
+        scale = rng.uniform(1 - self.scale, 1 + self.scale, size=batch) if self.scale else np.ones(batch)
+        blank = rng.random((batch, leads)) < self.lead_dropout
+        blank[np.arange(batch), rng.integers(leads, size=batch)] = False  # one lead always survives
+        return Draws(shift, scale.astype(np.float32), blank)
+
+    @staticmethod
+    def apply(x: np.ndarray, mean: np.ndarray, draws: Draws) -> None:
+        """Augment crops x (B, 12, C) in place with their draws; mean (B, 12, 1): each crop's dump mean per lead."""
         y = x.astype(np.float32) - mean
-        if self.shift:
-            for b, s in enumerate(rng.integers(-self.shift, self.shift + 1, size=B)):
-                y[b] = np.roll(y[b], s, axis=-1)
-        if self.scale:
-            y *= rng.uniform(1 - self.scale, 1 + self.scale, size=(B, 1, 1)).astype(np.float32)
-        if self.lead_dropout:
-            blank = rng.random((B, leads)) < self.lead_dropout
-            blank[np.arange(B), rng.integers(leads, size=B)] = False  # one lead always survives
-            y[blank] = 0.0
+        for b in np.flatnonzero(draws.shift):
+            y[b] = np.roll(y[b], draws.shift[b], axis=-1)
+        y *= draws.scale[:, None, None]
+        y[draws.blank] = 0.0
         x[...] = y + mean

@@ -1,9 +1,12 @@
 """Random crops from several memory-mapped dumps, weighted per dump; normalised per lead on the device.
 
-Batch `step` of rank `rank` is a pure function of (seed, rank, step): the sampler has no state to
-save, a resumed run sees exactly the batches an uninterrupted one would, and DataLoader workers can
-build batches ahead in any order. Nothing is read at start-up beyond each dump's header and stats
-(plus the strat_fold column where there is one), so start-up cost does not grow with the dump.
+Global batch `step` is a pure function of (seed, step): the sampler has no state to save, a resumed
+run sees exactly the batches an uninterrupted one would, and DataLoader workers can build batches
+ahead in any order. Rank r of W keeps rows [r·B/W, (r+1)·B/W) of it, so the samples, their crops and
+their masks do not depend on how the batch is split: 1 × 4 and 2 × 2 processes, or one process with
+the whole batch, train on the same data (tests/test_multinode.py). Nothing is read at start-up beyond
+each dump's header and stats (plus the strat_fold column where there is one), so start-up cost does
+not grow with the dump.
 
 Why the workers only copy. A GPU consumes ~16,000 ViT-S samples/s, so a worker must build a batch
 with as little CPU work as possible: crops leave it as float16 in the dump's millivolts (half the
@@ -18,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -26,7 +29,7 @@ import torch
 
 from myjepa.dumps import Dump, open_dump, sidecars
 from myjepa.errors import UserError
-from myjepa.pretrain.augment import Augment
+from myjepa.pretrain.augment import Augment, Draws
 from myjepa.pretrain.masks import MaskCollator
 
 
@@ -131,8 +134,14 @@ class SourceNorm:
 
 
 class CropBatches(torch.utils.data.Dataset):
-    """Item `step` = one local batch for this rank: (x (B, 12, C) float16 mV, source (B,) dump index,
-    ctx_idx, tgt_idx); `SourceNorm` normalises x."""
+    """Item `step` = rank `rank`'s share of global batch `step`: (x (B/W, 12, C) float16 mV, source (B/W,)
+    dump index, ctx_idx, tgt_idx); `SourceNorm` normalises x.
+
+    Which dump, record, crop start and mask each of the B samples gets is drawn for the whole batch (a
+    few integers per sample, and B masks: 6 ms at B = 2048); only this rank's rows are read from the
+    dumps. The stream is seeded with (seed, 0, step): what rank 0 drew when each rank drew its own
+    batch, so a single process trains on exactly the batches it always did.
+    """
 
     def __init__(
         self,
@@ -142,44 +151,74 @@ class CropBatches(torch.utils.data.Dataset):
         collator: MaskCollator,
         seed: int,
         rank: int = 0,
+        world_size: int = 1,
         length: int = 2**62,
         augment: Augment | None = None,
     ) -> None:
+        if batch_size % world_size or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} of {world_size} cannot take an equal share of a batch of {batch_size}")
         self.sources = sources
         self.augment = augment
         self.batch_size = batch_size
         self.channel_size = channel_size
         self.collator = collator
         self.seed = seed
-        self.rank = rank
+        self.rows = slice(rank * batch_size // world_size, (rank + 1) * batch_size // world_size)
         self.length = length
         p = np.array([s.weight for s in sources], dtype=np.float64)
         self.probs = p / p.sum()
+        self.means = np.stack([s.mean for s in sources])  # (S, 12, 1): what an augmentation is centred on
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.rank, step])
-        which = rng.choice(len(self.sources), size=self.batch_size, p=self.probs)
-        x = empty_shared((self.batch_size, 12, self.channel_size), torch.float16)
+        batch = self.draw(step)
+        mine = self.rows
+        which, rows, starts = batch.which[mine], batch.rows[mine], batch.starts[mine]
+        x = empty_shared((len(which), 12, self.channel_size), torch.float16)
         out = x.numpy()
         for s_id, src in enumerate(self.sources):
             sel = np.flatnonzero(which == s_id)
-            rows = rng.integers(src.num_records, size=len(sel))
-            rows = rows if src.rows is None else src.rows[rows]
-            starts = rng.integers(src.dump.signals.shape[2] - self.channel_size + 1, size=len(sel))
             windows = np.lib.stride_tricks.sliding_window_view(src.dump.signals, self.channel_size, axis=2)
-            crops = windows[rows, :, starts]  # (k, 12, C): one vectorised gather from the memmap
-            if len(sel) == self.batch_size:
+            crops = windows[rows[sel], :, starts[sel]]  # (k, 12, C): one vectorised gather from the memmap
+            if len(sel) == len(which):
                 out[...] = crops
             else:
                 out[sel] = crops
+        if batch.augment is not None:
+            Augment.apply(out, self.means[which], batch.augment.rows(mine))
+        masks = slice(mine.start * self.collator.num_masks, mine.stop * self.collator.num_masks)  # M rows a record
+        return x, torch.from_numpy(which), batch.ctx_idx[masks].clone(), batch.tgt_idx[masks].clone()
+
+    def draw(self, step: int) -> GlobalBatch:
+        """The whole global batch `step`: each sample's dump, row and crop start, the masks and augmentations."""
+        rng = np.random.default_rng([self.seed, 0, step])
+        which = rng.choice(len(self.sources), size=self.batch_size, p=self.probs)
+        rows = np.empty(self.batch_size, dtype=np.int64)
+        starts = np.empty(self.batch_size, dtype=np.int64)
+        for s_id, src in enumerate(self.sources):
+            sel = np.flatnonzero(which == s_id)
+            picked = rng.integers(src.num_records, size=len(sel))
+            rows[sel] = picked if src.rows is None else src.rows[picked]
+            starts[sel] = rng.integers(src.dump.signals.shape[2] - self.channel_size + 1, size=len(sel))
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        if self.augment is not None:  # drawn after the masks' seed: the masks do not depend on augmenting
-            self.augment(out, np.stack([s.mean for s in self.sources])[which], rng)
-        x, ctx_idx, tgt_idx = self.collator(x, gen=gen)
-        return x, torch.from_numpy(which), ctx_idx, tgt_idx
+        num_masks = self.batch_size * self.collator.num_masks
+        ctx_idx, tgt_idx = self.collator.masks(num_masks, self.collator.patches(self.channel_size), gen)
+        # drawn after the masks' seed: the masks do not depend on augmenting
+        augment = self.augment.draw(rng, self.batch_size, 12) if self.augment is not None else None
+        return GlobalBatch(which, rows, starts, ctx_idx, tgt_idx, augment)
+
+
+class GlobalBatch(NamedTuple):
+    """What `CropBatches.draw` decides for every sample of a global batch; no signal is read yet."""
+
+    which: np.ndarray  # (B,) dump index
+    rows: np.ndarray  # (B,) row in that dump
+    starts: np.ndarray  # (B,) crop start sample
+    ctx_idx: torch.Tensor  # (B·M, K_ctx): M masks per record
+    tgt_idx: torch.Tensor  # (B·M, K_tgt)
+    augment: Draws | None
 
 
 def empty_shared(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:

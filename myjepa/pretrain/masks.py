@@ -64,6 +64,10 @@ class MaskCollator:
         self.num_patches = num_patches
         self.num_masks = num_masks
 
+    def patches(self, length: int) -> int:
+        """Patches of a record of `length` samples: `num_patches` when set, else length // patch_size."""
+        return self.num_patches or length // self.patch_size
+
     def masks(
         self, batch_size: int, num_patches: int, gen: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,6 +101,5 @@ class MaskCollator:
         self, batch: Sequence[torch.Tensor] | torch.Tensor, gen: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = batch if isinstance(batch, torch.Tensor) else torch.stack(list(batch))
-        N = self.num_patches or x.size(-1) // self.patch_size
-        ctx_idx, tgt_idx = self.masks(x.size(0) * self.num_masks, N, gen)
+        ctx_idx, tgt_idx = self.masks(x.size(0) * self.num_masks, self.patches(x.size(-1)), gen)
         return x, ctx_idx, tgt_idx

@@ -123,10 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_outputs(outputs_of("--out", options.out, RunFolder(options.out).files), input_files(args, options), True)
     dist = distributed.setup(options.device)
     keep_freed_memory()  # a CPU step reuses the previous step's activation memory (utils/memory.py)
-    try:
+    with distributed.run_group(dist):  # a lost peer: one line and exit 5, not a hang
         return train(cfg, options, dist)
-    finally:
-        distributed.cleanup()
 
 
 def train(cfg: PretrainConfig, options: RunOptions, dist: distributed.DistInfo) -> int:
@@ -155,8 +153,11 @@ def train(cfg: PretrainConfig, options: RunOptions, dist: distributed.DistInfo) 
     if dist.is_main:
         prepare(folder, cfg, state.step if resumed else None)
         recorder = Recorder(cfg, folder, run, model, optimizer, state, options, resumed, flops, probe, autocast)
+    micro_batch = local_batch * dist.world_size  # every rank draws it whole and keeps its share
     augment = Augment.from_config(cfg)
-    batches = CropBatches(sources, local_batch, cfg.channel_size, collator, options.seed, dist.rank, augment=augment)
+    batches = CropBatches(
+        sources, micro_batch, cfg.channel_size, collator, options.seed, dist.rank, dist.world_size, augment=augment
+    )
     loader = device_batches(data_loader(batches, cfg, state.step, dist.device), SourceNorm(sources, dist.device))
     try:
         return loop(cfg, model, optimizer, state, loader, autocast, wrap(model, options.compile, dist), dist, recorder)

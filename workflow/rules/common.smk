@@ -40,6 +40,7 @@ try:
     ENCODERS = wf.encoder_names(PRETRAINED, BASELINES)
     PROTOCOLS = wf.protocols_by_name(config["evaluate"]["protocols"])
     wf.check_config_files(RUNS, PROTOCOLS)
+    PRETRAIN_NODES = wf.pretrain_nodes(workflow.resource_settings.overwrite_resources)
 except wf.ConfigError as e:
     config_error(e)
 
@@ -116,6 +117,28 @@ def pretrain_settings(wildcards):
     """Exactly what defines a pretraining run: a change here reruns it and everything downstream."""
     return wf.pretrain_settings(
         RUNS[wildcards.run], int(wildcards.seed), config["pretrain"]
+    )
+
+
+def pretrain_container():
+    """The image Snakemake runs a pretrain job in: none for a job over several nodes, whose srun tasks
+    each start the image themselves (myjepa/cluster/launch.py)."""
+    return None if PRETRAIN_NODES > 1 else config["container"]["image"]
+
+
+def pretrain_launch(wildcards, resources, threads):
+    """The command that starts `myjepa pretrain` in a job: directly, torchrun on one node, or srun over
+    PRETRAIN_NODES nodes, in the image when Snakemake runs with --sdm apptainer."""
+    deployment = workflow.deployment_settings
+    apptainer = "apptainer" in {str(m) for m in deployment.deployment_method}
+    image = config["container"]["image"] if apptainer else None
+    return wf.pretrain_launch(
+        PRETRAIN_NODES,
+        int(resources.get("gpu") or 0),
+        resources.get("cpus_per_gpu"),
+        threads,
+        image,
+        deployment.apptainer_args or "",
     )
 
 

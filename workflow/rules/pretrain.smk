@@ -6,6 +6,9 @@
 # --restart-on-change the command itself guards that resume: checkpoints written with other
 # settings or other data are deleted and training starts afresh. The params hold every setting, so
 # a changed one reruns the job. With resources.gpu > 1 one torchrun starts one process per GPU.
+# With `nodes: N > 1` in the profile's set-resources, the job spans N nodes: srun starts one torchrun
+# per node, each inside the image (myjepa/cluster/launch.py), so Snakemake's own container is off.
+# The batch is drawn whole and split by rank, so the weights do not depend on nodes or GPUs.
 
 
 rule pretrain:
@@ -17,6 +20,8 @@ rule pretrain:
         "logs/pretrain/{run}-s{seed}.log",
     benchmark:
         "logs/benchmarks/pretrain/{run}-s{seed}.tsv"
+    container:
+        pretrain_container()
     threads: res("pretrain", "threads")
     resources:
         mem_mb=res("pretrain", "mem_mb"),
@@ -26,11 +31,8 @@ rule pretrain:
         settings=pretrain_settings,
         args=pretrain_args,
         dir=lambda w, output: os.path.dirname(output.encoder),
+        launch=pretrain_launch,
     shell:
         """
-        launch="myjepa pretrain"
-        if [ {resources.gpu} -gt 1 ]; then
-            launch="torchrun --standalone --nproc_per_node={resources.gpu} -m myjepa.pretrain"
-        fi
-        $launch {params.args} --out {params.dir} --seed {wildcards.seed} --restart-on-change ${{MYJEPA_WANDB:-}} 2>&1 | tee {log}
+        {params.launch} {params.args} --out {params.dir} --seed {wildcards.seed} --restart-on-change ${{MYJEPA_WANDB:-}} 2>&1 | tee {log}
         """
