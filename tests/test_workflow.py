@@ -316,6 +316,7 @@ def run_report(fab, image: str = "") -> dict[str, Path]:
     report.main(
         [
             "aggregate",
+            "--overwrite",  # some tests report twice
             "--encoders",
             json.dumps(fab["encoders"]),
             "--out",
@@ -332,6 +333,7 @@ def run_report(fab, image: str = "") -> dict[str, Path]:
     report.main(
         [
             "html",
+            "--overwrite",
             "--auc",
             str(out["auc"]),
             "--summary",
