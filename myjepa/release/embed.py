@@ -21,7 +21,7 @@ import torch
 from myjepa.dumps import dump_files, sidecars
 from myjepa.encoders.load import encoder_files, load_encoder
 from myjepa.errors import UserError, run_cli
-from myjepa.release.records import MISSING_LEADS, open_records
+from myjepa.release.records import MISSING_LEADS, open_records, source_files
 from myjepa.utils.io import atomic_path, check_outputs, outputs_of
 from myjepa.utils.logging import Progress
 
@@ -46,9 +46,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def input_files(encoder: str, src: str) -> list[tuple[str, Path]]:
     """What the command reads, by option: an output never replaces one of these."""
-    source = Path(src)
-    records = [source] if source.is_dir() else dump_files(source)
-    return [("--encoder", f) for f in encoder_files(encoder)] + [("--src", f) for f in records]
+    return [("--encoder", f) for f in encoder_files(encoder)] + [("--src", f) for f in source_files(src)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
