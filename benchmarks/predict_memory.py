@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from embed_memory import big_dump
+from embed_memory import big_dump, measure
 
 from myjepa.models.heads import AttentiveProbe
 from myjepa.models.vit import VisionTransformer
@@ -29,13 +26,6 @@ from myjepa.release import export
 from myjepa.utils import checkpoint
 
 CLASSES = ["A", "B", "C"]
-CHILD = (
-    "import sys\n"
-    "from myjepa.release.predict import main\n"
-    "main(sys.argv[1:])\n"
-    "hwm = open('/proc/self/status').read().split('VmHWM:')[1].split()[0]\n"
-    "print('maxrss_mb', int(hwm) / 1024)\n"
-)
 
 
 def finetune_folder(root: Path) -> Path:
@@ -84,18 +74,8 @@ def main() -> None:
         assert export.main(["--classifier", str(finetune_folder(root)), "--out", str(root / "release")]) == 0
         for n in (args.records, 8 * args.records):
             dump = big_dump(root / f"d{n}.npy", n)
-            t0 = time.perf_counter()
-            out = subprocess.run(
-                [sys.executable, "-c", CHILD, "--model", str(root / "release"), "--src", str(dump)]
-                + ["--out", str(root / f"p{n}.csv")],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            wall = time.perf_counter() - t0
-            rss = float(out.split("maxrss_mb")[1])
-            mb = dump.stat().st_size / 2**20
-            print(f"N={n:6d} dump {mb:7.0f} MB  peak RSS {rss:6.0f} MB  {wall:6.1f} s  {n / wall:6.1f} records/s")
+            argv = ["--model", str(root / "release"), "--src", str(dump), "--out", str(root / f"p{n}.csv")]
+            measure("myjepa.release.predict", argv, dump, n)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from test_finetune import ENCODER  # a random-init 100 Hz encoder: what is exported is the run's, pretrained or not
 
 import myjepa
 from myjepa import LEADS
@@ -30,17 +31,6 @@ from myjepa.utils import checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 SAMPLE = Path(__file__).parent / "data" / "ptb-xl-sample"
-ENCODER = {  # a random-init 100 Hz encoder: what is exported is the run's encoder, pretrained or not
-    "fs": 100,
-    "leads": list(LEADS),
-    "channel_size": 1000,
-    "patch_size": 25,
-    "dim": 32,
-    "depth": 1,
-    "num_heads": 2,
-    "mlp_ratio": 2.0,
-    "num_registers": 1,
-}
 QUICK = [
     "--set",
     "eval_interval=4",

@@ -26,7 +26,14 @@ from myjepa.encoders.classifier import Classifier, load_classifier
 from myjepa.encoders.release import CLASSIFIER, release_files
 from myjepa.errors import UserError, run_cli
 from myjepa.ingest.record import F16_OVERFLOW
-from myjepa.release.records import MISSING_LEADS, DumpRecords, WfdbRecords, open_records, source_files
+from myjepa.release.records import (
+    DumpRecords,
+    WfdbRecords,
+    add_reading_options,
+    check_reading_options,
+    open_records,
+    source_files,
+)
 from myjepa.utils.io import atomic_path, check_outputs, outputs_of
 from myjepa.utils.logging import Progress
 
@@ -36,16 +43,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--model", required=True, help="a classifier release folder (myjepa export --classifier)")
     p.add_argument("--src", required=True, help="a folder of WFDB records (searched recursively) or a dump PATH.npy")
     p.add_argument("--out", required=True, help="output PATH.csv")
-    p.add_argument(
-        "--missing-leads",
-        choices=MISSING_LEADS,
-        default="error",
-        help="a record without some of the 12 leads: an error (default), or zero-fill them with a warning",
-    )
-    p.add_argument("--batch-size", type=int, default=64, help="records read per batch (default 64)")
-    p.add_argument("--batch-crops", type=int, default=512, help="crops per encoder forward pass (default 512)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never an input)")
+    add_reading_options(p)
     return p.parse_args(argv)
 
 
@@ -81,8 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, model_dir = Path(args.out), Path(args.model)
     if out.suffix != ".csv":
         raise UserError(f"--out {out}: must end in .csv")
-    if args.batch_size < 1 or args.batch_crops < 1:
-        raise UserError("--batch-size and --batch-crops must be at least 1")
+    check_reading_options(args)
     inputs = [("--model", f) for f in release_files(model_dir, CLASSIFIER)] + [
         ("--src", f) for f in source_files(args.src)
     ]

@@ -7,6 +7,7 @@ warning. A record shorter than one crop (after resampling) is an error naming th
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from collections.abc import Iterator
@@ -154,3 +155,23 @@ def open_records(
     if p.suffix == ".npy":
         return DumpRecords(p, mapper)
     raise UserError(f"--src {p}: neither a folder of WFDB records nor a dump PATH.npy")
+
+
+def add_reading_options(p: argparse.ArgumentParser) -> None:
+    """The options of the commands that read records this way (`embed`, `predict`): missing leads, batches,
+    device, and --overwrite."""
+    p.add_argument(
+        "--missing-leads",
+        choices=MISSING_LEADS,
+        default="error",
+        help="a record without some of the 12 leads: an error (default), or zero-fill them with a warning",
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="records read per batch (default 64)")
+    p.add_argument("--batch-crops", type=int, default=512, help="crops per encoder forward pass (default 512)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never an input)")
+
+
+def check_reading_options(args: argparse.Namespace) -> None:
+    if args.batch_size < 1 or args.batch_crops < 1:
+        raise UserError("--batch-size and --batch-crops must be at least 1")
