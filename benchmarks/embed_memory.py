@@ -31,11 +31,22 @@ from myjepa.utils import checkpoint  # noqa: E402
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork + exec, so it would show this parent's peak
 CHILD = (
     "import sys\n"
-    "from myjepa.release.embed import main\n"
+    "from {module} import main\n"
     "main(sys.argv[1:])\n"
     "hwm = open('/proc/self/status').read().split('VmHWM:')[1].split()[0]\n"
     "print('maxrss_mb', int(hwm) / 1024)\n"
 )
+
+
+def measure(module: str, argv: list[str], dump: Path, n: int) -> None:
+    """Run `module`'s main(argv) in a fresh process and print its peak RSS and throughput on `dump` (n records)."""
+    t0 = time.perf_counter()
+    code = CHILD.format(module=module)
+    out = subprocess.run([sys.executable, "-c", code, *argv], check=True, capture_output=True, text=True).stdout
+    wall = time.perf_counter() - t0
+    rss = float(out.split("maxrss_mb")[1])
+    mb = dump.stat().st_size / 2**20
+    print(f"N={n:6d} dump {mb:7.0f} MB  peak RSS {rss:6.0f} MB  {wall:6.1f} s  {n / wall:6.1f} records/s")
 
 
 def big_dump(path: Path, n: int) -> Path:
@@ -81,18 +92,8 @@ def main() -> None:
         checkpoint.save(Checkpoint(0, run, encoder.state_dict()).to_dict(), root / "encoder.pt")
         for n in (args.records, 8 * args.records):
             dump = big_dump(root / f"d{n}.npy", n)
-            t0 = time.perf_counter()
-            out = subprocess.run(
-                [sys.executable, "-c", CHILD, "--encoder", str(root / "encoder.pt"), "--src", str(dump)]
-                + ["--out", str(root / f"e{n}.npy")],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            wall = time.perf_counter() - t0
-            rss = float(out.split("maxrss_mb")[1])
-            mb = dump.stat().st_size / 2**20
-            print(f"N={n:6d} dump {mb:7.0f} MB  peak RSS {rss:6.0f} MB  {wall:6.1f} s  {n / wall:6.1f} records/s")
+            argv = ["--encoder", str(root / "encoder.pt"), "--src", str(dump), "--out", str(root / f"e{n}.npy")]
+            measure("myjepa.release.embed", argv, dump, n)
 
 
 if __name__ == "__main__":

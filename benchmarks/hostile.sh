@@ -83,3 +83,43 @@ case_ "bad override in the workflow config (snakemake -n)"
 printf 'pretrain:\n  runs:\n    - {name: tiny, config: tiny, set: {warmup_steps: -5}}\n' > "$W/bad.yaml"
 "$PY" -m snakemake -n --snakefile workflow/Snakefile --directory "$W" --configfile config/config.yaml "$W/bad.yaml" \
   >"$W/err" 2>&1; rc=$?; grep -a 'config: ' "$W/err" | sed 's/^/  | /' | tail -n 1; echo "  exit $rc"
+
+# myjepa predict: a classifier release of a 24-step linear probe on the 100 Hz PTB-XL sample (random-init encoder)
+S=tests/data/ptb-xl-sample
+cat > "$W/enc100.yaml" <<'YAML'
+{fs: 100, leads: [I, II, III, aVR, aVL, aVF, V1, V2, V3, V4, V5, V6], channel_size: 1000, patch_size: 25,
+ dim: 32, depth: 1, num_heads: 2, mlp_ratio: 2.0, num_registers: 1}
+YAML
+myjepa convert ptb-xl --src $S --source-rate 100 --fs 100 --out "$W/p.npy" --quiet >/dev/null
+myjepa finetune --data-dir $S --dump "$W/p.npy" --encoder "$W/enc100.yaml" --task rhythm --config linear \
+  --out "$W/lin" --set steps=24 eval_interval=8 bootstrap_samples=50 >/dev/null 2>&1
+myjepa export --classifier "$W/lin" --out "$W/clf" >/dev/null
+"$PY" -c "
+import sys, numpy as np, pandas as pd, shutil
+from myjepa.ingest.wfdb_io import read_record, write_record
+from myjepa import LEADS
+w = sys.argv[1]
+x, _ = read_record('$S/records100/00000/00001_lr')
+write_record(w + '/nolead/b', x[[0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11]], 100, [*LEADS[:6], *LEADS[7:]])
+write_record(w + '/short/c', x[:, :200], 100, list(LEADS))
+d = np.load(w + '/p.npy')[:4].copy(); d[2, 3, 100:110] = np.nan; np.save(w + '/nan.npy', d)
+pd.read_csv(w + '/p.index.csv').head(4).to_csv(w + '/nan.index.csv', index=False)
+shutil.copy(w + '/p.stats.json', w + '/nan.stats.json')" "$W"
+
+case_ "predict on a WFDB record without lead V1, then with --missing-leads zero"
+myjepa predict --model "$W/clf" --src "$W/nolead" --out "$W/p.csv" 2>"$W/err" >/dev/null; show $?
+myjepa predict --model "$W/clf" --src "$W/nolead" --out "$W/p.csv" --missing-leads zero 2>"$W/err" >/dev/null
+show $?; echo "  left: [$(ls -A "$W" | grep -a 'p\.csv' | tr '\n' ' ')]"
+
+case_ "predict on a record shorter than one crop; on a dump row holding NaN"
+myjepa predict --model "$W/clf" --src "$W/short" --out "$W/q.csv" 2>"$W/err" >/dev/null; show $?
+myjepa predict --model "$W/clf" --src "$W/nan.npy" --out "$W/q.csv" 2>"$W/err" >/dev/null; show $?
+echo "  left: [$(ls -A "$W" | grep -a 'q\.csv' | tr '\n' ' ')]"
+
+case_ "predict --model an encoder release; a finetune folder"
+myjepa export --encoder "$W/run/encoder.pt" --out "$W/enc-release" >/dev/null
+myjepa predict --model "$W/enc-release" --src "$W/nolead" --out "$W/q.csv" 2>"$W/err" >/dev/null; show $?
+myjepa predict --model "$W/lin" --src "$W/nolead" --out "$W/q.csv" 2>"$W/err" >/dev/null; show $?
+
+case_ "predict --src x.npy --out x.index.csv --overwrite (the dump's own index)"
+myjepa predict --model "$W/clf" --src "$W/nan.npy" --out "$W/nan.index.csv" --overwrite 2>"$W/err"; show $?

@@ -27,3 +27,24 @@ def load_encoder(path: str):
     from myjepa.encoders.load import load_encoder as load
 
     return load(path)
+
+
+def load_classifier(path: str):
+    """A classifier release (`myjepa export --classifier FINETUNE_DIR`) as a `torch.nn.Module`, on the CPU.
+
+    Its `predict(x, fs)` takes x (records, 12 leads, samples) in mV at `fs` Hz and returns the class
+    probabilities (records, len(model.classes)), scored as the finetune run scored its test fold;
+    `labels(p)` applies the release's decision thresholds (`myjepa.encoders.classifier.Classifier`)::
+
+        import myjepa
+
+        model = myjepa.load_classifier("results/classifiers/tiny-s0/rhythm/linear/s0")
+        p = model.predict(x, fs=500)  # torch.Tensor (records, len(model.classes)); model.classes: the codes
+        labels = model.labels(p)  # 0/1 per class
+
+    Safetensors and JSON only (no pickle), each file checked against its recorded sha256. Imported on call,
+    like `load_encoder`.
+    """
+    from myjepa.encoders.classifier import load_classifier as load
+
+    return load(path)

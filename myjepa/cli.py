@@ -14,8 +14,9 @@ COMMANDS = {
     "convert": ("myjepa.ingest.convert", "convert a raw ECG archive to a dump, or merge partial dumps"),
     "pretrain": ("myjepa.pretrain.train", "self-supervised pretraining of an encoder on ECG dumps"),
     "finetune": ("myjepa.evaluate.finetune", "linear probing or finetuning on a PTB-XL task or your own labels"),
-    "export": ("myjepa.release.export", "write a release (safetensors, config.json, model card) of an encoder"),
+    "export": ("myjepa.release.export", "write an encoder or a classifier release (safetensors, config.json, card)"),
     "embed": ("myjepa.release.embed", "record embeddings of a dump or a folder of WFDB records"),
+    "predict": ("myjepa.release.predict", "class probabilities and labels of records, with a classifier release"),
     "report": ("myjepa.report", "aggregate finetune results into AUC tables and the HTML report"),
     "slurm-profile": ("myjepa.cluster.slurm_profile", "write (or --check) the Snakemake profile `slurm` from sinfo"),
 }

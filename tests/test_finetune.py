@@ -18,8 +18,8 @@ from myjepa.errors import UserError
 from myjepa.evaluate.config import CONFIG_DIR
 from myjepa.evaluate.features import encode_cache, predict_cached, predict_encoded
 from myjepa.evaluate.finetune import main
-from myjepa.evaluate.heads import AttentiveProbe
 from myjepa.evaluate.run import check_compatible
+from myjepa.models.heads import AttentiveProbe
 from myjepa.models.vit import VisionTransformer
 
 SAMPLE = Path(__file__).parent / "data" / "ptb-xl-sample"

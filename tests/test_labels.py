@@ -10,6 +10,7 @@ from myjepa.tasks.names import check_task
 from myjepa.tasks.ptbxl import (
     aggregate,
     check_dump_index,
+    class_descriptions,
     make_splits,
     read_database,
     read_statements,
@@ -142,3 +143,14 @@ def test_dump_index_must_match_database(db):
     check_dump_index(index[index.ecg_id != 2], db, {2}, "d.npy", "db.csv")  # a record the converter skipped
     with pytest.raises(UserError, match="no ecg_id column"):
         check_dump_index(index.rename(columns={"ecg_id": "study_id"}), db, set(), "d.npy", "db.csv")
+
+
+def test_classes_are_described_in_words(statements):
+    assert class_descriptions(statements, "rhythm", ["AFIB", "SR"]) == ["atrial fibrillation", "sinus rhythm"]
+    assert class_descriptions(statements, "superdiagnostic", ["CD", "NORM"]) == ["conduction disturbance", "normal ECG"]
+    assert class_descriptions(statements, "ST-MEM", ["MI"]) == ["myocardial infarction"]
+    # a subclass that is one statement takes its description; one that groups several names them
+    assert class_descriptions(statements, "subdiagnostic", ["LVH", "_AVB"]) == [
+        "left ventricular hypertrophy",
+        "statements 1AVB, 3AVB, 2AVB",
+    ]

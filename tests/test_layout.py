@@ -46,7 +46,17 @@ def test_torch_free_modules_do_not_import_torch(modules):
 def test_every_command_is_listed_and_runs():
     from myjepa.cli import COMMANDS
 
-    assert set(COMMANDS) == {"synth", "convert", "pretrain", "finetune", "export", "embed", "report", "slurm-profile"}
+    assert set(COMMANDS) == {
+        "synth",
+        "convert",
+        "pretrain",
+        "finetune",
+        "export",
+        "embed",
+        "predict",
+        "report",
+        "slurm-profile",
+    }
     for name in COMMANDS:
         proc = subprocess.run([str(BIN / "myjepa"), name, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and f"myjepa {name}" in proc.stdout, (name, proc.stderr)

@@ -2,13 +2,15 @@
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import f1_score, roc_auc_score
 
 from myjepa.tasks.metrics import (
+    bootstrap_class_aucs,
     bootstrap_indices,
     bootstrap_macro_auc,
     class_aucs,
     macro_auc,
+    max_f1_threshold,
     paired_difference,
     weighted_auc,
 )
@@ -108,3 +110,34 @@ def test_paired_difference_widens_when_the_seeds_disagree(preds):
     _, lo_a, hi_a = paired_difference(targets, agree, base, samples=500)
     _, lo_d, hi_d = paired_difference(targets, disagree, base, samples=500)
     assert hi_d - lo_d > 1.5 * (hi_a - lo_a)
+
+
+def test_max_f1_threshold_is_the_best_cut_and_calls_the_same_records(preds):
+    targets, scores = preds
+    for j in range(targets.shape[1]):
+        y, s = targets[:, j], scores[:, j]
+        threshold, f1 = max_f1_threshold(y, s)
+        best = max(f1_score(y, s >= cut) for cut in np.unique(s))
+        assert f1 == pytest.approx(best, abs=1e-12)
+        assert f1_score(y, s >= threshold) == pytest.approx(best, abs=1e-12)
+        above = s[s >= threshold]
+        below = s[s < threshold]
+        if len(below):  # halfway between the lowest score called positive and the next lower one
+            assert threshold == pytest.approx((above.min() + below.max()) / 2)
+    assert max_f1_threshold(np.zeros(5), np.arange(5.0)) is None
+    assert max_f1_threshold(np.array([0, 1, 1]), np.array([0.2, 0.9, 0.9])) == (pytest.approx(0.55), 1.0)
+
+
+def test_class_intervals_resample_as_the_macro_interval_does(preds):
+    targets, scores = preds
+    cis = bootstrap_class_aucs(targets, scores, samples=200, seed=4)
+    aucs = class_aucs(targets, scores)
+    assert cis.shape == (targets.shape[1], 2)
+    assert (cis[:, 0] < aucs).all() and (aucs < cis[:, 1]).all()
+    idx = bootstrap_indices(len(targets), 200, 4)  # the same resamples, drawn as record indices
+    by_hand = [roc_auc_score(targets[i, 0], scores[i, 0]) for i in idx]
+    np.testing.assert_allclose(cis[0], np.quantile(by_hand, [0.025, 0.975]), rtol=1e-9)
+    one_positive = np.zeros((20, 1))
+    one_positive[3] = 1
+    assert np.isfinite(bootstrap_class_aucs(one_positive, np.arange(20.0)[:, None], 50, 0)).all()
+    assert np.isnan(bootstrap_class_aucs(np.zeros((20, 1)), np.arange(20.0)[:, None], 50, 0)).all()

@@ -130,7 +130,10 @@ def test_a_changed_or_truncated_weights_file_is_refused(release, tmp_path):
 
 
 def test_importing_myjepa_does_not_import_torch():
-    code = "import sys, myjepa; assert callable(myjepa.load_encoder); assert 'torch' not in sys.modules"
+    code = (
+        "import sys, myjepa; assert callable(myjepa.load_encoder) and callable(myjepa.load_classifier); "
+        "assert 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

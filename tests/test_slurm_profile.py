@@ -139,7 +139,9 @@ def test_typed_proposal_cuts_runtimes_and_memory_to_the_partitions():
     assert res["finetune"] == {"cpus_per_gpu": 8}  # within the limits: runtime and memory stay with the config
     assert res["convert_shard"] == {}
     assert "pretrain: runtime 2880 -> 1440 (gpu's time limit in minutes)" in plan.notes
-    assert plan.notes[-1].endswith("merge_shards 240, aggregate 30, export 30, report 30, pretrain 1440, finetune 480")
+    assert plan.notes[-1].endswith(
+        "merge_shards 240, aggregate 30, export 30, export_classifier 30, report 30, pretrain 1440, finetune 480"
+    )
 
 
 def test_flags_override_guesses():

@@ -113,6 +113,7 @@ def test_dry_run_real_config_job_counts(tmp_path, fake_raw):
         "pretrain": len(runs) * len(p_seeds),
         "finetune": n_ft,
         "export": len(runs) * len(p_seeds),
+        "export_classifier": n_ft,
         "aggregate": 1,
         "report": 1,
         "all": 1,
@@ -533,7 +534,7 @@ def dry_counts(work: Path, config: Path) -> dict[str, int]:
 def test_demo_end_to_end(ci_run):
     work = ci_run
     log = (work / "run.log").read_text()
-    assert "16 of 16 steps (100%) done" in log
+    assert "18 of 18 steps (100%) done" in log
     for path in (
         "results/report.html",
         "results/auc.csv",
@@ -548,6 +549,10 @@ def test_demo_end_to_end(ci_run):
         "results/release/tiny-s42/model.safetensors",
         "results/release/tiny-s42/config.json",
         "results/release/tiny-s42/MODEL_CARD.md",
+        "results/classifiers/tiny-s42/rhythm/linear/s0/model.safetensors",
+        "results/classifiers/tiny-s42/rhythm/linear/s0/head.safetensors",
+        "results/classifiers/tiny-s42/rhythm/linear/s0/config.json",
+        "results/classifiers/random-tiny/rhythm/linear/s0/MODEL_CARD.md",
     ):
         assert (work / path).is_file(), path
     # every job wrote its log, and the commands' own progress lines are in it
@@ -564,6 +569,7 @@ def test_demo_end_to_end(ci_run):
         "finetune/tiny-s42/rhythm/linear/s0",
         "finetune/random-tiny/rhythm/linear/s0",
         "release/tiny-s42",
+        "release/classifiers/tiny-s42/rhythm/linear/s0",
         "aggregate",
         "report",
     ):
@@ -584,6 +590,35 @@ def test_demo_end_to_end(ci_run):
     card = (work / "results/release/tiny-s42/MODEL_CARD.md").read_text()
     ours = json.loads((work / "results/finetune/tiny-s42/rhythm/linear/s0/results.json").read_text())
     assert f"| rhythm | linear | 0 | {ours['test_auc']:.3f} |" in card
+    # and so is every classifier release, whose card holds its run's test AUC
+    classifier = "results/classifiers/tiny-s42/rhythm/linear/s0"
+    assert "<a href='classifiers/tiny-s42/rhythm/linear/s0/MODEL_CARD.md'>" in page
+    card = (work / classifier / "MODEL_CARD.md").read_text()
+    assert f"Test macro AUC: {ours['test_auc']:.3f}" in card
+
+
+def test_one_command_predicts_the_demos_rhythm_classes_for_its_wfdb_records(ci_run, tmp_path):
+    """After the demo, `myjepa predict` on the folder of its PTB-XL WFDB records (500 Hz) scores every record; on
+    the test fold it gives the finetune run's own test scores, and the Python call gives its numbers."""
+    import myjepa
+    from myjepa.ingest.wfdb_io import read_record
+    from myjepa.tasks.ptbxl import load_task_data
+
+    classifier, raw = ci_run / "results/classifiers/tiny-s42/rhythm/linear/s0", ci_run / "results/raw/ptb-xl"
+    out = tmp_path / "rhythm.csv"
+    command = [str(BIN / "myjepa"), "predict", "--model", str(classifier), "--src", str(raw / "records500")]
+    subprocess.run([*command, "--out", str(out)], env=env(), check=True, capture_output=True, timeout=300)
+    table = pd.read_csv(out)
+    data = load_task_data(raw, ci_run / "results/data/ptb-xl.npy", "rhythm", 1, 9, 10)
+    assert len(table) == len(data.dump) == 200
+    files = data.dump.index["file"].to_numpy()[data.splits.rows["test"]]  # records500/00000/00001_hr
+    run = np.load(ci_run / "results/finetune/tiny-s42/rhythm/linear/s0/predictions.npz")
+    columns = [f"p_{c}" for c in run["classes"]]
+    scores = table.set_index("file").loc[[f.removeprefix("records500/") for f in files], columns].to_numpy()
+    np.testing.assert_allclose(scores, run["test_scores"], rtol=0, atol=1e-5)
+    model = myjepa.load_classifier(classifier)
+    x = np.stack([read_record(raw / "records500" / f)[0] for f in table["file"][:8]])
+    np.testing.assert_allclose(model.predict(x, fs=500).numpy(), table[columns][:8].to_numpy(), rtol=1e-6, atol=1e-8)
 
 
 def test_nothing_to_do_after_a_complete_run(ci_run):
@@ -595,7 +630,7 @@ def test_evaluation_setting_reruns_finetunes_and_report_only(ci_run):
     protocols = yaml.safe_load(CI_CONFIG.read_text())["evaluate"]["protocols"]
     protocols[0]["set"]["steps"] += 1
     counts = dry_counts(ci_run, ci_config(ci_run, "eval.yaml", evaluate__protocols=protocols))
-    assert counts == {"finetune": 2, "export": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert counts == {"finetune": 2, "export": 1, "export_classifier": 2, "aggregate": 1, "report": 1, "all": 1}
     proc = snakemake("--summary", cwd=ci_run, config=ci_run / "eval.yaml")
     status = {line.split("\t")[0]: line.split("\t")[4:] for line in proc.stdout.splitlines() if "\t" in line}
     assert status["results/finetune/tiny-s42/rhythm/linear/s0/results.json"] == ["params changed", "update pending"]
@@ -608,13 +643,22 @@ def test_model_setting_reruns_its_pretraining_and_downstream(ci_run):
     runs[0]["set"]["steps"] += 1
     counts = dry_counts(ci_run, ci_config(ci_run, "model.yaml", pretrain__runs=runs))
     # the random-init baseline does not depend on pretraining
-    assert counts == {"pretrain": 1, "finetune": 1, "export": 1, "aggregate": 1, "report": 1, "all": 1}
+    assert counts == {
+        "pretrain": 1,
+        "finetune": 1,
+        "export": 1,
+        "export_classifier": 1,
+        "aggregate": 1,
+        "report": 1,
+        "all": 1,
+    }
 
 
 def test_adding_a_task_or_seed_adds_only_its_jobs(ci_run):
     assert dry_counts(ci_run, ci_config(ci_run, "task.yaml", evaluate__tasks=["rhythm", "form"])) == {
         "finetune": 2,
         "export": 1,
+        "export_classifier": 2,
         "aggregate": 1,
         "report": 1,
         "all": 1,
@@ -622,6 +666,7 @@ def test_adding_a_task_or_seed_adds_only_its_jobs(ci_run):
     assert dry_counts(ci_run, ci_config(ci_run, "seed.yaml", evaluate__seeds=[0, 1])) == {
         "finetune": 2,
         "export": 1,
+        "export_classifier": 2,
         "aggregate": 1,
         "report": 1,
         "all": 1,
@@ -630,6 +675,7 @@ def test_adding_a_task_or_seed_adds_only_its_jobs(ci_run):
         "pretrain": 1,
         "finetune": 1,
         "export": 1,
+        "export_classifier": 1,
         "aggregate": 1,
         "report": 1,
         "all": 1,
@@ -650,6 +696,7 @@ def test_input_content_change_reruns_dependents(ci_run):
             "pretrain": 1,
             "finetune": 2,
             "export": 1,
+            "export_classifier": 2,
             "aggregate": 1,
             "report": 1,
             "all": 1,

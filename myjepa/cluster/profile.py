@@ -31,6 +31,7 @@ CPU_RULES = {
     "merge_shards": "merge",
     "aggregate": "report",
     "export": "report",
+    "export_classifier": "report",
     "report": "report",
 }
 GPU_RULES = {"pretrain": "pretrain", "finetune": "finetune"}

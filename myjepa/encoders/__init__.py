@@ -8,6 +8,8 @@
 - `contract`: the input a pretrained encoder expects (rate, leads, units, crops, the pretraining z-scoring).
 - `crops`: records cut into strided or random crops, z-scored per lead.
 - `pretrained`: `PretrainedEncoder`, the encoder with its contract, whose `embed(x, fs)` makes record embeddings.
+- `classifier`: `Classifier`, a classifier release's encoder and attentive probe, whose `predict(x, fs)` gives class
+  probabilities as the finetune run scored them; `load_classifier` is `myjepa.load_classifier`.
 
 Below `evaluate/` and `release/`, which both read encoders through here; above `pretrain/` and `models/`.
 """

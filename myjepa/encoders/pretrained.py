@@ -53,23 +53,35 @@ class PretrainedEncoder(nn.Module):
             x = 0.1 * np.random.randn(4, 12, 1000).astype(np.float32)  # 4 records, 10 s at 100 Hz, mV
             z = model.embed(x, fs=100)  # resampled to model.contract.fs; z.shape == (4, model.dim)
         """
-        c = self.contract
-        signals = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
-        if signals.ndim != 3 or signals.shape[1] != len(c.leads):
-            raise UserError(f"embed: x must have shape (records, {len(c.leads)} leads, samples), got {signals.shape}")
-        if fs != c.fs:
-            signals = resample(signals, fs, c.fs).astype(np.float32)
-        length = signals.shape[2]
-        if length < c.crop:
-            raise UserError(
-                f"embed: records of {length} samples at {c.fs} Hz are shorter than one crop ({c.crop} samples)"
-            )
-        mean, std = np.asarray(c.mean, dtype=np.float32), np.asarray(c.std, dtype=np.float32)
-        crops = StridedCrops(signals, crop_starts(length, c.crop, c.stride), c.crop, mean, std)
+        crops = self.strided_crops(x, fs, "embed")
         device = next(self.parameters()).device
         self.eval()
         out = []
-        for _, chunk, batch in crops.batches(np.arange(len(signals)), batch_crops, device):
+        for _, chunk, batch in crops.batches(np.arange(len(crops.signals)), batch_crops, device):
             per_crop = self.encoder(batch).float().mean(dim=1)  # (records * crops, dim)
             out.append(per_crop.view(len(chunk), len(crops.starts), -1).mean(dim=1).cpu())
         return torch.cat(out)
+
+    def strided_crops(
+        self, x: np.ndarray | torch.Tensor, fs: float, caller: str, float16: bool = False
+    ) -> StridedCrops:
+        """Records x (B, 12, T) in mV at `fs` Hz as the encoder's input: checked, resampled to the contract's rate,
+        (with `float16`, rounded to float16 as dumps store them), then z-scored and cut into strided crops as
+        their batches are drawn. A record shorter than one crop is an error."""
+        c = self.contract
+        signals = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
+        if signals.ndim != 3 or signals.shape[1] != len(c.leads):
+            raise UserError(
+                f"{caller}: x must have shape (records, {len(c.leads)} leads, samples), got {signals.shape}"
+            )
+        if fs != c.fs:
+            signals = resample(signals, fs, c.fs).astype(np.float32)
+        if float16:
+            signals = signals.astype(np.float16)
+        length = signals.shape[2]
+        if length < c.crop:
+            raise UserError(
+                f"{caller}: records of {length} samples at {c.fs} Hz are shorter than one crop ({c.crop} samples)"
+            )
+        mean, std = np.asarray(c.mean, dtype=np.float32), np.asarray(c.std, dtype=np.float32)
+        return StridedCrops(signals, crop_starts(length, c.crop, c.stride), c.crop, mean, std)

@@ -21,7 +21,7 @@ from torch import nn
 
 from myjepa.encoders.crops import StridedCrops, random_crops
 from myjepa.evaluate.config import FinetuneConfig
-from myjepa.evaluate.heads import normalise_tokens
+from myjepa.models.heads import normalise_tokens, record_scores
 from myjepa.utils.logging import Progress
 
 MEMORY_CACHE_LIMIT = 16 * 2**30  # larger caches go to a memmap next to the outputs
@@ -75,10 +75,6 @@ def encode_cache(
     return cache
 
 
-def scores_from_logits(logits: torch.Tensor, multiclass: bool) -> torch.Tensor:
-    return logits.softmax(-1) if multiclass else logits.sigmoid()
-
-
 @torch.no_grad()
 def predict_cached(
     head: nn.Module, cache: np.ndarray, device: torch.device, multiclass: bool, batch_records: int = 256
@@ -88,9 +84,7 @@ def predict_cached(
     out = []
     for i in range(0, len(cache), batch_records):
         feats = torch.from_numpy(np.asarray(cache[i : i + batch_records], dtype=np.float32)).to(device)
-        R, K = feats.shape[:2]
-        scores = scores_from_logits(head(feats.flatten(0, 1), normed=True).float(), multiclass)
-        out.append(scores.view(R, K, -1).mean(1).cpu().numpy())
+        out.append(record_scores(head(feats.flatten(0, 1), normed=True), len(feats), multiclass).cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 
 
@@ -112,8 +106,7 @@ def predict_encoded(
     for _, chunk, x in crops.batches(rows, batch_crops, device):
         with autocast(device, amp):
             logits = head(encoder(x))
-        scores = scores_from_logits(logits.float(), multiclass)
-        out.append(scores.view(len(chunk), len(crops.starts), -1).mean(1).cpu().numpy())
+        out.append(record_scores(logits, len(chunk), multiclass).cpu().numpy())
     return np.concatenate(out).astype(np.float32)
 
 

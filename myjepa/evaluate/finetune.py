@@ -45,7 +45,7 @@ from myjepa.evaluate.config import FinetuneConfig, load_finetune_config
 from myjepa.evaluate.features import encode_features
 from myjepa.evaluate.model import Model, build_model, device_name
 from myjepa.evaluate.outputs import FILES, score_test, write_outputs
-from myjepa.evaluate.run import Run, task_crops
+from myjepa.evaluate.run import Run, data_summary, task_crops
 from myjepa.evaluate.training import train
 from myjepa.tasks.custom import load_labels_data
 from myjepa.tasks.names import TASKS, check_task
@@ -182,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         crops=crops,
         stride=stride,
         multiclass=data.multiclass,
+        descriptions=data.descriptions,
+        data=data_summary(data),
     )
 
     # the probe (or the --init run's weights) and the optimizer

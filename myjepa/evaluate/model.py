@@ -17,8 +17,8 @@ from torch import nn
 from myjepa.errors import UserError
 from myjepa.evaluate.config import FinetuneConfig
 from myjepa.evaluate.features import Features
-from myjepa.evaluate.heads import AttentiveProbe
 from myjepa.evaluate.run import Run
+from myjepa.models.heads import AttentiveProbe
 from myjepa.models.optim import param_groups
 from myjepa.models.vit import VisionTransformer
 from myjepa.utils import checkpoint

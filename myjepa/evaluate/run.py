@@ -33,10 +33,20 @@ class Run:
     crops: StridedCrops
     stride: int  # samples between crop starts
     multiclass: bool
+    descriptions: list[str]  # each class in words
+    data: dict[str, Any]  # what it was trained on (`data_summary`)
 
     @property
     def classes(self) -> list[str]:
         return self.splits.classes
+
+
+def data_summary(data: TaskData) -> dict[str, Any]:
+    """What a run was trained on, for results.json and a classifier release's card: the dump, where the labels
+    come from, and each split's positive records per class."""
+    dump = data.dump
+    counts = {split: targets.sum(0).astype(int).tolist() for split, targets in data.splits.targets.items()}
+    return {"dump": str(dump.path), "fs": dump.fs, "records": len(dump), **data.source, "class_counts": counts}
 
 
 def task_crops(data: TaskData, encoder: LoadedEncoder, crop_s: float, stride_s: float) -> tuple[StridedCrops, int]:

@@ -21,7 +21,7 @@ import torch
 from myjepa.dumps import dump_files, sidecars
 from myjepa.encoders.load import encoder_files, load_encoder
 from myjepa.errors import UserError, run_cli
-from myjepa.release.records import MISSING_LEADS, open_records
+from myjepa.release.records import add_reading_options, check_reading_options, open_records, source_files
 from myjepa.utils.io import atomic_path, check_outputs, outputs_of
 from myjepa.utils.logging import Progress
 
@@ -31,24 +31,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--encoder", required=True, help="a release folder (myjepa export) or an encoder.pt")
     p.add_argument("--src", required=True, help="a folder of WFDB records (searched recursively) or a dump PATH.npy")
     p.add_argument("--out", required=True, help="output PATH.npy; the index goes to PATH.index.csv")
-    p.add_argument(
-        "--missing-leads",
-        choices=MISSING_LEADS,
-        default="error",
-        help="a record without some of the 12 leads: an error (default), or zero-fill them with a warning",
-    )
-    p.add_argument("--batch-size", type=int, default=64, help="records read per batch (default 64)")
-    p.add_argument("--batch-crops", type=int, default=512, help="crops per encoder forward pass (default 512)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never an input)")
+    add_reading_options(p)
     return p.parse_args(argv)
 
 
 def input_files(encoder: str, src: str) -> list[tuple[str, Path]]:
     """What the command reads, by option: an output never replaces one of these."""
-    source = Path(src)
-    records = [source] if source.is_dir() else dump_files(source)
-    return [("--encoder", f) for f in encoder_files(encoder)] + [("--src", f) for f in records]
+    return [("--encoder", f) for f in encoder_files(encoder)] + [("--src", f) for f in source_files(src)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,8 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     if out.suffix != ".npy":
         raise UserError(f"--out {out}: must end in .npy")
-    if args.batch_size < 1 or args.batch_crops < 1:
-        raise UserError("--batch-size and --batch-crops must be at least 1")
+    check_reading_options(args)
     # the embeddings, their index, and a stats.json of a dump --out replaces (it would describe that dump)
     check_outputs(outputs_of("--out", out, dump_files(out)), input_files(args.encoder, args.src), args.overwrite)
     model = load_encoder(args.encoder)

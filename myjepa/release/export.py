@@ -1,35 +1,46 @@
-"""`myjepa export`: a pretraining run's encoder.pt -> a self-describing release folder.
+"""`myjepa export`: a pretraining run's encoder.pt, or a finetune run, -> a self-describing release folder.
 
     myjepa export --encoder results/pretrain/tiny/s0/encoder.pt --out results/release/tiny-s0 \
         [--results results/finetune/tiny-s0] [--name tiny-s0]
+    myjepa export --classifier results/finetune/tiny-s0/rhythm/linear/s0 \
+        --out results/classifiers/tiny-s0/rhythm/linear/s0
 
-The release holds model.safetensors, config.json and MODEL_CARD.md (the format: `myjepa.release`).
-It loads without the run folder and without pickle: `myjepa.load_encoder(DIR)`.
+An encoder release holds model.safetensors, config.json and MODEL_CARD.md; a classifier release adds
+head.safetensors (the format: `myjepa.release`). Both load without the run folder and without pickle:
+`myjepa.load_encoder(DIR)`, `myjepa.load_classifier(DIR)`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from myjepa.encoders.load import LoadedEncoder, from_checkpoint
-from myjepa.encoders.release import CARD, CONFIG, FORMAT, FORMAT_VERSION, WEIGHTS, release_files
+from myjepa.encoders.release import CARD, CONFIG, ENCODER, FORMAT, FORMAT_VERSION, WEIGHTS, release_files
 from myjepa.errors import UserError, run_cli
 from myjepa.release.card import render_card
-from myjepa.utils.io import atomic_path, check_outputs, outputs_of, sha256_file, write_json
+from myjepa.release.classifier import export_classifier
+from myjepa.release.files import save_weights, software, write_card
+from myjepa.utils.io import check_outputs, outputs_of, sha256_file, write_json
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="myjepa export", description=__doc__.split("\n\n")[0])
-    p.add_argument("--encoder", required=True, help="encoder.pt of a pretraining run")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--encoder", help="encoder.pt of a pretraining run: an encoder release")
+    what.add_argument(
+        "--classifier", metavar="FINETUNE_DIR", help="a `myjepa finetune` output folder: a classifier release"
+    )
     p.add_argument("--out", required=True, help="release folder to write")
     p.add_argument(
-        "--results", nargs="*", default=[], metavar="DIR", help="finetune results (folders searched for results.json)"
+        "--results",
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="with --encoder: finetune results for the card (folders searched for results.json)",
     )
     p.add_argument("--name", help="the release's name (default: the --out folder's name)")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an existing release in --out")
@@ -76,16 +87,6 @@ def read_results(paths: list[Path]) -> list[dict[str, Any]]:
     return sorted(found, key=key)
 
 
-def software() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("myjepa", "torch", "numpy", "safetensors"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
 def release_config(name: str, loaded: LoadedEncoder, path: Path) -> dict[str, Any]:
     """config.json without the weights' digest: encoder, input contract, pretraining, software."""
     contract, run = loaded.require_contract(), loaded.run
@@ -101,6 +102,7 @@ def release_config(name: str, loaded: LoadedEncoder, path: Path) -> dict[str, An
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "kind": ENCODER,
         "name": name,
         "encoder": encoder_config,
         "embedding": {"dim": encoder_config["dim"], "pooling": "mean over patch tokens, then over strided crops"},
@@ -120,9 +122,11 @@ def release_config(name: str, loaded: LoadedEncoder, path: Path) -> dict[str, An
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from safetensors.torch import save_file
-
     args = parse_args(argv)
+    if args.classifier:
+        if args.results:
+            raise UserError("--results is for --encoder; a classifier release's card holds its own run's results")
+        return export_classifier(Path(args.classifier), Path(args.out), args.name, args.overwrite)
     path, out = Path(args.encoder), Path(args.out)
     if not path.is_file():
         raise UserError(f"--encoder {path}: not found")
@@ -135,13 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # weights first; config.json records their digest; the card last
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / WEIGHTS) as tmp:
-        state = {k: v.detach().contiguous() for k, v in loaded.encoder.state_dict().items()}
-        save_file(state, str(tmp), metadata={"format": "pt", "myjepa_release": str(FORMAT_VERSION)})
-    config = {**config, "weights": {"file": WEIGHTS, "sha256": sha256_file(out / WEIGHTS), "dtype": "float32"}}
+    config = {**config, "weights": save_weights(out / WEIGHTS, loaded.encoder.state_dict())}
     write_json(out / CONFIG, config)
-    with atomic_path(out / CARD) as tmp:
-        tmp.write_text(render_card(config, results))
+    write_card(out / CARD, render_card(config, results))
     print(f"export: {path} -> {out} ({WEIGHTS}, {CONFIG}, {CARD}; {len(results)} evaluation results)")
     return 0
 

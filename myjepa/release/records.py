@@ -7,6 +7,7 @@ warning. A record shorter than one crop (after resampling) is an error naming th
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from myjepa.dumps import open_dump
+from myjepa.dumps import dump_files, open_dump
 from myjepa.encoders.contract import InputContract
 from myjepa.errors import UserError
 from myjepa.ingest.record import interpolate_nans, lead_rows
@@ -29,8 +30,8 @@ WARNINGS_SHOWN = 5  # zero-filled records named one by one; the rest are counted
 class LeadMapper:
     """Puts a record's rows into the contract's lead order; counts the records it zero-filled."""
 
-    def __init__(self, contract: InputContract, missing_leads: str) -> None:
-        self.contract, self.missing_leads, self.zero_filled = contract, missing_leads, 0
+    def __init__(self, contract: InputContract, missing_leads: str, command: str = "embed") -> None:
+        self.contract, self.missing_leads, self.zero_filled, self.command = contract, missing_leads, 0, command
 
     def __call__(self, x: np.ndarray, names: list[str], record: str) -> np.ndarray:
         """(12, T) float32 mV in contract order from x (len(names), T) (or (R, len(names), T) for a batch)."""
@@ -52,7 +53,8 @@ class LeadMapper:
         if missing:
             self.zero_filled += 1
             if self.zero_filled <= WARNINGS_SHOWN:
-                print(f"myjepa embed: warning: {record}: lead(s) {', '.join(missing)} zero-filled", file=sys.stderr)
+                warning = f"myjepa {self.command}: warning: {record}: lead(s) {', '.join(missing)} zero-filled"
+                print(warning, file=sys.stderr)
         return out
 
     def check_length(self, samples: int, fs: float, record: str) -> None:
@@ -136,12 +138,40 @@ class WfdbRecords:
         yield start, np.stack(pending), key[1]
 
 
-def open_records(src: str | Path, contract: InputContract, missing_leads: str) -> DumpRecords | WfdbRecords:
-    """A folder of WFDB records, or a dump (PATH.npy)."""
+def source_files(src: str | Path) -> list[Path]:
+    """What `--src` names: a folder of records, or a dump's three files (an output never replaces one)."""
+    source = Path(src)
+    return [source] if source.is_dir() else dump_files(source)
+
+
+def open_records(
+    src: str | Path, contract: InputContract, missing_leads: str, command: str = "embed"
+) -> DumpRecords | WfdbRecords:
+    """A folder of WFDB records, or a dump (PATH.npy); `command` names the command in warnings."""
     p = Path(src)
-    mapper = LeadMapper(contract, missing_leads)
+    mapper = LeadMapper(contract, missing_leads, command)
     if p.is_dir():
         return WfdbRecords(p, mapper)
     if p.suffix == ".npy":
         return DumpRecords(p, mapper)
     raise UserError(f"--src {p}: neither a folder of WFDB records nor a dump PATH.npy")
+
+
+def add_reading_options(p: argparse.ArgumentParser) -> None:
+    """The options of the commands that read records this way (`embed`, `predict`): missing leads, batches,
+    device, and --overwrite."""
+    p.add_argument(
+        "--missing-leads",
+        choices=MISSING_LEADS,
+        default="error",
+        help="a record without some of the 12 leads: an error (default), or zero-fill them with a warning",
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="records read per batch (default 64)")
+    p.add_argument("--batch-crops", type=int, default=512, help="crops per encoder forward pass (default 512)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out (never an input)")
+
+
+def check_reading_options(args: argparse.Namespace) -> None:
+    if args.batch_size < 1 or args.batch_crops < 1:
+        raise UserError("--batch-size and --batch-crops must be at least 1")

@@ -4,6 +4,7 @@
         --per-class auc_per_class.csv results/finetune/ENCODER/TASK/PROTOCOL/sSEED/results.json ...
     myjepa report html --auc auc.csv --summary auc_summary.csv --per-class auc_per_class.csv \
         --pretrain-runs results/pretrain/RUN/sSEED/encoder.pt ... --releases results/release/ENCODER/MODEL_CARD.md ... \
+        --classifiers results/classifiers/ENCODER/TASK/PROTOCOL/sSEED/MODEL_CARD.md ... \
         --config-json JSON --out report.html
 
 Each job's encoder, task, protocol and seed, and its numbers, come from its results.json
@@ -54,6 +55,7 @@ def html_inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
     """What `html` reads by option (besides each job's results.json and predictions.npz, named in --auc)."""
     files = [(option, Path(path)) for option, path in (("--auc", args.auc), ("--summary", args.summary))]
     files += [("--per-class", Path(args.per_class))] + [("--releases", Path(p)) for p in args.releases]
+    files += [("--classifiers", Path(p)) for p in args.classifiers]
     files += [("--pretrain-runs", f) for p in args.pretrain_runs for f in (Path(p), Path(p).parent / "metrics.jsonl")]
     files += [("--dumps", f) for p in args.dumps for f in dump_files(p)]
     return files + ([("--image", Path(args.image))] if args.image else [])
@@ -64,8 +66,8 @@ def cmd_html(args: argparse.Namespace) -> None:
     config = json_option(args.config_json, "--config-json")
     jobs, summary, per_class = read_csv(args.auc), read_csv(args.summary), read_csv(args.per_class)
     runs, dumps = [Path(p) for p in args.pretrain_runs], [Path(p) for p in args.dumps]
-    releases = [Path(p) for p in args.releases]
-    page = render(jobs, summary, per_class, runs, config, args.image, dumps, releases, Path(args.out))
+    releases, classifiers = [Path(p) for p in args.releases], [Path(p) for p in args.classifiers]
+    page = render(jobs, summary, per_class, runs, config, args.image, dumps, releases, Path(args.out), classifiers)
     with atomic_path(args.out) as tmp:
         Path(tmp).write_text(page)
     print(f"wrote {args.out} ({len(page) / 1e3:.0f} kB)")
@@ -94,6 +96,12 @@ def parser() -> argparse.ArgumentParser:
         nargs="*",
         default=[],
         help="MODEL_CARD.md of each release (myjepa export); linked from the report",
+    )
+    rep.add_argument(
+        "--classifiers",
+        nargs="*",
+        default=[],
+        help="MODEL_CARD.md of each classifier release (myjepa export --classifier); linked from the report",
     )
     rep.add_argument("--config-json", default="", help="the workflow config, shown in the report")
     rep.add_argument("--image", default="", help="Apptainer image whose sha256 the report shows")

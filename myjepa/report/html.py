@@ -182,6 +182,36 @@ def releases_table(cards: Sequence[Path], report: Path) -> str:
     return table(["release", "files", "embedding dim", "input"], rows)
 
 
+def classifiers_table(cards: Sequence[Path], report: Path) -> str:
+    """One row per classifier release (its MODEL_CARD.md given): what it classifies, how well, and its files."""
+    if not cards:
+        return "<p class='muted'>No classifier was exported.</p>"
+    rows = []
+    for card in cards:
+        config = json.loads((card.parent / "config.json").read_text())
+        clf, run = config["classifier"], config["finetuning"]
+        href = Path(os.path.relpath(card.parent, report.parent)).as_posix()
+        files = ("MODEL_CARD.md", "config.json", "model.safetensors", "head.safetensors")
+        links = " · ".join(f"<a href='{esc(href)}/{name}'>{name}</a>" for name in files)
+        test = run["test"]
+        lo, hi = test["macro_auc_ci"]
+        auc = f"{fmt(test['macro_auc'])} [{fmt(lo)}, {fmt(hi)}]"
+        rows.append(
+            [
+                esc(config["name"]),
+                esc(clf["task"]),
+                esc(run.get("protocol_name") or run["protocol"]),
+                esc(run["encoder_name"]),
+                len(clf["classes"]),
+                esc(clf["decision"]["rule"]),
+                auc,
+                links,
+            ]
+        )
+    header = ["classifier", "task", "protocol", "encoder", "classes", "decisions", "test macro AUC [95 % CI]", "files"]
+    return table(header, rows)
+
+
 def software_table() -> str:
     return table(["software", "version"], [[esc(k), esc(v)] for k, v in versions().items()])
 
@@ -227,6 +257,7 @@ def render(
     dumps: Sequence[Path] = (),
     releases: Sequence[Path] = (),
     out: Path = Path("report.html"),
+    classifiers: Sequence[Path] = (),
 ) -> str:
     """The report, heading by heading; the exact jobs and summary tables embedded at its end."""
     import yaml
@@ -261,6 +292,10 @@ def render(
         "<h2>Releases</h2><p class='muted'>Each pretrained encoder as safetensors weights, config.json and a model "
         "card: <code>myjepa.load_encoder(FOLDER).embed(x, fs)</code>, or <code>myjepa embed --encoder FOLDER</code>."
         f"</p>{releases_table(releases, out)}",
+        "<h2>Classifier releases</h2><p class='muted'>Each finetuned model with its decision thresholds (chosen on the "
+        "validation fold) and a card of per-class test AUCs: <code>myjepa predict --model FOLDER --src RECORDS --out "
+        "predictions.csv</code>, or <code>myjepa.load_classifier(FOLDER).predict(x, fs)</code>."
+        f"</p>{classifiers_table(classifiers, out)}",
         f"<h2>Software</h2>{software_table()}<p>Container image: <code>{esc(image_digest(image))}</code></p>",
         f"<h2>Config</h2><pre>{esc(yaml.safe_dump(config, sort_keys=False))}</pre>",
     ]

@@ -121,4 +121,5 @@ def load_labels_data(labels: str | Path, dump_path: str | Path, val_fold: int, t
     """The dump and a user's task from LABELS.csv; the train split's records are the normalisation's."""
     dump = open_dump(dump_path)
     splits, multiclass = read_labels(labels, dump.index, str(sidecars(dump.path)[0]), val_fold, test_fold)
-    return TaskData(dump, splits, splits.rows["train"], multiclass)
+    source = {"kind": "labels", "labels": str(labels)}
+    return TaskData(dump, splits, splits.rows["train"], multiclass, list(splits.classes), source)

@@ -111,3 +111,38 @@ def paired_difference(
     alpha = (1 - level) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha]) if len(means) else (float("nan"), float("nan"))
     return point, float(lo), float(hi)
+
+
+def bootstrap_class_aucs(
+    targets: np.ndarray, scores: np.ndarray, samples: int = 1000, seed: int = 0, level: float = 0.95
+) -> np.ndarray:
+    """(C, 2) percentile CI of each class's AUC over `samples` resamples of the records (the resamples of
+    `bootstrap_macro_auc` for the same seed); NaN for a class whose AUC no resample defines."""
+    weights = bootstrap_weights(len(targets), samples, seed)
+    alpha = (1 - level) / 2
+    out = np.full((targets.shape[1], 2), np.nan)
+    for j in range(targets.shape[1]):
+        aucs = weighted_auc(targets[:, j], scores[:, j], weights)
+        aucs = aucs[np.isfinite(aucs)]
+        if len(aucs):
+            out[j] = np.quantile(aucs, [alpha, 1 - alpha])
+    return out
+
+
+def max_f1_threshold(targets: np.ndarray, scores: np.ndarray) -> tuple[float, float] | None:
+    """(threshold, F1) of the decision `score >= threshold` with the largest F1 on one class's targets, scores
+    (n,); None without a positive record. The threshold sits halfway between the lowest score called positive
+    and the next lower one (on a tie in F1, the higher threshold), so the same records are called positive on
+    these scores and a little noise does not flip the lowest one."""
+    positives = int(targets.sum())
+    if positives == 0:
+        return None
+    values, inverse = np.unique(scores, return_inverse=True)  # ascending distinct scores
+    values = values[::-1]
+    group = len(values) - 1 - inverse  # rank of each record's score, 0 = highest
+    tp = np.cumsum(np.bincount(group, weights=targets.astype(np.float64), minlength=len(values)))
+    called = np.cumsum(np.bincount(group, minlength=len(values)))
+    f1 = 2 * tp / (called + positives)
+    k = int(np.argmax(f1))
+    threshold = values[k] if k == len(values) - 1 else (values[k] + values[k + 1]) / 2
+    return float(threshold), float(f1[k])

@@ -21,6 +21,15 @@ from myjepa.tasks.names import check_task, is_multiclass
 from myjepa.tasks.splits import Splits, TaskData
 from myjepa.utils.tables import read_csv
 
+SUPERCLASSES = {
+    "NORM": "normal ECG",
+    "MI": "myocardial infarction",
+    "STTC": "ST/T change",
+    "CD": "conduction disturbance",
+    "HYP": "hypertrophy",
+}
+"""PTB-XL's five diagnostic superclasses in words, as Wagner et al. (2020) name them."""
+
 
 def table_files(folder: str | Path) -> list[Path]:
     """A PTB-XL folder's two tables: ptbxl_database.csv and scp_statements.csv."""
@@ -65,6 +74,23 @@ def aggregate(scp_codes: list[dict[str, float]], statements: pd.DataFrame, task:
         table = statements[statements[task] == 1.0]
         to_label = {code: code for code in table.index}
     return [sorted({to_label[c] for c in codes if c in to_label}) for codes in scp_codes]
+
+
+def class_descriptions(statements: pd.DataFrame, task: str, classes: list[str]) -> list[str]:
+    """Each class of `task` in words: a statement's description (scp_statements.csv), a superclass's name, or
+    the statements a subclass groups (PTB-XL's subclass AMI holds ASMI, AMI, ALMI, ...)."""
+    described = statements["description"].astype(str) if "description" in statements.columns else pd.Series(dtype=str)
+    if task in ("superdiagnostic", "ST-MEM"):
+        return [SUPERCLASSES.get(c, c) for c in classes]
+    if task != "subdiagnostic":
+        return [str(described.get(c, c)) for c in classes]
+    diag = statements[statements["diagnostic"] == 1.0]
+    out = []
+    for c in classes:
+        members = [str(m) for m in diag.index[diag["diagnostic_subclass"].astype(str) == c]]
+        one = len(members) == 1
+        out.append(str(described.get(members[0], c)) if one else f"statements {', '.join(members)}")
+    return out
 
 
 @dataclass
@@ -165,4 +191,6 @@ def load_task_data(
     folds = db["strat_fold"].to_numpy()
     splits = make_splits(folds, labels, task, val_fold, test_fold)
     train_fold_rows = np.flatnonzero(np.isin(folds, splits.folds["train"]))
-    return TaskData(dump, splits, train_fold_rows, is_multiclass(task))
+    descriptions = class_descriptions(statements, task, labels.classes)
+    source = {"kind": "PTB-XL", "tables": str(data_dir), "task": task, "folds": splits.folds}
+    return TaskData(dump, splits, train_fold_rows, is_multiclass(task), descriptions, source)

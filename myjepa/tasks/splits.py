@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -25,3 +26,5 @@ class TaskData:
     splits: Splits  # the task's dump rows and targets per split
     train_fold_rows: np.ndarray  # every dump row of the train folds, labelled or not: the normalisation's records
     multiclass: bool  # one class per record: softmax + cross-entropy instead of sigmoid + binary cross-entropy
+    descriptions: list[str]  # each class in words (PTB-XL's statement names; a LABELS.csv's class names)
+    source: dict[str, Any]  # where the labels come from: the PTB-XL tables folder or the LABELS.csv

@@ -241,18 +241,31 @@ def all_releases():
     return [expand(rules.export.output.card, encoder=e)[0] for e in PRETRAINED]
 
 
+CLASSIFIER_DIR = "results/classifiers/{encoder}/{task}/{protocol}/s{seed}"
+
+
+def all_classifiers():
+    """MODEL_CARD.md of every finetuned model's classifier release."""
+    return every_job(rules.export_classifier.output.card)
+
+
 # ---- report --------------------------------------------------------------------------------------
 
 
-def all_finetunes(key):
-    """One output (`key`) of every finetune job, in a stable order."""
+def every_job(pattern):
+    """`pattern` for every (encoder, task, protocol, seed) evaluated, in a stable order."""
     return [
-        expand(rules.finetune.output[key], encoder=e, task=t, protocol=p, seed=s)[0]
+        expand(pattern, encoder=e, task=t, protocol=p, seed=s)[0]
         for e in ENCODERS
         for t in TASKS
         for p in PROTOCOLS
         for s in SEEDS_EVAL
     ]
+
+
+def all_finetunes(key):
+    """One output (`key`) of every finetune job."""
+    return every_job(rules.finetune.output[key])
 
 
 def pretrain_dump_stats():

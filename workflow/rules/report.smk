@@ -49,6 +49,7 @@ rule report:
         predictions=all_finetunes("predictions"),
         encoders=all_encoders(),
         releases=all_releases(),
+        classifiers=all_classifiers(),
         dumps=pretrain_dump_stats(),
     output:
         html=report(
@@ -73,4 +74,5 @@ rule report:
         "myjepa report html --auc {input.auc} --summary {input.summary}"
         " --per-class {input.per_class} --config-json {params.config} --image {params.image}"
         " --pretrain-runs {input.encoders} --dumps {params.dumps} --releases {input.releases}"
+        " --classifiers {input.classifiers}"
         " --out {output.html} 2>&1 | tee {log}"

@@ -1,7 +1,9 @@
-"""The attentive probe: one learned query cross-attends over an encoder's patch tokens, then a linear layer.
+"""The attentive probe: one learned query cross-attends over an encoder's patch tokens, then a linear layer;
+and how a record's class scores come from its crops.
 
-The same head serves the linear protocol (frozen encoder, tokens possibly from the feature cache)
-and finetuning (encoder and head trained together, `head(encoder(x))`).
+The same head serves the linear protocol (frozen encoder, tokens possibly from the feature cache),
+finetuning (encoder and head trained together, `head(encoder(x))`) and a classifier release
+(`myjepa.encoders.classifier`), which score records with the same `record_scores`.
 """
 
 from __future__ import annotations
@@ -73,3 +75,15 @@ class AttentiveProbe(nn.Module):
     def finish(self, attended: torch.Tensor) -> torch.Tensor:
         pooled = self.query[:, 0] + self.proj(attended)
         return self.linear(self.dropout(self.out_norm(pooled)))
+
+
+def scores_from_logits(logits: torch.Tensor, multiclass: bool) -> torch.Tensor:
+    """Class probabilities: softmax for a multi-class (single-label) task, a sigmoid per class otherwise."""
+    return logits.softmax(-1) if multiclass else logits.sigmoid()
+
+
+def record_scores(logits: torch.Tensor, records: int, multiclass: bool) -> torch.Tensor:
+    """(records, C) scores from the logits (records * crops, C) of each record's crops, record-major: each crop's
+    probabilities, averaged over the record's crops."""
+    scores = scores_from_logits(logits.float(), multiclass)
+    return scores.view(records, -1, scores.shape[-1]).mean(1)
