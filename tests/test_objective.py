@@ -38,7 +38,13 @@ def test_the_defaults_are_the_seed_formulation():
     """Options off: loss = smooth-L1(predictor(context pass), full pass at the targets) + λ SIGReg(projected mean),
     with one mask, raw targets and SIGReg's pull scaling, to the last bit."""
     cfg = small_cfg()
-    assert (cfg.sigreg_tokens, cfg.num_masks, cfg.target_norm, cfg.sigreg_scaling) == (0, 1, False, "pull")
+    assert (cfg.sigreg_tokens, cfg.sigreg_mean, cfg.num_masks, cfg.target_norm, cfg.sigreg_scaling) == (
+        0,
+        True,
+        1,
+        False,
+        "pull",
+    )
     assert Augment.from_config(cfg) is None
     model = model_of(cfg)
     x, ctx_idx, tgt_idx = batch(cfg)
@@ -84,6 +90,19 @@ def test_token_sigreg_adds_a_term_over_sampled_tokens():
     model.zero_grad()
     out.sigreg_loss.backward()
     assert model.encoder.blocks[0].mlp.fc1.weight.grad.abs().sum() > 0
+
+
+def test_token_sigreg_alone_without_the_record_mean():
+    cfg = small_cfg(sigreg_tokens=100, sigreg_mean=False)
+    model = model_of(cfg)
+    x, ctx_idx, tgt_idx = batch(cfg)
+    seen = []
+    model.sigreg.register_forward_hook(lambda m, i, o: seen.append((i[0].shape, o.detach())))
+    out = model(x, ctx_idx, tgt_idx)
+    assert [shape for shape, _ in seen] == [(6 * cfg.num_patches, cfg.proj_dim)]  # every token of the 6 records
+    assert torch.equal(out.sigreg_loss, seen[0][1]) and out.embeddings.shape == (6, cfg.proj_dim)
+    out.sigreg_loss.backward()
+    assert model.encoder.patch_embed.weight.grad.abs().sum() > 0
 
 
 def test_sampled_tokens_are_distinct_reproducible_and_all_when_asked():
@@ -169,6 +188,7 @@ def test_augment_from_config_in_samples():
     [
         ({"sigreg_tokens": -1}, "sigreg_tokens must be 0 or more"),
         ({"num_masks": 0}, "num_masks must be 1 or more"),
+        ({"sigreg_mean": False}, "sigreg_mean: false needs sigreg_tokens > 0"),
         ({"sigreg_scaling": "loud"}, "sigreg_scaling must be one of"),
         ({"augment_lead_dropout": 1.0}, "augment_lead_dropout < 1"),
     ],

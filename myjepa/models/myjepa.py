@@ -5,7 +5,9 @@ full record, and SIGReg on the projected record embedding is what prevents colla
 
 Objective options (config keys; all off is the seed's formulation):
 - `sigreg_tokens`: SIGReg also on k projected tokens per record (B·k samples a step instead of B), averaged
-  with the record mean's term. The mean alone leaves the tokens free to fall into a few directions.
+  with the record mean's term. The mean alone leaves the tokens free to fall into a few directions, and at
+  a small batch its B samples make a noisy estimate whose gradient can outweigh the prediction loss's.
+- `sigreg_mean`: false drops the record mean's term, leaving SIGReg on the tokens alone.
 - `num_masks`: M context masks per record, all predicting from the one full-record pass, whose forward and
   backward dominate the step: more prediction signal per FLOP (V-JEPA, data2vec 2.0).
 - `target_norm`: layer norm without affine on the targets (I-JEPA, V-JEPA), so the prediction loss cannot
@@ -56,6 +58,7 @@ class MyJEPA(nn.Module):
         super().__init__()
         self.sigreg_lambda = cfg.sigreg_lambda
         self.sigreg_tokens = cfg.sigreg_tokens
+        self.sigreg_mean = cfg.sigreg_mean
         self.target_norm = cfg.target_norm
         self.encoder = VisionTransformer.from_config(cfg)
         self.encoder.activation_checkpointing = cfg.activation_checkpointing
@@ -77,10 +80,11 @@ class MyJEPA(nn.Module):
         z_pred = self.predictor(z_ctx, ctx_idx, tgt_idx)
         pred_loss = F.smooth_l1_loss(z_pred.float(), z_tgt.float())
         embeddings = self.projector(z_full.mean(dim=1))
-        sigreg_loss = self.sigreg(embeddings)
+        terms = [self.sigreg(embeddings)] if self.sigreg_mean else []
         if self.sigreg_tokens:
             picked = sample_tokens(z_full, self.sigreg_tokens, self.sigreg.call_seed())
-            sigreg_loss = (sigreg_loss + self.sigreg(self.projector(picked.flatten(0, 1)))) / 2
+            terms.append(self.sigreg(self.projector(picked.flatten(0, 1))))
+        sigreg_loss = terms[0] if len(terms) == 1 else torch.stack(terms).mean()
         loss = pred_loss + self.sigreg_lambda * sigreg_loss
         return Losses(loss, pred_loss, sigreg_loss, embeddings.detach(), z_full.detach())
 

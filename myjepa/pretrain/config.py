@@ -63,6 +63,7 @@ class PretrainConfig(EncoderConfig):
     activation_checkpointing: bool = False  # recompute encoder blocks in the backward: less memory, ~1/3 more compute
     # objective options (models/myjepa.py; all off: the seed's formulation)
     sigreg_tokens: int = 0  # SIGReg also on this many projected tokens per record (>= num_patches: all); 0: off
+    sigreg_mean: bool = True  # SIGReg on the projected record mean; false: on the tokens alone
     sigreg_scaling: str = "pull"  # what λ keeps equal across batches: SIGReg's pull, or its noise (models/sigreg.py)
     num_masks: int = 1  # context masks per record sharing one full-record pass
     target_norm: bool = False  # layer norm (no affine) on the target embeddings
@@ -100,6 +101,10 @@ class PretrainConfig(EncoderConfig):
             "datasets needs at least one name with a positive weight",
         )
         check(self.sigreg_tokens >= 0, f"sigreg_tokens must be 0 or more, got {self.sigreg_tokens}")
+        check(
+            self.sigreg_mean or self.sigreg_tokens > 0,
+            "sigreg_mean: false needs sigreg_tokens > 0 (SIGReg on something)",
+        )
         check(
             self.sigreg_scaling in SIGREG_SCALINGS,
             f"sigreg_scaling must be one of {SIGREG_SCALINGS}, not {self.sigreg_scaling!r}",
