@@ -19,9 +19,10 @@ against a randomly initialised one of the same config and seed on the test fold 
   per-dimension std and effective rank (around their mean);
 - GFLOP per pretraining step and the pretraining's wall seconds, and whether a collapse alarm fired.
 Everything is cached in --dir (a pretraining run, a probe, an encoder's measurements are redone only
-when missing), so variants and seeds can be added to a folder later. Writes quality.md (the table) and
-quality.json into --dir. Every pretraining and linear probe runs the `myjepa` command beside this
-interpreter, so the script measures whichever version of the package that interpreter has installed.
+when missing), so variants and seeds can be added to a folder later. Writes NAME.md (the table) and
+NAME.json into --dir (`--name`, default quality). Every pretraining and linear probe runs the `myjepa`
+command beside this interpreter, so the script measures whichever version of the package that
+interpreter has installed.
 """
 
 from __future__ import annotations
@@ -71,9 +72,9 @@ def main() -> None:
     encoders |= {(RANDOM, s): (random_spec, random_dir(work, random_spec, s)) for s in args.seeds}
     scores = {key: evaluate(work, dump, spec, folder, key[1], args.tasks) for key, (spec, folder) in encoders.items()}
     table = summarise(runs, scores, list(variants), args)
-    (work / "quality.json").write_text(json.dumps(table, indent=1))
-    (work / "quality.md").write_text(markdown(table, args))
-    print((work / "quality.md").read_text())
+    (work / f"{args.name}.json").write_text(json.dumps(table, indent=1))
+    (work / f"{args.name}.md").write_text(markdown(table, args))
+    print((work / f"{args.name}.md").read_text())
 
 
 def parse_args() -> argparse.Namespace:
@@ -87,6 +88,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--tasks", nargs="+", default=["superdiagnostic", "rhythm", "form"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--dir", default="/tmp/myjepa-quality", help="work folder, reused: what it holds is not redone")
+    p.add_argument("--name", default="quality", help="the table's files in --dir: NAME.md and NAME.json")
     args = p.parse_args()
     args.variant = [(v[0], v[1:]) for v in args.variant or []]
     return args
