@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from myjepa.errors import UserError
+from myjepa.utils.checks import rate_problem
 
 
 def sidecars(path: str | Path) -> tuple[Path, Path]:
@@ -100,9 +101,9 @@ def check_stats(stats_path: Path, stats: dict[str, Any], n_leads: int) -> None:
     for key in ("fs", "leads", "mean", "std"):
         if key not in stats:
             raise UserError(f"{stats_path}: missing key {key!r}")
-    fs = stats["fs"]
-    if isinstance(fs, bool) or not isinstance(fs, (int, float)) or fs <= 0:
-        raise UserError(f"{stats_path}: key 'fs' must be a positive number, got {fs!r}")
+    problem = rate_problem(stats["fs"])
+    if problem:
+        raise UserError(f"{stats_path}: key 'fs': {problem}")
     for key in ("leads", "mean", "std"):
         value = stats[key]
         if not isinstance(value, list) or len(value) != n_leads:

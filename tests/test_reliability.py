@@ -282,7 +282,10 @@ def test_a_failed_rename_never_mixes_old_and_new_sidecars(tree, tmp_path, monkey
         ({"std": [1.0] * 11 + [None]}, "key 'std' has None for lead V6; expected a finite number"),
         ({"mean": [float("nan")] + [0.0] * 11}, "key 'mean' has nan for lead I"),
         ({"std": [-1.0] + [1.0] * 11}, "key 'std' has -1.0 for lead I"),
-        ({"fs": "fast"}, "key 'fs' must be a positive number, got 'fast'"),
+        ({"fs": "fast"}, "key 'fs': 'fast' is not a number of Hz"),
+        ({"fs": float("nan")}, "key 'fs': nan Hz is not a sampling rate (between 1 and 100000 Hz)"),
+        ({"fs": float("inf")}, "key 'fs': inf Hz is not a sampling rate"),
+        ({"fs": 0}, "key 'fs': 0 Hz is not a sampling rate"),
     ],
 )
 def test_malformed_dump_stats_are_named(tmp_path, stats, message):

@@ -122,9 +122,23 @@ def from_release(folder: Path) -> LoadedEncoder:
     state = read_release_weights(folder, config)
     encoder, cfg = build_encoder(config.get("encoder", {}), str(folder / CONFIG))
     load_state(encoder, state, str(folder / WEIGHTS))
-    contract = InputContract.from_dict(config.get("input"), str(folder / CONFIG))
-    step = (config.get("pretraining") or {}).get("step")
+    contract = InputContract.from_dict(config.get("input"), str(folder / CONFIG), cfg)
+    check_release_config(config, cfg, folder / CONFIG)
+    step = config["pretraining"].get("step")
     return LoadedEncoder(encoder, cfg, folder / WEIGHTS, True, step, contract, release=config)
+
+
+def check_release_config(config: dict[str, Any], encoder: dict[str, Any], path: Path) -> None:
+    """The rest of a release's config.json that its readers use: the embedding's size and the step."""
+    embedding = config.get("embedding")
+    if not isinstance(embedding, dict) or embedding.get("dim") != encoder["dim"]:
+        raise UserError(f"{path}: embedding.dim must be the encoder's dim {encoder['dim']}, got {embedding!r}")
+    pretraining = config.get("pretraining")
+    if not isinstance(pretraining, dict):
+        raise UserError(f"{path}: no 'pretraining' section")
+    step = pretraining.get("step")
+    if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 0):
+        raise UserError(f"{path}: pretraining.step must be a step number, got {step!r}")
 
 
 def random_encoder(spec: str | Path, seed: int) -> LoadedEncoder:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from myjepa.encoders.crops import StridedCrops, crop_starts
 from myjepa.errors import UserError
 from myjepa.ingest.resample import resample
 from myjepa.models.vit import VisionTransformer
+from myjepa.utils.checks import check_rate, implausible_mv, nonfinite_problem
 
 
 class PretrainedEncoder(nn.Module):
@@ -41,8 +43,9 @@ class PretrainedEncoder(nn.Module):
         The leads must be in `self.contract.leads` order (I, II, III, aVR, aVL, aVF, V1-V6). Each record
         is resampled to the encoder's rate when `fs` differs, z-scored per lead with the pretraining
         statistics, cut into strided crops (2.5 s every 1.25 s, as the evaluation does); the encoder's
-        patch tokens are averaged over each crop, then over the crops. A record shorter than one crop
-        is an error. Runs on the device the module is on (`model.to("cuda")`).
+        patch tokens are averaged over each crop, then over the crops. Runs on the device the module is on
+        (`model.to("cuda")`). Refused, with the reason: a record shorter than one crop, NaN or infinite
+        values, integers (ADC counts are not mV), a rate that is not one; values too large for mV warn.
 
         Example::
 
@@ -54,9 +57,9 @@ class PretrainedEncoder(nn.Module):
             z = model.embed(x, fs=100)  # resampled to model.contract.fs; z.shape == (4, model.dim)
         """
         c = self.contract
-        signals = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
-        if signals.ndim != 3 or signals.shape[1] != len(c.leads):
-            raise UserError(f"embed: x must have shape (records, {len(c.leads)} leads, samples), got {signals.shape}")
+        signals = self.check_input(x, fs)
+        if len(signals) == 0:
+            return torch.empty(0, self.dim)
         if fs != c.fs:
             signals = resample(signals, fs, c.fs).astype(np.float32)
         length = signals.shape[2]
@@ -73,3 +76,32 @@ class PretrainedEncoder(nn.Module):
             per_crop = self.encoder(batch).float().mean(dim=1)  # (records * crops, dim)
             out.append(per_crop.view(len(chunk), len(crops.starts), -1).mean(dim=1).cpu())
         return torch.cat(out)
+
+    def check_input(self, x: np.ndarray | torch.Tensor, fs: float) -> np.ndarray:
+        """x as float32 (records, leads, samples) when it is finite millivolts at a sampling rate `fs`; otherwise
+        a UserError that says what is wrong (a warning when the values look too large for millivolts)."""
+        c = self.contract
+        check_rate(fs, "embed: fs")
+        array = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
+        if array.dtype.kind != "f":
+            raise UserError(
+                f"embed: x holds {array.dtype} values; embed takes millivolts as floating-point numbers "
+                "(integer ADC counts: subtract the baseline and divide by the gain first)"
+            )
+        if array.ndim != 3 or array.shape[1] != len(c.leads):
+            raise UserError(f"embed: x must have shape (records, {len(c.leads)} leads, samples), got {array.shape}")
+        signals = array.astype(np.float32, copy=False)
+        problem = nonfinite_problem(signals, c.leads)
+        if problem:
+            raise UserError(
+                f"embed: x holds {problem}; embed takes finite millivolts "
+                "(fill gaps first, e.g. by linear interpolation as `myjepa convert` does)"
+            )
+        peak = implausible_mv(signals)
+        if peak is not None:
+            warnings.warn(
+                f"embed: x peaks at {peak:.0f} mV (median over records and leads); embed takes millivolts: "
+                "are these ADC counts or microvolts?",
+                stacklevel=4,  # the caller of embed (check_input < embed < torch.no_grad)
+            )
+        return signals

@@ -137,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / WEIGHTS) as tmp:
         state = {k: v.detach().contiguous() for k, v in loaded.encoder.state_dict().items()}
-        save_file(state, str(tmp), metadata={"format": "pt", "myjepa_release": str(FORMAT_VERSION)})
+        # one metadata key: safetensors writes a map's keys in random order, so two keys would make two exports
+        # of the same weights differ (config.json records the release format)
+        save_file(state, str(tmp), metadata={"format": "pt"})
     config = {**config, "weights": {"file": WEIGHTS, "sha256": sha256_file(out / WEIGHTS), "dtype": "float32"}}
     write_json(out / CONFIG, config)
     with atomic_path(out / CARD) as tmp:

@@ -3,6 +3,7 @@ signals that must be finite millivolts.
 
 Each `*_problem` function says in words what is wrong (None when nothing is), so that a caller raises the
 error its stage uses (a UserError, or a RecordError that skips one record) with the file or option named.
+numpy is imported by the array checks only: the workflow's config checks import this module too.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from myjepa.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MIN_RATE_HZ, MAX_RATE_HZ = 1.0, 100_000.0
 """The sampling rates accepted, in Hz: every ECG rate, and none that would make resampling build filters or
@@ -47,6 +50,8 @@ def nonfinite_problem(x: np.ndarray, leads: Sequence[str], first: int = 0) -> st
 
     One sum is the cheap test (finite values sum to a finite number unless they overflow, which is rechecked).
     """
+    import numpy as np
+
     if np.isfinite(x.sum(dtype=np.float64)):
         return None
     bad = ~np.isfinite(x)
@@ -62,6 +67,8 @@ def nonfinite_problem(x: np.ndarray, leads: Sequence[str], first: int = 0) -> st
 
 def implausible_mv(x: np.ndarray) -> float | None:
     """The median over records and leads of the largest |value| when it is too large for millivolts, else None."""
+    import numpy as np
+
     if x.size == 0:
         return None
     peak = float(np.median(np.abs(x).max(axis=-1)))

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from myjepa.errors import UserError
+
 
 @dataclass
 class DistInfo:
@@ -25,8 +27,23 @@ class DistInfo:
         return self.world_size > 1 or dist.is_initialized()
 
 
+def usable_device(name: str, option: str = "--device") -> torch.device:
+    """The device `name` names, when this torch on this machine can put a tensor there; else a UserError naming
+    `option` (a CPU-only torch asked for cuda, a GPU that is not there, a device type torch does not know)."""
+    try:
+        device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:  # a CPU-only torch asserts that it has no CUDA
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        gpus = torch.cuda.device_count()
+        raise UserError(f"{option} {name}: not usable here ({why}; torch {torch.__version__}, {gpus} GPU(s))") from None
+    return device
+
+
 def setup(device: str | None = None) -> DistInfo:
     """Initialise the process group under torchrun; pick this rank's device."""
+    if device is not None:
+        usable_device(device)
     use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if "RANK" not in os.environ:
         return DistInfo(0, 0, 1, torch.device("cuda" if use_cuda else "cpu"))
