@@ -131,6 +131,8 @@ def open_dump(path: str | Path) -> Dump:
         raise UserError(f"{p}: not a readable .npy dump: {e}") from None
     if signals.ndim != 3 or signals.shape[1] != 12:
         raise UserError(f"{p}: expected an array of shape (N, 12, T), got {signals.shape}")
+    if signals.dtype.kind != "f":  # integers would be read as millivolts: ADC counts, hundreds of times too large
+        raise UserError(f"{p}: holds {signals.dtype} values; a dump holds millivolts as floats (`myjepa convert`)")
     try:
         stats = json.loads(stats_path.read_text())
     except (OSError, json.JSONDecodeError) as e:

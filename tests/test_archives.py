@@ -3,6 +3,7 @@ tree; 10 s windows, the high-pass filter, their synthetic layouts and their bad-
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -314,4 +315,7 @@ def test_cli_options_and_messages(tmp_path, capsys):
         main(["wfdb", "--src", str(tmp_path), "--out", str(tmp_path / "x.npy"), "--highpass", "300"])
     with pytest.raises(UserError, match="no WFDB header"):
         main(["wfdb", "--src", str(tmp_path), "--out", str(tmp_path / "x.npy")])
+    for fs, why in (("0", "0 Hz is not a sampling rate"), ("1000000", "1e+06 Hz is not a sampling rate (between 1")):
+        with pytest.raises(UserError, match=rf"^--fs: {re.escape(why)}"):
+            main(["wfdb", "--src", str(tmp_path), "--out", str(tmp_path / "x.npy"), "--fs", fs])
     assert not list(tmp_path.iterdir())

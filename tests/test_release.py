@@ -346,9 +346,23 @@ def test_embed_refuses_a_rate_that_is_not_one(release, fs):
         myjepa.load_encoder(release).embed(x, fs=fs)
 
 
-def test_embed_of_no_records_is_empty(release):
+def test_embed_takes_any_real_number_as_fs(release):
+    x = conftest.synthetic_ecg(2, length=2500, seed=1)
+    model = myjepa.load_encoder(release)
+    expected = model.embed(x, fs=500).numpy()
+    for fs in (500.0, np.int64(500), np.float32(500), torch.tensor(500)):
+        np.testing.assert_array_equal(model.embed(x, fs=fs).numpy(), expected)
+    with pytest.raises(UserError, match=r"^embed: fs: array\(\[500, 250\]\) is not a number of Hz$"):
+        model.embed(x, fs=np.array([500, 250]))
+
+
+def test_embed_of_no_records_is_empty(release, tmp_path):
     z = myjepa.load_encoder(release).embed(np.zeros((0, 12, 2500), np.float32), fs=250)
     assert z.shape == (0, 32) and z.dtype == torch.float32
+    stats = {"mean": [0.0] * 12, "std": [1.0] * 12}
+    empty = conftest.write_dump(tmp_path / "empty.npy", np.zeros((0, 12, 2500), np.float32), stats=stats)
+    emb, index = run_embed(release, empty, tmp_path / "e.npy")
+    assert emb.shape == (0, 32) and len(index) == 0 and list(index.columns) == ["subject_id", "study_id", "file"]
 
 
 @pytest.mark.parametrize("value, counts", [(np.nan, "1 NaN and 0"), (np.inf, "0 NaN and 1"), (-np.inf, "0 NaN and 1")])
@@ -391,6 +405,21 @@ def test_embed_names_a_dump_row_with_nan_and_says_what_it_interpolated(release, 
     emb, _ = run_embed(release, tmp_path / "src", tmp_path / "e.npy")
     assert "embed: 1 NaN samples interpolated linearly (as the converters do)" in capsys.readouterr().out
     assert np.isfinite(emb).all()
+
+
+def test_embed_reads_records_with_non_ascii_names(release, tmp_path):
+    """`rä1` once read as `rÃ¤1` (its header decoded as Latin-1): "missing file". A name that is not UTF-8 at
+    all is read too, and written into the index with escapes."""
+    x = conftest.synthetic_ecg(3, length=1000, fs=100, seed=2)
+    write_record(tmp_path / "src" / "données" / "rä1", x[0], 100, list(LEADS))
+    write_record(tmp_path / "src" / "r2", x[1], 100, list(LEADS))
+    latin1 = os.fsdecode(b"r\xe43")  # the bytes of `rä3` in Latin-1: no UTF-8
+    write_record(tmp_path / "src" / latin1, x[2], 100, list(LEADS))
+    emb, index = run_embed(release, tmp_path / "src", tmp_path / "e.npy")
+    assert list(index["file"]) == ["données/rä1", "r2", "r\\udce43"]
+    expected = myjepa.load_encoder(release).embed(np.stack([read_record(tmp_path / "src" / f)[0] for f in
+                                                             ("données/rä1", "r2", latin1)]), fs=100)  # fmt: skip
+    np.testing.assert_allclose(emb, expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def edit_release(release: Path, folder: Path, edit) -> Path:

@@ -17,6 +17,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -291,6 +292,14 @@ def test_a_failed_rename_never_mixes_old_and_new_sidecars(tree, tmp_path, monkey
 def test_malformed_dump_stats_are_named(tmp_path, stats, message):
     path = write_dump(tmp_path / "d.npy", synthetic_ecg(2, length=100), stats=stats)
     with pytest.raises(UserError, match=re.escape(f"{tmp_path}/d.stats.json: {message}")):
+        open_dump(path)
+
+
+def test_a_dump_of_integers_is_refused(tmp_path):
+    """Integers (ADC counts) would be read as millivolts, hundreds of times too large."""
+    path = write_dump(tmp_path / "d.npy", synthetic_ecg(2, length=100))
+    np.save(path, (np.load(path) * 1000).astype(np.int16))
+    with pytest.raises(UserError, match=rf"^{path}: holds int16 values; a dump holds millivolts as floats"):
         open_dump(path)
 
 

@@ -7,6 +7,7 @@ import re
 import sys
 
 import pytest
+import torch
 from test_finetune import QUICK, data  # noqa: F401 (the module-scoped PTB-XL-like fixture)
 from test_pretrain import FAST, run
 from test_reliability import in_namespace, read_only
@@ -55,12 +56,22 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_previous_one(smal
         ("lr=.inf", "override: key 'lr': expected a finite number, got inf"),
         ("warmup_steps=-5", "warmup_steps must be 0 or more, got -5"),
         ("min_lr=0.1", "need 0 <= min_lr <= lr, got min_lr 0.1, lr 0.001"),
+        ("fs=0", "fs: 0 Hz is not a sampling rate (between 1 and 100000 Hz)"),
+        ("fs=1000000", "fs: 1e+06 Hz is not a sampling rate (between 1 and 100000 Hz)"),
     ],
 )
 def test_senseless_overrides_are_config_errors(small_dump, tmp_path, override, message):
     """Defects 5 and 7: patch_size=0 was a ZeroDivisionError traceback, lr=.nan and warmup_steps=-5 ran."""
     with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
         run(small_dump, tmp_path / "run", override)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this torch has CUDA: --device cuda is usable")
+def test_pretrain_on_a_device_this_torch_cannot_use_is_one_line(small_dump, tmp_path):
+    """A CPU-only torch asked for --device cuda once ended in an AssertionError traceback."""
+    with pytest.raises(UserError, match=r"^--device cuda: not usable here \(Torch not compiled with CUDA enabled; "):
+        run(small_dump, tmp_path / "run", "--device", "cuda", steps=1)
     assert not (tmp_path / "run").exists()
 
 

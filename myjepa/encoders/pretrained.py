@@ -57,7 +57,7 @@ class PretrainedEncoder(nn.Module):
             z = model.embed(x, fs=100)  # resampled to model.contract.fs; z.shape == (4, model.dim)
         """
         c = self.contract
-        signals = self.check_input(x, fs)
+        signals, fs = self.check_input(x, fs)
         if len(signals) == 0:
             return torch.empty(0, self.dim)
         if fs != c.fs:
@@ -77,11 +77,12 @@ class PretrainedEncoder(nn.Module):
             out.append(per_crop.view(len(chunk), len(crops.starts), -1).mean(dim=1).cpu())
         return torch.cat(out)
 
-    def check_input(self, x: np.ndarray | torch.Tensor, fs: float) -> np.ndarray:
-        """x as float32 (records, leads, samples) when it is finite millivolts at a sampling rate `fs`; otherwise
-        a UserError that says what is wrong (a warning when the values look too large for millivolts)."""
+    def check_input(self, x: np.ndarray | torch.Tensor, fs: float) -> tuple[np.ndarray, float]:
+        """x as float32 (records, leads, samples) and fs as a float, when x is finite millivolts at the sampling
+        rate `fs`; otherwise a UserError that says what is wrong (a warning when the values look too large for
+        millivolts)."""
         c = self.contract
-        check_rate(fs, "embed: fs")
+        fs = check_rate(fs, "embed: fs")
         array = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
         if array.dtype.kind != "f":
             raise UserError(
@@ -104,4 +105,4 @@ class PretrainedEncoder(nn.Module):
                 "are these ADC counts or microvolts?",
                 stacklevel=4,  # the caller of embed (check_input < embed < torch.no_grad)
             )
-        return signals
+        return signals, fs

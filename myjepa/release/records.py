@@ -88,7 +88,8 @@ class DumpRecords:
     def batches(self, size: int) -> Iterator[tuple[int, np.ndarray, float]]:
         """(offset, (R, 12, T) float32 mV in contract order, fs)."""
         signals = self.dump.signals
-        row_shape, row_bytes = signals.shape[1:], signals[0].nbytes
+        row_shape = signals.shape[1:]
+        row_bytes = int(np.prod(row_shape)) * signals.dtype.itemsize
         with open(self.dump.path, "rb") as f:
             for i in range(0, len(signals), size):
                 n = min(size, len(signals) - i)

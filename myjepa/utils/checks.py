@@ -27,12 +27,23 @@ MAX_PLAUSIBLE_MV = 20.0
 is a few mV. ADC counts (gain 200 to 1000 per mV) and microvolts are hundreds of times larger."""
 
 
+def as_number(value: object) -> float | None:
+    """`value` as a float when it is a real number (a numpy or 0-d torch one too), not text nor a boolean."""
+    if isinstance(value, (bool, str, bytes)) or not (isinstance(value, numbers.Real) or hasattr(value, "__float__")):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RuntimeError):  # an array of several values
+        return None
+
+
 def rate_problem(fs: object) -> str | None:
     """Why `fs` is not a sampling rate in Hz, or None when it is one."""
-    if isinstance(fs, bool) or not isinstance(fs, numbers.Real):
+    hz = as_number(fs)
+    if hz is None:
         return f"{fs!r} is not a number of Hz"
-    if not math.isfinite(fs) or not MIN_RATE_HZ <= fs <= MAX_RATE_HZ:
-        return f"{fs:g} Hz is not a sampling rate (between {MIN_RATE_HZ:g} and {MAX_RATE_HZ:g} Hz)"
+    if not math.isfinite(hz) or not MIN_RATE_HZ <= hz <= MAX_RATE_HZ:
+        return f"{hz:g} Hz is not a sampling rate (between {MIN_RATE_HZ:g} and {MAX_RATE_HZ:g} Hz)"
     return None
 
 
