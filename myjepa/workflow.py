@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from myjepa.config import load, parse_overrides, resolve_config_path
 from myjepa.errors import UserError
 from myjepa.evaluate.config import CONFIG_DIR as FINETUNE_CONFIGS
@@ -72,28 +74,20 @@ def typed_values(config: Any, schema: Mapping[str, Any], defs: Mapping[str, Any]
     ('8'), which the schema would refuse as "not of type 'integer'"; a config file's values are typed already."""
     defs = schema.get("$defs", {}) if defs is None else defs
     if "$ref" in schema:
-        schema = {**defs[schema["$ref"].rsplit("/", 1)[-1]], **{k: v for k, v in schema.items() if k != "$ref"}}
+        schema = {**defs[schema["$ref"].rsplit("/", 1)[-1]], **schema}
     if isinstance(config, dict):
         extra = schema.get("additionalProperties")
-        fields = schema.get("properties", {})
-        return {
-            k: typed_values(v, fields.get(k, extra if isinstance(extra, dict) else {}), defs) for k, v in config.items()
-        }
+        fields = {k: schema.get("properties", {}).get(k, extra if isinstance(extra, dict) else {}) for k in config}
+        return {k: typed_values(v, fields[k], defs) for k, v in config.items()}
     if isinstance(config, list):
         return [typed_values(v, schema.get("items", {}), defs) for v in config]
-    types = schema.get("type", [])
-    types = [types] if isinstance(types, str) else types
-    if isinstance(config, str) and types and "string" not in types:
-        import yaml  # here: only a config with text where numbers belong needs it
-
-        try:
+    types = [schema["type"]] if isinstance(schema.get("type"), str) else schema.get("type", [])
+    if isinstance(config, str) and "string" not in types:
+        with contextlib.suppress(yaml.YAMLError):
             value = yaml.safe_load(config)
-        except yaml.YAMLError:
-            return config
-        kinds = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
-        bool_ok = "boolean" in types or not isinstance(value, bool)
-        if bool_ok and any(isinstance(value, kinds[t]) for t in types if t in kinds):
-            return value
+            kind = {bool: "boolean", int: "integer", float: "number", type(None): "null"}.get(type(value))
+            if kind in types or (kind == "integer" and "number" in types):
+                return value
     return config
 
 
@@ -187,33 +181,26 @@ def check_loads(where: str, cls: type, name_or_path: str, kind: str, overrides: 
         raise ConfigError(f"{where}: {message}") from None
 
 
-def dump_rates(data: Mapping[str, Any]) -> dict[str, tuple[float, str]]:
-    """Dataset name -> (its dump's rate, where that rate is set) for the dumps whose rate is known before they
-    exist: converted ones are at data.fs; a ready-made one at its stats.json's fs, when it is there."""
-    entries = [(EVALUATION_DUMP, "data.ptb_xl", data["ptb_xl"])]
-    entries += [(e["name"], f"data.pretrain.{i}", e) for i, e in enumerate(data["pretrain"])]
-    rates = {}
-    for name, key, entry in entries:
-        if not entry["dump"]:
-            rates[name] = (data["fs"], f"data.fs, the rate every dump is converted to, is {data['fs']} Hz")
-            continue
-        stats = Path(entry["dump"]).with_suffix(".stats.json")
-        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
-            fs = json.loads(stats.read_text())["fs"]
-            rates[name] = (fs, f"{key}.dump {entry['dump']} is at {fs} Hz ({stats.name})")
-    return rates
-
-
 def check_rates(name: str, run: Run, fs: float, data: Mapping[str, Any]) -> None:
     """The run's model takes the rate of every dump it reads: its datasets, and PTB-XL (the online probe and the
-    evaluation); otherwise `myjepa pretrain` would refuse, after the conversions."""
-    rates = dump_rates(data)
+    evaluation); otherwise `myjepa pretrain` would refuse, after the conversions. A converted dump is at data.fs,
+    a ready-made one at its stats.json's fs (not checked here before it exists)."""
+    entries = {EVALUATION_DUMP: ("data.ptb_xl", data["ptb_xl"])}
+    entries |= {e["name"]: (f"data.pretrain.{i}", e) for i, e in enumerate(data["pretrain"])}
     for dataset in dict.fromkeys([*run["datasets"], EVALUATION_DUMP]):
-        if dataset in rates and rates[dataset][0] != fs:
+        (key, entry), rate = entries[dataset], data["fs"]
+        where = f"data.fs, the rate every dump is converted to, is {rate} Hz"
+        if entry["dump"]:
+            stats = Path(dump_files(entry["dump"])["stats"])
+            try:
+                rate = json.loads(stats.read_text())["fs"]
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+            where = f"{key}.dump {entry['dump']} is at {rate} Hz ({stats.name})"
+        if rate != fs:
             raise ConfigError(
-                f"pretrain.runs[{name}]: its model ({run['config']}) takes {fs} Hz, but {rates[dataset][1]}; "
-                "every dump a run reads (its datasets, and ptb-xl for the online probe and the evaluation) must be "
-                "at its model's rate"
+                f"pretrain.runs[{name}]: its model ({run['config']}) takes {fs} Hz, but {where}; every dump a run "
+                "reads (its datasets, and ptb-xl for the online probe and the evaluation) must be at its model's rate"
             )
 
 

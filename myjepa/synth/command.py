@@ -79,7 +79,9 @@ def check_out(out: Path, overwrite: bool) -> bool:
     if not os.path.lexists(out) or (out.is_dir() and not out.is_symlink() and not any(out.iterdir())):
         return False
     if out.is_symlink() or not out.is_dir():
-        raise UserError(f"--out {out}: {'a symbolic link' if out.is_symlink() else 'a file'}; give a new or empty folder")
+        raise UserError(
+            f"--out {out}: {'a symbolic link' if out.is_symlink() else 'a file'}; give a new or empty folder"
+        )
     if not (out / MARKER).is_file():
         raise UserError(
             f"--out {out}: holds files `myjepa synth` did not write (no {MARKER}); --overwrite replaces only a "
