@@ -16,6 +16,7 @@ import pandas as pd
 
 from myjepa.errors import UserError
 from myjepa.utils.checks import rate_problem
+from myjepa.utils.io import not_a_file
 
 
 def sidecars(path: str | Path) -> tuple[Path, Path]:
@@ -121,7 +122,7 @@ def open_dump(path: str | Path) -> Dump:
     p = Path(path)
     _, stats_path = sidecars(p)
     if not p.is_file():
-        raise UserError(f"dump not found: {p}")
+        raise UserError(f"dump {p}: {not_a_file(p)}" if p.is_dir() else f"dump not found: {p}")
     if not stats_path.is_file():
         raise UserError(f"dump stats not found: {stats_path} (every dump needs its .stats.json sidecar)")
     check_npy(p)

@@ -369,3 +369,27 @@ def test_header_rates_and_lead_names_are_checked(tmp_path):
         db["filename_lr"][1]: "lead I appears twice (signals 1 and 2 of the header)",
     }
     assert stats["count"] == 2
+
+
+def test_a_folder_where_a_file_belongs_is_named_a_folder(tmp_path):
+    """A folder given where a file belongs once read as "not found" (`--labels FOLDER`, issue 23)."""
+    from myjepa.ingest.convert import main as convert_main
+    from myjepa.pretrain.train import main as pretrain_main
+    from myjepa.release.export import main as export_main
+
+    folder = tmp_path / "x.yaml"  # a folder, named as the file it stands in for
+    folder.mkdir()
+    dump = write_dump(tmp_path / "d.npy", synthetic_ecg(2, length=100))
+    cases = [
+        (lambda: open_dump(folder), f"dump {folder}: a folder, not a file"),
+        (lambda: pretrain_main(["--data", f"a={dump}", "--out", str(tmp_path / "o"), "--config", str(folder)]),
+         f"config file {folder}: a folder, not a file"),
+        (lambda: export_main(["--encoder", str(folder), "--out", str(tmp_path / "r")]),
+         f"--encoder {folder}: a folder, not a file"),
+        (lambda: convert_main(["merge", str(folder), "--out", str(tmp_path / "m.npy")]),
+         f"merge: {folder}: a folder, not a file"),
+        (lambda: checkpoint.load(folder), f"checkpoint {folder}: a folder, not a file"),
+    ]  # fmt: skip
+    for call, message in cases:
+        with pytest.raises(UserError, match=f"^{re.escape(message)}"):
+            call()

@@ -28,6 +28,7 @@ from myjepa.pretrain.checkpoints import RunRecord
 from myjepa.pretrain.config import CONFIG_DIR as PRETRAIN_CONFIG_DIR
 from myjepa.pretrain.config import load_config
 from myjepa.utils import checkpoint
+from myjepa.utils.io import not_a_file
 
 
 @dataclass
@@ -93,7 +94,7 @@ def encoder_files(spec: str | Path) -> list[Path]:
 def from_checkpoint(path: Path) -> LoadedEncoder:
     """The encoder of a pretraining checkpoint, or of a finetuning best_ckpt.pt (its `head` tells them apart)."""
     if not path.is_file():
-        raise UserError(f"encoder checkpoint not found: {path}")
+        raise UserError(f"encoder checkpoint {path}: {not_a_file(path)}")
     raw = checkpoint.load(path)
     if "head" in raw:
         return finetuned_encoder(raw, path)

@@ -21,7 +21,7 @@ from myjepa.encoders.load import LoadedEncoder, from_checkpoint
 from myjepa.encoders.release import CARD, CONFIG, FORMAT, FORMAT_VERSION, WEIGHTS, release_files
 from myjepa.errors import UserError, run_cli
 from myjepa.release.card import render_card
-from myjepa.utils.io import atomic_path, check_outputs, outputs_of, sha256_file, write_json
+from myjepa.utils.io import atomic_path, check_outputs, not_a_file, outputs_of, sha256_file, write_json
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     path, out = Path(args.encoder), Path(args.out)
     if not path.is_file():
-        raise UserError(f"--encoder {path}: not found")
+        raise UserError(f"--encoder {path}: {not_a_file(path)}")
     result_files = find_results(args.results)
     inputs = [("--encoder", path)] + [("--results", f) for f in result_files]
     check_outputs(outputs_of("--out", out, release_files(out)), inputs, args.overwrite)

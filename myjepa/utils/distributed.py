@@ -28,15 +28,23 @@ class DistInfo:
 
 
 def usable_device(name: str, option: str = "--device") -> torch.device:
-    """The device `name` names, when this torch on this machine can put a tensor there; else a UserError naming
-    `option` (a CPU-only torch asked for cuda, a GPU that is not there, a device type torch does not know)."""
+    """The device `name` names, when this torch on this machine can run there; else a UserError naming `option`
+    (a CPU-only torch asked for cuda, a GPU that is not there, a device type torch does not know). CUDA is asked,
+    never initialised: under torchrun each rank must create its context on its own GPU only."""
+    gpus = torch.cuda.device_count()
+    why = None
     try:
         device = torch.device(name)
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as e:  # a CPU-only torch asserts that it has no CUDA
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        gpus = torch.cuda.device_count()
-        raise UserError(f"{option} {name}: not usable here ({why}; torch {torch.__version__}, {gpus} GPU(s))") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            why = "no CUDA device" + ("" if torch.version.cuda else ": this torch is built without CUDA")
+        elif device.type == "cuda" and device.index is not None and device.index >= gpus:
+            why = f"no GPU {device.index}"
+        elif device.type not in ("cpu", "cuda"):
+            torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
+    if why:
+        raise UserError(f"{option} {name}: not usable here ({why}; torch {torch.__version__}, {gpus} GPU(s))")
     return device
 
 

@@ -54,6 +54,12 @@ def check_file_path(path: Path, option: str) -> None:
             return
 
 
+def not_a_file(path: Path) -> str:
+    """Why a file the user named cannot be read: it is a folder, or it is not there (a folder given where a
+    file belongs once read as "not found")."""
+    return "a folder, not a file" if path.is_dir() else "not found"
+
+
 def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name one file however either is spelled: relative or absolute, with `./` or `..`, through
     a symbolic link, or as a hard link (the same inode); for paths not there yet, the same place once resolved."""
