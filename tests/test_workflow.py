@@ -329,6 +329,7 @@ def fabricated(tmp_path):
 
 
 def run_report(fab, image: str = "") -> dict[str, Path]:
+    """Aggregate and render; again over the outputs of an earlier call (--overwrite), as a test may call it twice."""
     root = fab["root"]
     out = {k: root / "results" / f"{k}.csv" for k in ("auc", "auc_summary", "auc_per_class")}
     report.main(
@@ -342,6 +343,7 @@ def run_report(fab, image: str = "") -> dict[str, Path]:
             str(out["auc_summary"]),
             "--per-class",
             str(out["auc_per_class"]),
+            "--overwrite",
             *map(str, fab["paths"]),
         ]
     )
@@ -364,6 +366,7 @@ def run_report(fab, image: str = "") -> dict[str, Path]:
             image,
             "--out",
             str(out["html"]),
+            "--overwrite",
         ]
     )
     return out
