@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What happens when... (README): runs each hostile case for real and prints what the user sees.
 #
-#     bash benchmarks/hostile.sh [WORKDIR]      # ~2 min on 2 cores; needs `unshare -rm` for the disk-full cases
+#     bash benchmarks/hostile.sh [WORKDIR]      # ~2.5 min on 2 cores; needs `unshare -rm` for the disk-full cases
 #
 # Each case prints its command's exit status, its stderr (last 2 lines) and the files it left.
 set -u
