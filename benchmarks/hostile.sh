@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What happens when... (README): runs each hostile case for real and prints what the user sees.
 #
-#     bash benchmarks/hostile.sh [WORKDIR]      # ~2 min on 2 cores; needs `unshare -rm` for the disk-full cases
+#     bash benchmarks/hostile.sh [WORKDIR]      # ~2.5 min on 2 cores; needs `unshare -rm` for the disk-full cases
 #
 # Each case prints its command's exit status, its stderr (last 2 lines) and the files it left.
 set -u
@@ -123,3 +123,136 @@ myjepa predict --model "$W/lin" --src "$W/nolead" --out "$W/q.csv" 2>"$W/err" >/
 
 case_ "predict --src x.npy --out x.index.csv --overwrite (the dump's own index)"
 myjepa predict --model "$W/clf" --src "$W/nan.npy" --out "$W/nan.index.csv" --overwrite 2>"$W/err"; show $?
+
+# ---- issue 23: the release path and the converters, tried as a new user would ----------------------
+rm -rf "$W/rel"; myjepa export --encoder "$W/run/encoder.pt" --out "$W/rel" >/dev/null
+api() {  # a Python call on the release ($W/rel, as `m`): its shape, its warning, or its one-line error
+  "$PY" -W always -c "
+import numpy as np, torch, myjepa
+from myjepa.errors import UserError
+m = myjepa.load_encoder('$W/rel')
+x = 0.1 * np.random.default_rng(0).standard_normal((2, 12, 2500)).astype(np.float32)
+try:
+    print('  -> shape', tuple(($1).shape))
+except UserError as e:
+    print('  | UserError:', e)" 2>&1 | grep -av '^\s*$\|^  print\|^  z =' | sed 's/^<string>:[0-9]*: /  | /'; }
+
+case_ "load_encoder, export and embed on last_ckpt.pt and best_ckpt.pt (once TypeError: string indices)"
+for f in last_ckpt.pt best_ckpt.pt; do
+  "$PY" -c "import myjepa; print('  load_encoder($f): dim', myjepa.load_encoder('$W/run/$f').dim)"
+  myjepa export --encoder "$W/run/$f" --out "$W/rel-$f" --overwrite >/dev/null 2>"$W/err"; echo "  export: exit $?"
+  myjepa embed --encoder "$W/run/$f" --src "$W/a.npy" --out "$W/e-$f.npy" --overwrite >/dev/null 2>"$W/err"
+  echo "  embed: exit $?"
+done
+
+case_ "embed(x, fs) with fs 0, -1, nan, '500'; no records; NaN, Inf and int16 samples; microvolts"
+for fs in 0 -1 "float('nan')" "'500'"; do api "m.embed(x, fs=$fs)"; done
+api "m.embed(x[:0], fs=500)"
+api "m.embed(np.where(np.arange(2500) == 7, np.nan, x), fs=500)"
+api "m.embed(np.where(np.arange(2500) == 7, np.inf, x), fs=500)"
+api "m.embed((x * 1000).astype(np.int16), fs=500)"
+api "m.embed(x * 1000, fs=500)"
+
+case_ "myjepa embed --device cuda with a CPU-only torch"
+myjepa embed --encoder "$W/rel" --src "$W/a.npy" --out "$W/dev.npy" --device cuda 2>"$W/err"; show $?
+
+case_ "a release whose config.json has 11 input means"
+rm -rf "$W/rel11"; cp -r "$W/rel" "$W/rel11"
+"$PY" -c "import json, sys; p = sys.argv[1]; c = json.load(open(p)); c['input']['mean'] = c['input']['mean'][:11]
+json.dump(c, open(p, 'w'))" "$W/rel11/config.json"
+"$PY" -c "
+import myjepa
+try: myjepa.load_encoder('$W/rel11')
+except myjepa.errors.UserError as e: print('  | UserError:', e)"
+
+case_ "model.safetensors of a release under umask 027 (once 0600)"
+(umask 027; rm -rf "$W/relu"; myjepa export --encoder "$W/run/encoder.pt" --out "$W/relu" >/dev/null)
+stat -c '  %A %n' "$W/relu"/* | sed "s|$W/relu/||"
+
+case_ "two exports of the same encoder"
+myjepa export --encoder "$W/run/encoder.pt" --out "$W/rel2" --name rel --overwrite >/dev/null
+echo "  same bytes: $(cmp -s "$W/rel/model.safetensors" "$W/rel2/model.safetensors" && cmp -s "$W/rel/config.json" \
+  "$W/rel2/config.json" && echo yes || echo no)"
+
+case_ "convert code-15 with one Inf sample and an exam in no part, --max-skip-fraction 0.5 and then the default"
+rm -rf "$W/c15"; myjepa synth --layout code-15 --out "$W/c15" --records 40 --seed 3 --quiet >/dev/null
+"$PY" -c "import h5py, numpy as np, pandas as pd; f = h5py.File('$W/c15/exams_part0.hdf5', 'r+'); t = f['tracings'][0]
+t[1000, 3] = np.inf; f['tracings'][0] = t; e = pd.read_csv('$W/c15/exams.csv')  # and an exam in no HDF5 part:
+e.loc[len(e)] = [99999, *e.iloc[0, 1:]]; e.to_csv('$W/c15/exams.csv', index=False)"
+myjepa convert code-15 --src "$W/c15" --out "$W/c15.npy" --quiet --max-skip-fraction 0.5 --overwrite 2>"$W/err" | sed 's/^/  | /'
+"$PY" -c "import json; [print('  skipped', s['id'], s['file'] or '(no file)', '-', s['reason']) for s in
+json.load(open('$W/c15.stats.json'))['skipped'] if 'shorter' not in s['reason']]"
+myjepa convert code-15 --src "$W/c15" --out "$W/c15.npy" --quiet --overwrite 2>"$W/err"; show $?
+
+case_ "WFDB records named rä…, a rate of nan, no sample count, a MAT v5 file from scipy.io.savemat"
+rm -rf "$W/wf"; "$PY" -c "
+import numpy as np, scipy.io
+from myjepa import LEADS
+from myjepa.ingest.wfdb_io import write_record
+x = 0.3 * np.sin(np.arange(5000) / 50) * np.ones((12, 1))
+for name in ('ok/rä1001', 'ok/rä1002', 'bad/nan1', 'ok/nocount1'):
+    write_record('$W/wf/' + name, x, 500, list(LEADS))
+for name, old, new in (('bad/nan1', ' 500 5000', ' nan 5000'), ('ok/nocount1', ' 500 5000', ' 500')):
+    p = '$W/wf/' + name + '.hea'; t = open(p).read(); open(p, 'w').write(t.replace(old, new, 1))
+scipy.io.savemat('$W/wf/bad/mat1.mat', {'val': np.round(x * 1000).astype(np.int16)})
+open('$W/wf/bad/mat1.hea', 'w').write('\n'.join(['mat1 12 500 5000'] + [f'mat1.mat 16+24 1000/mV 16 0 0 0 0 {l}' for l in LEADS]))"
+myjepa convert wfdb --src "$W/wf" --out "$W/wf.npy" --quiet --max-skip-fraction 0.5 --overwrite 2>"$W/err" | sed 's/^/  | /'
+"$PY" -c "import json; [print('  skipped', s['file'], '-', s['reason']) for s in json.load(open('$W/wf.stats.json'))['skipped']]"
+for src in ok bad; do
+  myjepa embed --encoder "$W/rel" --src "$W/wf/$src" --out "$W/wf-emb.npy" --overwrite 2>"$W/err" | tail -n 1 | sed 's/^/  | /'
+  show "${PIPESTATUS[0]}"
+done
+
+case_ "myjepa embed: a WFDB record with a gap of 12 NaN samples; a dump with one NaN (row 3, lead II, sample 7)"
+"$PY" -c "
+import shutil, numpy as np
+from myjepa import LEADS
+from myjepa.ingest.wfdb_io import write_record
+x = 0.3 * np.sin(np.arange(5000) / 50) * np.ones((12, 1)); x[1, 100:112] = np.nan
+write_record('$W/gaps/r1', x, 500, list(LEADS))
+d = np.load('$W/a.npy'); d[3, 1, 7] = np.nan; np.save('$W/nan.npy', d)
+for s in ('index.csv', 'stats.json'): shutil.copy('$W/a.' + s, '$W/nan.' + s)"
+myjepa embed --encoder "$W/rel" --src "$W/gaps" --out "$W/gaps.npy" --overwrite 2>"$W/err" | grep -a NaN | sed 's/^/  | /'
+myjepa embed --encoder "$W/rel" --src "$W/nan.npy" --out "$W/nan-emb.npy" 2>"$W/err" >/dev/null; show $?
+
+case_ "finetune --labels with one class in its label column; --labels a folder"
+"$PY" -c "import pandas as pd; i = pd.read_csv('$W/a.index.csv'); s = ['train', 'val', 'test'] * (len(i) // 3)
+pd.DataFrame({'study_id': i['study_id'][:len(s)], 'split': s, 'label': 'SR'}).to_csv('$W/one.csv', index=False)"
+F=(finetune --dump "$W/a.npy" --encoder "$W/rel" --config linear --out "$W/ft" --set steps=2)
+myjepa "${F[@]}" --labels "$W/one.csv" 2>"$W/err"; show $?
+myjepa "${F[@]}" --labels "$W/wf" 2>"$W/err"; show $?
+
+case_ "pretrain --data ptb-xl=… with a config whose datasets name mimic-iv-ecg only"
+rm -rf "$W/ds"; myjepa pretrain --data ptb-xl="$W/a.npy" --out "$W/ds" "${TINY[@]}" steps=2 2>"$W/err" >/dev/null
+show $?; echo "  the run records datasets: $(grep -A1 '^datasets:' "$W/ds/config.yaml" | tail -n 1)"
+
+case_ "embed into a full disk (a 8 kB tmpfs, then 80 kB: room for the embeddings but not their index)"
+for size in 8k 80k; do
+  unshare -rm sh -c "mount -t tmpfs -o size=$size tmpfs $W/mnt && $PY -m myjepa embed --encoder $W/rel --src $W/a.npy \
+    --out $W/mnt/e.npy >/dev/null; echo \$? > $W/rc; ls -A $W/mnt > $W/left" 2>"$W/err"
+  show "$(cat "$W/rc")"; echo "  left: [$(cat "$W/left")]"
+done
+
+case_ "slurm-profile: sinfo printing a byte that is not UTF-8, then negative CPUs; --gpus-per-job 0"
+mkdir -p "$W/bin"
+fake() { printf '#!/bin/sh\nprintf "%s"\n' "$1" > "$W/bin/sinfo"; printf '#!/bin/sh\ntrue\n' > "$W/bin/scontrol"
+  chmod +x "$W/bin/sinfo" "$W/bin/scontrol"; }
+for sinfo in 'cpu*|1|2|1000|(null)\ng\\374pu|1|2|1000|gpu:1\n' 'cpu*|1|-4|1000|(null)\ngpu|1|2|1000|gpu:1\n'; do
+  fake "$sinfo"; PATH="$W/bin:$PATH" XDG_CONFIG_HOME="$W/xdg" myjepa slurm-profile 2>"$W/err" >/dev/null; show $?
+done
+fake 'cpu*|1|2|1000|(null)\ngpu|1|2|1000|gpu:1\n'
+PATH="$W/bin:$PATH" XDG_CONFIG_HOME="$W/xdg" myjepa slurm-profile --gpus-per-job 0 2>"$W/err" >/dev/null; show $?
+
+case_ "myjepa synth --out a folder of your own files --overwrite"
+mkdir -p "$W/mine"; echo keep > "$W/mine/notes.txt"
+myjepa synth --layout ptb-xl --out "$W/mine" --records 3 --overwrite 2>"$W/err"; show $?
+echo "  notes.txt still there: $([ -f "$W/mine/notes.txt" ] && echo yes || echo no)"
+
+case_ "the workflow: data.fs 250 for 500 Hz models; a NaN dataset weight; --config 'evaluate={val_fold: 8}' (snakemake -n)"
+printf 'data:\n  fs: 250\n' > "$W/fs.yaml"
+printf 'pretrain:\n  runs:\n    - {name: tiny, config: tiny, datasets: {mimic-iv-ecg: .nan}}\n' > "$W/nan.yaml"
+SMK=("$PY" -m snakemake -n --snakefile workflow/Snakefile --directory "$W" --configfile config/config.yaml)
+for extra in "$W/fs.yaml" "$W/nan.yaml"; do
+  "${SMK[@]}" "$extra" >"$W/err" 2>&1; rc=$?; grep -a '^config: ' "$W/err" | sed 's/^/  | /' | tail -n 1; echo "  exit $rc"
+done
+"${SMK[@]}" --config 'evaluate={val_fold: 8}' >"$W/err" 2>&1; echo "  --config 'evaluate={val_fold: 8}': exit $?"

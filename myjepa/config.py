@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import yaml
 
 from myjepa.errors import UserError
+from myjepa.utils.io import not_a_file
 
 T = TypeVar("T")
 
@@ -45,7 +46,7 @@ def resolve_config_path(name_or_path: str | Path, config_dir: Path) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml"):
         if not p.is_file():
-            raise UserError(f"config file not found: {p}")
+            raise UserError(f"config file {p}: {not_a_file(p)}" if p.is_dir() else f"config file not found: {p}")
         return p
     shipped = config_dir / f"{name_or_path}.yaml"
     if shipped.is_file():

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from myjepa.errors import UserError
+from myjepa.utils.checks import rate_problem
+from myjepa.utils.io import not_a_file
 
 
 def sidecars(path: str | Path) -> tuple[Path, Path]:
@@ -100,9 +102,9 @@ def check_stats(stats_path: Path, stats: dict[str, Any], n_leads: int) -> None:
     for key in ("fs", "leads", "mean", "std"):
         if key not in stats:
             raise UserError(f"{stats_path}: missing key {key!r}")
-    fs = stats["fs"]
-    if isinstance(fs, bool) or not isinstance(fs, (int, float)) or fs <= 0:
-        raise UserError(f"{stats_path}: key 'fs' must be a positive number, got {fs!r}")
+    problem = rate_problem(stats["fs"])
+    if problem:
+        raise UserError(f"{stats_path}: key 'fs': {problem}")
     for key in ("leads", "mean", "std"):
         value = stats[key]
         if not isinstance(value, list) or len(value) != n_leads:
@@ -120,7 +122,7 @@ def open_dump(path: str | Path) -> Dump:
     p = Path(path)
     _, stats_path = sidecars(p)
     if not p.is_file():
-        raise UserError(f"dump not found: {p}")
+        raise UserError(f"dump {p}: {not_a_file(p)}" if p.is_dir() else f"dump not found: {p}")
     if not stats_path.is_file():
         raise UserError(f"dump stats not found: {stats_path} (every dump needs its .stats.json sidecar)")
     check_npy(p)
@@ -130,6 +132,8 @@ def open_dump(path: str | Path) -> Dump:
         raise UserError(f"{p}: not a readable .npy dump: {e}") from None
     if signals.ndim != 3 or signals.shape[1] != 12:
         raise UserError(f"{p}: expected an array of shape (N, 12, T), got {signals.shape}")
+    if signals.dtype.kind != "f":  # integers would be read as millivolts: ADC counts, hundreds of times too large
+        raise UserError(f"{p}: holds {signals.dtype} values; a dump holds millivolts as floats (`myjepa convert`)")
     try:
         stats = json.loads(stats_path.read_text())
     except (OSError, json.JSONDecodeError) as e:

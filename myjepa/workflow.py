@@ -9,8 +9,10 @@ parses the workflow.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
+import math
 import os
 import re
 import shlex
@@ -18,6 +20,8 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from myjepa.config import load, parse_overrides, resolve_config_path
 from myjepa.errors import UserError
@@ -64,15 +68,43 @@ def check_choice(where: str, value: Any, choices: Sequence[str]) -> None:
         raise ConfigError(f"{where}: {value!r} is not one of {list(choices)!r}")
 
 
+def typed_values(config: Any, schema: Mapping[str, Any], defs: Mapping[str, Any] | None = None) -> Any:
+    """`config` with each text value that the schema types as a number, a boolean or null read as YAML, where
+    it reads as that type. `snakemake --config 'evaluate={val_fold: 8}'` passes every nested value as text
+    ('8'), which the schema would refuse as "not of type 'integer'"; a config file's values are typed already."""
+    defs = schema.get("$defs", {}) if defs is None else defs
+    if "$ref" in schema:
+        schema = {**defs[schema["$ref"].rsplit("/", 1)[-1]], **schema}
+    if isinstance(config, dict):
+        extra = schema.get("additionalProperties")
+        fields = {k: schema.get("properties", {}).get(k, extra if isinstance(extra, dict) else {}) for k in config}
+        return {k: typed_values(v, fields[k], defs) for k, v in config.items()}
+    if isinstance(config, list):
+        return [typed_values(v, schema.get("items", {}), defs) for v in config]
+    types = [schema["type"]] if isinstance(schema.get("type"), str) else schema.get("type", [])
+    if isinstance(config, str) and "string" not in types:
+        with contextlib.suppress(yaml.YAMLError):
+            value = yaml.safe_load(config)
+            kind = {bool: "boolean", int: "integer", float: "number", type(None): "null"}.get(type(value))
+            if kind in types or (kind == "integer" and "number" in types):
+                return value
+    return config
+
+
 def check_config(config: Mapping[str, Any]) -> None:
-    """What the schema cannot say: tasks and dump names are the package's, paths exist, folds differ."""
+    """What the schema cannot say: tasks and dump names are the package's, paths exist, weights are numbers,
+    folds differ."""
     for i, task in enumerate(config["evaluate"]["tasks"]):
         check_choice(f"evaluate.tasks.{i}", task, TASKS)
     check_data(config["data"])
     names = dataset_names(config["data"])
     for i, run in enumerate(config["pretrain"]["runs"]):
-        for name in run["datasets"]:
+        for name, weight in run["datasets"].items():
             check_choice(f"pretrain.runs.{i}.datasets", name, names)
+            if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight > 0):
+                raise ConfigError(
+                    f"pretrain.runs.{i}.datasets.{name}: weight {weight!r} is not a finite positive number"
+                )
     if config["evaluate"]["val_fold"] == config["evaluate"]["test_fold"]:
         raise ConfigError("evaluate.val_fold and evaluate.test_fold must differ")
 
@@ -116,32 +148,60 @@ def config_file(name_or_path: str, kind: str, key: str = "config") -> str:
         raise ConfigError(f"{key}: {e}") from None
 
 
-def check_config_files(runs: Mapping[str, Run], protocols: Mapping[str, Protocol]) -> None:
+def check_config_files(
+    runs: Mapping[str, Run], protocols: Mapping[str, Protocol], data: Mapping[str, Any] | None = None
+) -> None:
     """Resolve every config file and load it with its `set:` overrides, as its job will (the same
     --set text, the same loader): a wrong name, key, type or value fails the dry run, not a job
-    hours later after the data conversion."""
+    hours later after the data conversion. With `data` (the config's section), each run's model must
+    also take the rate of every dump it reads."""
     from myjepa.evaluate.config import FinetuneConfig
     from myjepa.pretrain.config import PretrainConfig
 
     for name, run in runs.items():
         config_file(run["config"], "pretrain", f"pretrain.runs[{name}].config")
         overrides = {"datasets": run["datasets"], **run["set"]}
-        check_loads(f"pretrain.runs[{name}]", PretrainConfig, run["config"], "pretrain", overrides)
+        cfg = check_loads(f"pretrain.runs[{name}]", PretrainConfig, run["config"], "pretrain", overrides)
+        if data is not None:
+            check_rates(name, run, cfg.fs, data)
     for name, protocol in protocols.items():
         config_file(protocol["config"], "finetune", f"evaluate.protocols[{name}].config")
         check_loads(f"evaluate.protocols[{name}]", FinetuneConfig, protocol["config"], "finetune", protocol["set"])
 
 
-def check_loads(where: str, cls: type, name_or_path: str, kind: str, overrides: Mapping[str, Any]) -> None:
-    """Config `name_or_path` loads into `cls` with `overrides` passed as a job passes them (`set_pairs`);
+def check_loads(where: str, cls: type, name_or_path: str, kind: str, overrides: Mapping[str, Any]) -> Any:
+    """Config `name_or_path` loaded into `cls` with `overrides` passed as a job passes them (`set_pairs`);
     otherwise a ConfigError names `where` (and `.set` when an override alone is at fault)."""
     try:
-        load(cls, name_or_path, CONFIG_DIRS[kind], parse_overrides(set_pairs(overrides)))
+        return load(cls, name_or_path, CONFIG_DIRS[kind], parse_overrides(set_pairs(overrides)))
     except UserError as e:
         message = str(e)
         if message.startswith("override: "):
             raise ConfigError(f"{where}.set: {message.removeprefix('override: ')}") from None
         raise ConfigError(f"{where}: {message}") from None
+
+
+def check_rates(name: str, run: Run, fs: float, data: Mapping[str, Any]) -> None:
+    """The run's model takes the rate of every dump it reads: its datasets, and PTB-XL (the online probe and the
+    evaluation); otherwise `myjepa pretrain` would refuse, after the conversions. A converted dump is at data.fs,
+    a ready-made one at its stats.json's fs (not checked here before it exists)."""
+    entries = {EVALUATION_DUMP: ("data.ptb_xl", data["ptb_xl"])}
+    entries |= {e["name"]: (f"data.pretrain.{i}", e) for i, e in enumerate(data["pretrain"])}
+    for dataset in dict.fromkeys([*run["datasets"], EVALUATION_DUMP]):
+        (key, entry), rate = entries[dataset], data["fs"]
+        where = f"data.fs, the rate every dump is converted to, is {rate} Hz"
+        if entry["dump"]:
+            stats = Path(dump_files(entry["dump"])["stats"])
+            try:
+                rate = json.loads(stats.read_text())["fs"]
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+            where = f"{key}.dump {entry['dump']} is at {rate} Hz ({stats.name})"
+        if rate != fs:
+            raise ConfigError(
+                f"pretrain.runs[{name}]: its model ({run['config']}) takes {fs} Hz, but {where}; every dump a run "
+                "reads (its datasets, and ptb-xl for the online probe and the evaluation) must be at its model's rate"
+            )
 
 
 # ---- tables derived from the config --------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,14 @@ def write_dump(
     base.update(stats or {})
     stem.with_name(stem.name + ".stats.json").write_text(json.dumps(base))
     return path
+
+
+def skip_or_fail(reason: str, required_by: str) -> None:
+    """Skip with `reason`, or fail where the environment variable `required_by` is 1: CI sets it once the tool
+    is there (or must be), so that its tests cannot pass by skipping."""
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{required_by}=1 but {reason}")
+    pytest.skip(reason)
 
 
 @pytest.fixture

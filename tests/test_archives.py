@@ -3,6 +3,10 @@ tree; 10 s windows, the high-pass filter, their synthetic layouts and their bad-
 
 from __future__ import annotations
 
+import re
+import shutil
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -22,7 +26,7 @@ from myjepa.ingest.convert import main
 from myjepa.ingest.merge import merge
 from myjepa.ingest.record import highpass_filter
 from myjepa.ingest.resample import resample
-from myjepa.ingest.wfdb_io import RecordError
+from myjepa.ingest.wfdb_io import RecordError, read_record
 from myjepa.ingest.writer import convert
 from myjepa.synth.code15_challenge import write_mat_record
 from myjepa.synth.command import synth
@@ -104,6 +108,25 @@ def test_code15_values_padding_filler_and_short_exams(code15, tmp_path):
             f16_close(dump.signals[k], resample(canonical(x, CODE15_LEADS), 400, 500))
 
 
+def test_code15_infinite_samples_skip_their_exam_with_the_reason(code15, tmp_path):
+    """An infinite value is no gap to interpolate: its exam is skipped, named, and the rest converted (it once
+    reached the statistics as NaN and ended in a traceback, whatever --max-skip-fraction allowed)."""
+    src = tmp_path / "c15"
+    shutil.copytree(code15, src)
+    with h5py.File(src / "exams_part0.hdf5", "r+") as f:
+        exam = int(f["exam_id"][0])
+        tracing = f["tracings"][0]
+        tracing[1000, CODE15_LEADS.index("aVR")] = np.inf
+        f["tracings"][0] = tracing
+    for fs in (500, 400):  # resampled, and at the archive's own rate
+        stats = convert("code-15", src, tmp_path / f"{fs}.npy", fs=fs, max_skip_fraction=0.5, progress=False)
+        bad = [s for s in stats["skipped"] if s["id"] == exam]
+        assert bad == [{"id": exam, "file": "exams_part0.hdf5", "reason": "1 infinite value(s) in lead(s) aVR"}]
+        assert np.isfinite(stats["mean"]).all() and np.isfinite(open_dump(tmp_path / f"{fs}.npy").signals[:]).all()
+    with pytest.raises(UserError, match=rf"first: exams_part0.hdf5 \(record {exam}\): 1 infinite value"):
+        main(["code-15", "--src", str(src), "--out", str(tmp_path / "x.npy"), "--quiet", "--max-skip-fraction", "0"])
+
+
 def test_code15_padding_cut_at_the_first_and_last_nonzero_sample():
     """The padding ends at the first row with any nonzero lead; zeros inside the signal stay."""
     tracing = np.zeros((4096, 12), np.float32)
@@ -134,7 +157,7 @@ def test_code15_bad_inputs(code15, tmp_path):
         g["tracings"], g["exam_id"] = f["tracings"][1:3], f["exam_id"][1:3]  # the first exam is in no part
     stats = convert("code-15", src, tmp_path / "x.npy", max_skip_fraction=0.5, progress=False)
     assert stats["skipped"][-1]["reason"] == f"exam_id {exams['exam_id'][0]} is in no HDF5 part (exams_part*.hdf5)"
-    with pytest.raises(UserError, match="1 of 3 records skipped"):
+    with pytest.raises(UserError, match=rf"1 of 3 records skipped, .* first: record {exams['exam_id'][0]}: exam_id"):
         convert("code-15", src, tmp_path / "y.npy", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c15", "x.index.csv", "x.npy", "x.stats.json"]
 
@@ -250,6 +273,40 @@ def test_bad_wfdb_records_are_skipped_with_reasons(tmp_path):
     ]
 
 
+def rename_record(base: Path, new: str) -> None:
+    """Give WFDB record `base` (its path without extension) the name `new`: its files and its header's lines."""
+    old = base.name
+    text = base.with_name(f"{old}.hea").read_text()
+    for f in list(base.parent.glob(f"{old}.*")):
+        f.rename(f.with_name(new + f.name[len(old) :]))
+    base.with_name(f"{new}.hea").write_text(text.replace(old, new), encoding="utf-8")
+
+
+@pytest.mark.parametrize("source", ["ptb-xl", "mimic-iv-ecg", "challenge-2021", "wfdb"])
+def test_every_converter_reads_records_with_non_ascii_names(source, tmp_path):
+    """`rä…` once read as `rÃ¤…` (the header decoded as Latin-1): "missing file", every record skipped."""
+    src = synth("challenge-2021" if source == "wfdb" else source, tmp_path / "src", 3, seed=5, progress=False)
+    for base in sorted(p.with_suffix("") for p in src.rglob("*.hea")):
+        rename_record(base, f"rä{base.name}")
+        for table in src.glob("*.csv"):  # ptbxl_database.csv and record_list.csv name records by path
+            table.write_text(table.read_text().replace(f"/{base.name}", f"/rä{base.name}"), encoding="utf-8")
+    stats = convert(source, src, tmp_path / "o.npy", max_skip_fraction=0, progress=False)
+    assert stats["skipped"] == [] and stats["records_kept"] == 3
+    assert all("/rä" in f"/{file}" for file in open_dump(tmp_path / "o.npy").index["file"])
+
+
+def test_a_header_without_a_sample_count_is_converted_whole(tmp_path):
+    x = lead_coded(LEADS, 35 * 500, 500, 6)
+    write_mat_record(tmp_path / "src" / "R1", x, 500, list(LEADS), [])
+    full, _ = read_record(tmp_path / "src" / "R1")
+    hea = tmp_path / "src" / "R1.hea"
+    lines = hea.read_text().splitlines()
+    hea.write_text("\n".join([" ".join(lines[0].split()[:3]), *lines[1:]]) + "\n")  # `R1 12 500`, no count
+    stats = convert("wfdb", tmp_path / "src", tmp_path / "w.npy", progress=False)
+    assert (stats["count"], stats["remainders"]["seconds"]) == (3, 5.0)
+    f16_close(open_dump(tmp_path / "w.npy").signals[2], full[:, 10000:15000])
+
+
 def test_cli_options_and_messages(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["code-15", "--help"])
@@ -258,4 +315,7 @@ def test_cli_options_and_messages(tmp_path, capsys):
         main(["wfdb", "--src", str(tmp_path), "--out", str(tmp_path / "x.npy"), "--highpass", "300"])
     with pytest.raises(UserError, match="no WFDB header"):
         main(["wfdb", "--src", str(tmp_path), "--out", str(tmp_path / "x.npy")])
+    for fs, why in (("0", "0 Hz is not a sampling rate"), ("1000000", "1e+06 Hz is not a sampling rate (between 1")):
+        with pytest.raises(UserError, match=rf"^--fs: {re.escape(why)}"):
+            main(["wfdb", "--src", str(tmp_path), "--out", str(tmp_path / "x.npy"), "--fs", fs])
     assert not list(tmp_path.iterdir())

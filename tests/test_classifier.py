@@ -244,10 +244,14 @@ def test_missing_leads_short_records_and_nan_are_named(ptbxl, runs, tmp_path, ca
     np.save(dump, signals)
     pd.read_csv(ptbxl / "p.index.csv").head(3).to_csv(tmp_path / "nan.index.csv", index=False)
     shutil.copy(ptbxl / "p.stats.json", tmp_path / "nan.stats.json")
-    with pytest.raises(UserError, match=r"nan\.npy: row 1 \(ecg_id 2\): NaN, infinite or out-of-range samples"):
+    with pytest.raises(
+        UserError, match=r"nan\.npy: holds 1 NaN and 0 infinite values \(the first in record 1, lead aVL, sample 10\)"
+    ):
         run_predict(release, dump, tmp_path / "q.csv")
     assert not (tmp_path / "q.csv").exists()
-    with pytest.raises(UserError, match=r"^predict: record 1 of x holds NaN or infinite samples"):
+    with pytest.raises(
+        UserError, match=r"^predict: x holds 1 NaN and 0 infinite values \(the first in record 1, lead aVL, sample 10\)"
+    ):
         myjepa.load_classifier(release).predict(signals, fs=100)
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import skip_or_fail
 
 import myjepa
 from myjepa.cluster.profile import multinode_resources
@@ -35,6 +36,7 @@ SETUP = REPO / ".ci" / "apptainer"
 CACHE = Path(os.environ.get("MYJEPA_CI_CACHE", Path.home() / ".cache" / "myjepa-ci"))
 SHARED_SECTIONS = ("files", "environment", "runscript", "test")
 MARKER = f"myjepa: in container myjepa-{myjepa.__version__}"
+REQUIRED = "MYJEPA_REQUIRE_APPTAINER"
 
 
 # ---- definition files, parsed here (no parser library checks what we need) ----------------------
@@ -163,6 +165,21 @@ def test_install_sh_needs_the_pinned_version_and_a_python(tmp_path):
     assert "no python '/nonexistent/python3' in the base image" in result.stderr
 
 
+def test_ci_requires_what_it_set_up(monkeypatch):
+    """.ci/run requires the container tests once .ci/apptainer succeeded, and the --compile tests always (it
+    installs g++): under MYJEPA_REQUIRE_*=1 a skip is a failure, so CI cannot pass by skipping them."""
+    run_script = (REPO / ".ci" / "run").read_text()
+    assert 'eval "$apptainer_env" && export MYJEPA_REQUIRE_APPTAINER=1' in run_script  # exit 0 of .ci/apptainer
+    assert "export MYJEPA_REQUIRE_COMPILER=1" in run_script and "-m pytest -rs" in run_script
+    monkeypatch.setenv(REQUIRED, "1")
+    monkeypatch.setenv("MYJEPA_APPTAINER_SKIP", "apptainer unavailable: no mirror")
+    with pytest.raises(pytest.fail.Exception, match=f"^{REQUIRED}=1 but apptainer unavailable: no mirror$"):
+        apptainer.__wrapped__()
+    monkeypatch.delenv(REQUIRED)
+    with pytest.raises(pytest.skip.Exception, match="^apptainer unavailable: no mirror$"):
+        apptainer.__wrapped__()
+
+
 def test_setup_failure_is_one_line_and_a_skip_reason(tmp_path):
     """An unreachable sid mirror stands for 'the suite moved': exit 3, the reason once, no image."""
     environ = dict(os.environ, MYJEPA_CI_CACHE=str(tmp_path), MYJEPA_CI_MIRROR="http://127.0.0.1:9/debian")
@@ -204,12 +221,13 @@ def apptainer_setup() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def apptainer() -> tuple[Path, Path]:
-    """(apptainer binary, CI image); skips with the setup's reason when there is no apptainer."""
+    """(apptainer binary, CI image); skips with the setup's reason when there is no apptainer, and fails instead
+    under MYJEPA_REQUIRE_APPTAINER=1 (.ci/run sets it once .ci/apptainer has set apptainer up)."""
     setup = apptainer_setup()
     if setup.get("MYJEPA_APPTAINER_SKIP"):
-        pytest.skip(setup["MYJEPA_APPTAINER_SKIP"])
+        skip_or_fail(setup["MYJEPA_APPTAINER_SKIP"], REQUIRED)
     if not setup.get("MYJEPA_APPTAINER"):
-        pytest.skip("apptainer is not set up here: run .ci/apptainer (CI does)")
+        skip_or_fail("apptainer is not set up here: run .ci/apptainer (CI does)", REQUIRED)
     if setup.get("MYJEPA_CI_IMAGE_ERROR"):
         pytest.fail(setup["MYJEPA_CI_IMAGE_ERROR"])
     binary, image = Path(setup["MYJEPA_APPTAINER"]), Path(setup.get("MYJEPA_CI_IMAGE", ""))
@@ -219,7 +237,7 @@ def apptainer() -> tuple[Path, Path]:
     if built_from and built_from.group(1) != image_inputs_hash():
         stale = f"{image} holds other sources than this tree: rerun .ci/apptainer"
         if not os.environ.get("MYJEPA_CI_IMAGE"):  # an earlier .ci/run's image, found in the cache
-            pytest.skip(stale)
+            skip_or_fail(stale, REQUIRED)
         pytest.fail(stale)  # the image this run's .ci/apptainer named must be this tree's
     return binary, image
 

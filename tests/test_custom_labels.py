@@ -106,5 +106,18 @@ def test_bad_labels_are_one_clear_message(ptbxl, tmp_path):
     fails(labels.drop(columns="fold"), r"bad.csv: no 'split' column \(train/val/test\) and no 'fold' column")
     fails(labels.rename(columns={"ecg_id": "id"}), r"bad.csv: the first column, 'id', must be the record id")
     fails(labels.assign(split="training"), r"bad.csv: split 'training' in data row 1 is not one of")
+    # tasks without an AUC once exited 0 with AUC nan
+    one_class = pd.DataFrame({"ecg_id": labels["ecg_id"], "fold": labels["fold"], "label": "SR"})
+    fails(one_class, r"bad.csv: the 'label' column holds one class, 'SR': a task needs two or more")
+    all_positive = labels.assign(ALL=1)
+    fails(all_positive, r"bad.csv: class\(es\) 'ALL' have no negative record in the train split")
+    a = np.where(labels["fold"] == 10, 1, np.arange(len(labels)) % 2)  # every test record is A, none is B
+    fails(
+        pd.DataFrame({"ecg_id": labels["ecg_id"], "fold": labels["fold"], "A": a, "B": 1 - a}),
+        r"bad.csv: no class has both positive and negative records in the test split, so its macro AUC is undefined",
+    )
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(UserError, match=r"folder.csv: a folder, not a CSV file"):
+        run_labels(ptbxl, tmp_path / "folder.csv", tmp_path / "out")
     with pytest.raises(UserError, match="--labels replaces --data-dir and --task"):
         run_labels(ptbxl, tmp_path / "good.csv", tmp_path / "out", "--task", "rhythm")

@@ -5,6 +5,7 @@ probe logs its AUC while pretraining runs.
 synth -> convert -> pretrain (tiny, online probe on) -> finetune --config linear, pretrained and random init.
 """
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from myjepa.encoders.load import encoder_or_baseline
 from myjepa.evaluate.finetune import main as finetune_main
 from myjepa.ingest.convert import main as convert_main
 from myjepa.pretrain.config import load_config
@@ -110,5 +112,12 @@ def test_the_online_probe_logs_its_auc_and_never_reads_the_test_fold(demo):
     assert [step for step, _ in probed] == list(range(0, PRETRAIN_STEPS + 1, interval))  # 0: before training
     assert all(0.5 < auc <= 1.0 for _, auc in probed)
     folds = pd.read_csv(demo / "ptb-xl.index.csv")["strat_fold"].to_numpy()
-    probe = OnlineProbe(ProbeOptions(demo / "ptb-xl.npy", demo / "ptb-xl", 9, 10), load_config("tiny"), seed=0)
+    cfg = load_config("tiny")
+    probe = OnlineProbe(ProbeOptions(demo / "ptb-xl.npy", demo / "ptb-xl", 9, 10), cfg, seed=0)
     assert set(folds[probe.rows["val"]]) == {9} and not np.isin(folds[probe.rows["train"]], [9, 10]).any()
+    assert len(probe.rows["train"]) == min(cfg.probe_records, int(np.isin(folds, range(1, 9)).sum()))
+    # the last logged AUC is this probe's on the final encoder (encoder.pt): what was logged is what was measured
+    final = encoder_or_baseline(demo / "pretrain" / "encoder.pt").encoder
+    assert probe(final, contextlib.nullcontext())["probe/auc"] == pytest.approx(probed[-1][1], abs=1e-4)
+    print(f"online probe AUC by step: {probed}")
+    assert probed[-1][1] > probed[0][1] + 0.05  # pretraining made the rhythm classes easier to read from the embeddings

@@ -186,9 +186,18 @@ def test_cached_and_uncached_predictions_match(data):
         assert np.abs(cached - direct).max() < 0.05 * cached.std()
 
 
-def test_uncached_linear_protocol_runs(data, tmp_path):
-    res = run(data, tmp_path, "--set", "feature_cache=false")
-    assert res["config"]["feature_cache"] is False and res["test_auc"] > 0.5
+def test_uncached_linear_protocol_equals_the_cached_run(data, linear_run, tmp_path):
+    """The same seed and steps without the feature cache: the same probe, up to the cache's float16 tokens."""
+    cached_out, cached = linear_run
+    res = run(
+        data, tmp_path, "--seed", "3", "--set", "steps=80", "--set", "eval_interval=20", "--set", "feature_cache=false"
+    )
+    assert res["config"]["feature_cache"] is False and cached["config"]["feature_cache"] is True
+    assert (res["steps"], res["n_test"]) == (cached["steps"], cached["n_test"])
+    uncached_scores = np.load(tmp_path / "predictions.npz")["test_scores"]
+    cached_scores = np.load(cached_out / "predictions.npz")["test_scores"]
+    np.testing.assert_allclose(uncached_scores, cached_scores, atol=5e-3)
+    assert res["test_auc"] == pytest.approx(cached["test_auc"], abs=5e-3)
 
 
 def test_finetune_then_finetune_after_linear(data, linear_run, tmp_path):
@@ -205,6 +214,16 @@ def test_finetune_then_finetune_after_linear(data, linear_run, tmp_path):
         config="finetune_after_linear",
     )
     assert res2["protocol"] == "finetune_after_linear"
+    # a step too small to move anything: the predictions are the linear run's, so --init loaded its head and encoder
+    still = ["--set", "steps=1", "--set", "eval_interval=1", "--set", "lr=1e-12", "--set", "min_lr=1e-12"]
+    init = ["--init", str(linear_out / "best_ckpt.pt"), "--seed", "3"]
+    run(data, tmp_path / "still", *init, *still, config="finetune_after_linear")
+    linear_scores = np.load(linear_out / "predictions.npz")["test_scores"]
+    after = np.load(tmp_path / "still" / "predictions.npz")["test_scores"]
+    run(data, tmp_path / "fresh", "--seed", "3", *still, config="finetune")  # the same, with a new head
+    fresh = np.load(tmp_path / "fresh" / "predictions.npz")["test_scores"]
+    np.testing.assert_allclose(after, linear_scores, atol=1e-3)
+    assert np.abs(fresh - linear_scores).max() > 0.1
     with pytest.raises(UserError, match="needs --init"):
         run(data, tmp_path / "x", config="finetune_after_linear")
     with pytest.raises(UserError, match="trained for task 'rhythm'"):

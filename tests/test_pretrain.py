@@ -1,11 +1,13 @@
 import json
 import os
+import re
 import signal
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from conftest import synthetic_ecg, write_dump
 
 import myjepa.pretrain.train as pretrain
@@ -16,6 +18,7 @@ from myjepa.pretrain import checkpoints
 from myjepa.pretrain.batches import CropBatches, SourceNorm, open_sources
 from myjepa.pretrain.config import load_config
 from myjepa.pretrain.masks import MaskCollator
+from myjepa.release import export
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -187,6 +190,30 @@ def test_bad_inputs_are_user_errors(small_dump, tmp_path):
         run(small_dump, tmp_path / "o", "accum_steps=3")
 
 
+def test_a_config_naming_other_datasets_records_the_dumps_sampled(small_dump, tmp_path, capsys):
+    """`--data ptb-xl=...` with a config whose `datasets` name only mimic-iv-ecg trained without a word, and its
+    release then reported one set of datasets in its config and another as its data."""
+    out = tmp_path / "run"
+    argv = ["--data", f"ptb-xl={small_dump}", "--out", str(out), "--config", "tiny", "--set", *FAST, "steps=2"]
+    assert pretrain.main(argv) == 0
+    assert (
+        "pretrain: the config's datasets {'mimic-iv-ecg': 1.0} name none of the --data dumps (ptb-xl): each is "
+        "sampled with weight 1; the run records datasets {'ptb-xl': 1.0}\n"
+    ) in capsys.readouterr().err
+    for name in ("encoder.pt", "last_ckpt.pt"):
+        assert checkpoints.read(out / name).run.config["datasets"] == {"ptb-xl": 1.0}
+    assert yaml.safe_load((out / "config.yaml").read_text())["datasets"] == {"ptb-xl": 1.0}
+    assert export.main(["--encoder", str(out / "encoder.pt"), "--out", str(tmp_path / "release")]) == 0
+    release = json.loads((tmp_path / "release" / "config.json").read_text())["pretraining"]
+    assert list(release["config"]["datasets"]) == [d["name"] for d in release["data"]] == ["ptb-xl"]
+    two = ["--set", "datasets={mimic-iv-ecg: 1.0, ptb-xl: 1.0}"]
+    assert run(small_dump, tmp_path / "two", *two, steps=2) == 0  # --data gives mimic-iv-ecg only
+    assert "also name ptb-xl, which --data does not give; the run records datasets {'mimic-iv-ecg': 1.0}" in (
+        capsys.readouterr().err
+    )
+    assert checkpoints.read(tmp_path / "two" / "encoder.pt").run.config["datasets"] == {"mimic-iv-ecg": 1.0}
+
+
 def test_folds_and_weights_select_what_is_sampled(tmp_path):
     """Each record is constant at its row number, so a crop shows which record it came from."""
     n = 20
@@ -295,7 +322,14 @@ def test_a_step_to_non_finite_weights_is_never_checkpointed(small_dump, tmp_path
     sets = ["lr=1e6", "checkpoint_interval=1", f"log_interval={log_interval}", "probe_interval=7"]
     assert run(small_dump, out, *sets, steps=60) == pretrain.EXIT_NONFINITE
     err = capsys.readouterr().err
-    assert "myjepa: error: non-finite" in err and "try a lower lr" in err
+    stopped = re.search(
+        r"myjepa: error: non-finite (?:weights after|loss at) step (\d+); stopping, (\S+) holds step (\d+)", err
+    )
+    assert stopped and "try a lower lr" in err, err
+    # the step before the failure was checkpointed (checkpoint_interval=1), and nothing after it
+    failed, kept = int(stopped.group(1)), int(stopped.group(3))
+    assert stopped.group(2) == str(out / "last_ckpt.pt") and kept == failed - 1 >= 1
+    assert checkpoints.read(out / "last_ckpt.pt").step == kept
     for name in ("last_ckpt.pt", "best_ckpt.pt", "encoder.pt"):
         if (out / name).is_file():
             saved = checkpoints.read(out / name)

@@ -1,11 +1,14 @@
 """Releases: export -> load -> the encoder's own embeddings; a damaged release is refused; `myjepa embed`
 on real PTB-XL records at 100 Hz equals embed on the same records resampled to 500 Hz beforehand."""
 
+import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import conftest
@@ -13,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_reliability import in_namespace
 
 import myjepa
 from myjepa import LEADS
@@ -313,3 +317,185 @@ def test_export_replaces_a_release_only_with_overwrite_and_never_an_input(run, r
             + ["--overwrite"]
         )
     assert json.loads((results / "config.json").read_text())["task"] == "rhythm"
+
+
+# ---- hostile input (issue 23) -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["last_ckpt.pt", "best_ckpt.pt"])
+def test_load_export_and_embed_take_the_runs_other_checkpoints(run, tmp_path, name):
+    """Every entry point that takes an encoder takes last_ckpt.pt and best_ckpt.pt as finetune does (they once
+    ended in `TypeError: string indices must be integers`)."""
+    ckpt = run["encoder"].parent / name
+    x = conftest.synthetic_ecg(3, length=2500, seed=6)
+    model = myjepa.load_encoder(ckpt)
+    assert model.contract == myjepa.load_encoder(run["encoder"]).contract
+    expected = model.embed(x, fs=500).numpy()
+    assert export.main(["--encoder", str(ckpt), "--out", str(tmp_path / "rel")]) == 0
+    config = json.loads((tmp_path / "rel" / "config.json").read_text())
+    assert config["pretraining"]["step"] == torch.load(ckpt, weights_only=True)["step"]
+    np.testing.assert_array_equal(myjepa.load_encoder(tmp_path / "rel").embed(x, fs=500).numpy(), expected)
+    emb, _ = run_embed(ckpt, run["dump"], tmp_path / "emb.npy")
+    dump = np.load(run["dump"]).astype(np.float32)
+    np.testing.assert_allclose(emb, model.embed(dump, fs=500).numpy(), rtol=1e-5, atol=1e-6)
+    if name == "last_ckpt.pt":  # written at the run's last step, as encoder.pt: the same weights
+        np.testing.assert_array_equal(expected, myjepa.load_encoder(run["encoder"]).embed(x, fs=500).numpy())
+
+
+@pytest.mark.parametrize("fs", [0, -1, float("nan"), float("inf"), 1e-3, 1e9, "500", True, None])
+def test_embed_refuses_a_rate_that_is_not_one(release, fs):
+    x = conftest.synthetic_ecg(2, length=2500, seed=1)
+    with pytest.raises(UserError, match=r"^embed: fs: .* is not (a sampling rate \(between 1 and|a number of Hz)"):
+        myjepa.load_encoder(release).embed(x, fs=fs)
+
+
+def test_embed_takes_any_real_number_as_fs(release):
+    x = conftest.synthetic_ecg(2, length=2500, seed=1)
+    model = myjepa.load_encoder(release)
+    expected = model.embed(x, fs=500).numpy()
+    for fs in (500.0, np.int64(500), np.float32(500), torch.tensor(500)):
+        np.testing.assert_array_equal(model.embed(x, fs=fs).numpy(), expected)
+    with pytest.raises(UserError, match=r"^embed: fs: array\(\[500, 250\]\) is not a number of Hz$"):
+        model.embed(x, fs=np.array([500, 250]))
+
+
+def test_embed_of_no_records_is_empty(release, tmp_path):
+    z = myjepa.load_encoder(release).embed(np.zeros((0, 12, 2500), np.float32), fs=250)
+    assert z.shape == (0, 32) and z.dtype == torch.float32
+    stats = {"mean": [0.0] * 12, "std": [1.0] * 12}
+    empty = conftest.write_dump(tmp_path / "empty.npy", np.zeros((0, 12, 2500), np.float32), stats=stats)
+    emb, index = run_embed(release, empty, tmp_path / "e.npy")
+    assert emb.shape == (0, 32) and len(index) == 0 and list(index.columns) == ["subject_id", "study_id", "file"]
+
+
+@pytest.mark.parametrize("value, counts", [(np.nan, "1 NaN and 0"), (np.inf, "0 NaN and 1"), (-np.inf, "0 NaN and 1")])
+def test_embed_refuses_nan_and_infinite_values_naming_the_first(release, value, counts):
+    """They once came back as a row of NaN, without a word."""
+    x = conftest.synthetic_ecg(3, length=2500, seed=1)
+    x[2, 4, 100] = value
+    where = r"\(the first in record 2, lead aVL, sample 100\); embed takes finite millivolts"
+    for given in (x, torch.from_numpy(x), x.astype(np.float64)):
+        with pytest.raises(UserError, match=rf"^embed: x holds {counts} infinite values {where}"):
+            myjepa.load_encoder(release).embed(given, fs=500)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.uint16, bool])
+def test_embed_refuses_integers_which_are_no_millivolts(release, dtype):
+    x = np.ones((2, 12, 2500), dtype=dtype)
+    with pytest.raises(UserError, match=rf"^embed: x holds {np.dtype(dtype)} values; embed takes millivolts as float"):
+        myjepa.load_encoder(release).embed(x, fs=500)
+
+
+def test_embed_warns_when_the_values_are_too_large_for_millivolts(release):
+    model = myjepa.load_encoder(release)
+    x = conftest.synthetic_ecg(3, length=2500, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.embed(x, fs=500)  # millivolts: no warning
+    with pytest.warns(UserWarning, match=r"^embed: x peaks at \d+ mV .*are these ADC counts or microvolts\?$"):
+        model.embed(x * 1000, fs=500)  # microvolts
+
+
+def test_embed_names_a_dump_row_with_nan_and_says_what_it_interpolated(release, tmp_path, capsys):
+    x = conftest.synthetic_ecg(5, length=2500, seed=1)
+    stats = {"mean": x.mean(axis=(0, 2)).tolist(), "std": x.std(axis=(0, 2)).tolist()}  # a hand-made dump's
+    x[3, 1, 7] = np.nan
+    dump = conftest.write_dump(tmp_path / "d.npy", x, stats=stats)
+    with pytest.raises(UserError, match=r"d\.npy: holds 1 NaN and 0 infinite values \(the first in record 3, lead II"):
+        run_embed(release, dump, tmp_path / "e.npy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.index.csv", "d.npy", "d.stats.json"]
+    write_record(tmp_path / "src" / "a", x[3], 500, list(LEADS))  # WFDB keeps NaN as 'no sample': filled
+    emb, _ = run_embed(release, tmp_path / "src", tmp_path / "e.npy")
+    assert "embed: 1 NaN samples interpolated linearly (as the converters do)" in capsys.readouterr().out
+    assert np.isfinite(emb).all()
+
+
+def test_embed_reads_records_with_non_ascii_names(release, tmp_path):
+    """`rä1` once read as `rÃ¤1` (its header decoded as Latin-1): "missing file". A name that is not UTF-8 at
+    all is read too, and written into the index with escapes."""
+    x = conftest.synthetic_ecg(3, length=1000, fs=100, seed=2)
+    write_record(tmp_path / "src" / "données" / "rä1", x[0], 100, list(LEADS))
+    write_record(tmp_path / "src" / "r2", x[1], 100, list(LEADS))
+    latin1 = os.fsdecode(b"r\xe43")  # the bytes of `rä3` in Latin-1: no UTF-8
+    write_record(tmp_path / "src" / latin1, x[2], 100, list(LEADS))
+    emb, index = run_embed(release, tmp_path / "src", tmp_path / "e.npy")
+    assert list(index["file"]) == ["données/rä1", "r2", "r\\udce43"]
+    expected = myjepa.load_encoder(release).embed(np.stack([read_record(tmp_path / "src" / f)[0] for f in
+                                                             ("données/rä1", "r2", latin1)]), fs=100)  # fmt: skip
+    np.testing.assert_allclose(emb, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def edit_release(release: Path, folder: Path, edit) -> Path:
+    shutil.copytree(release, folder)
+    config = json.loads((folder / "config.json").read_text())
+    edit(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["input"].update(mean=c["input"]["mean"][:11]), r"input\.mean: 12 values expected .*got 11"),
+        (lambda c: c["input"].update(std=[0.0] * 12), r"input\.std: .* not a finite positive number"),
+        (lambda c: c["input"].update(mean=[float("nan")] * 12), r"input\.mean: .* not a finite number"),
+        (lambda c: c["input"].update(fs=250), r"input\.fs: 250, but the encoder takes 500 Hz"),
+        (lambda c: c["input"].update(crop=1251), r"input\.crop: 1251, not a multiple of the patch size 25"),
+        (lambda c: c["input"].update(crop=10**6), r"input\.crop: 1000000, not a multiple of the patch size 25 up to"),
+        (lambda c: c["input"].update(stride=0), r"input\.stride: 0, not a positive whole number"),
+        (lambda c: c["input"].update(leads=c["input"]["leads"][::-1]), r"input\.leads: \['V6', .*encoder takes"),
+        (lambda c: c["input"].update(units="uV"), r"input\.units: 'uV'; a MyJEPA encoder takes mV"),
+        (lambda c: c["embedding"].update(dim=7), r"embedding\.dim must be the encoder's dim 32"),
+        (lambda c: c["pretraining"].update(step="last"), r"pretraining\.step must be a step number, got 'last'"),
+    ],
+)
+def test_a_release_is_checked_completely_when_it_is_loaded(release, tmp_path, edit, message):
+    """A config.json with 11 means once loaded, and `embed` crashed later."""
+    bad = edit_release(release, tmp_path / "bad", edit)
+    with pytest.raises(UserError, match=rf"^{bad / 'config.json'}: {message}"):
+        myjepa.load_encoder(bad)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_a_releases_files_follow_the_umask(run, tmp_path, umask):
+    """model.safetensors was written 0600: colleagues on a cluster could not read a shared release."""
+    previous = os.umask(umask)
+    try:
+        assert export.main(["--encoder", str(run["encoder"]), "--out", str(tmp_path / "rel")]) == 0
+    finally:
+        os.umask(previous)
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in (tmp_path / "rel").iterdir()}
+    assert modes == dict.fromkeys(["MODEL_CARD.md", "config.json", "model.safetensors"], 0o666 & ~umask)
+
+
+def test_exports_of_the_same_encoder_are_the_same_bytes(run, tmp_path):
+    digests = set()
+    for i in range(4):
+        out = tmp_path / f"r{i}"
+        assert export.main(["--encoder", str(run["encoder"]), "--out", str(out), "--name", "same"]) == 0
+        digests.add(tuple(hashlib.sha256((out / f).read_bytes()).hexdigest() for f in sorted(os.listdir(out))))
+    assert len(digests) == 1
+
+
+@pytest.mark.parametrize("device", ["cuda:99", "nonsense"])
+def test_embed_refuses_a_device_this_torch_cannot_use(run, release, tmp_path, device):
+    with pytest.raises(UserError, match=rf"^--device {device}: not usable here \(.*; torch .*, \d+ GPU\(s\)\)$"):
+        run_embed(release, run["dump"], tmp_path / "e.npy", "--device", device)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "size, message",
+    [
+        ("8k", "{mnt}/e.npy: needs 25.7 kB but {mnt} has only 8.2 kB free"),  # was a Bus error and a temporary file
+        ("28k", "{mnt}/e.index.csv: No space left on device"),  # room for the embeddings only; was no file named
+    ],
+)
+def test_embed_into_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(release, tmp_path, size, message):
+    dump = conftest.write_dump(tmp_path / "d.npy", conftest.synthetic_ecg(200, length=1250, seed=2))
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cmd = [sys.executable, "-m", "myjepa", "embed", "--encoder", str(release), "--src", str(dump)]
+    proc = in_namespace(f"mount -t tmpfs -o size={size} tmpfs {mnt}", f"ls -A {mnt}", *cmd, "--out", f"{mnt}/e.npy")
+    assert proc.returncode == 2 and proc.stdout.splitlines()[-1].startswith("embed: ")  # ls: nothing left
+    assert proc.stderr.splitlines()[-1] == "myjepa: error: " + message.format(mnt=mnt)

@@ -17,6 +17,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -282,12 +283,23 @@ def test_a_failed_rename_never_mixes_old_and_new_sidecars(tree, tmp_path, monkey
         ({"std": [1.0] * 11 + [None]}, "key 'std' has None for lead V6; expected a finite number"),
         ({"mean": [float("nan")] + [0.0] * 11}, "key 'mean' has nan for lead I"),
         ({"std": [-1.0] + [1.0] * 11}, "key 'std' has -1.0 for lead I"),
-        ({"fs": "fast"}, "key 'fs' must be a positive number, got 'fast'"),
+        ({"fs": "fast"}, "key 'fs': 'fast' is not a number of Hz"),
+        ({"fs": float("nan")}, "key 'fs': nan Hz is not a sampling rate (between 1 and 100000 Hz)"),
+        ({"fs": float("inf")}, "key 'fs': inf Hz is not a sampling rate"),
+        ({"fs": 0}, "key 'fs': 0 Hz is not a sampling rate"),
     ],
 )
 def test_malformed_dump_stats_are_named(tmp_path, stats, message):
     path = write_dump(tmp_path / "d.npy", synthetic_ecg(2, length=100), stats=stats)
     with pytest.raises(UserError, match=re.escape(f"{tmp_path}/d.stats.json: {message}")):
+        open_dump(path)
+
+
+def test_a_dump_of_integers_is_refused(tmp_path):
+    """Integers (ADC counts) would be read as millivolts, hundreds of times too large."""
+    path = write_dump(tmp_path / "d.npy", synthetic_ecg(2, length=100))
+    np.save(path, (np.load(path) * 1000).astype(np.int16))
+    with pytest.raises(UserError, match=rf"^{path}: holds int16 values; a dump holds millivolts as floats"):
         open_dump(path)
 
 
@@ -357,3 +369,27 @@ def test_header_rates_and_lead_names_are_checked(tmp_path):
         db["filename_lr"][1]: "lead I appears twice (signals 1 and 2 of the header)",
     }
     assert stats["count"] == 2
+
+
+def test_a_folder_where_a_file_belongs_is_named_a_folder(tmp_path):
+    """A folder given where a file belongs once read as "not found" (`--labels FOLDER`, issue 23)."""
+    from myjepa.ingest.convert import main as convert_main
+    from myjepa.pretrain.train import main as pretrain_main
+    from myjepa.release.export import main as export_main
+
+    folder = tmp_path / "x.yaml"  # a folder, named as the file it stands in for
+    folder.mkdir()
+    dump = write_dump(tmp_path / "d.npy", synthetic_ecg(2, length=100))
+    cases = [
+        (lambda: open_dump(folder), f"dump {folder}: a folder, not a file"),
+        (lambda: pretrain_main(["--data", f"a={dump}", "--out", str(tmp_path / "o"), "--config", str(folder)]),
+         f"config file {folder}: a folder, not a file"),
+        (lambda: export_main(["--encoder", str(folder), "--out", str(tmp_path / "r")]),
+         f"--encoder {folder}: a folder, not a file"),
+        (lambda: convert_main(["merge", str(folder), "--out", str(tmp_path / "m.npy")]),
+         f"merge: {folder}: a folder, not a file"),
+        (lambda: checkpoint.load(folder), f"checkpoint {folder}: a folder, not a file"),
+    ]  # fmt: skip
+    for call, message in cases:
+        with pytest.raises(UserError, match=f"^{re.escape(message)}"):
+            call()

@@ -3,49 +3,49 @@ folders, overrides that make no sense. (Conversion and the files it writes: test
 
 from __future__ import annotations
 
-import errno
 import re
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from test_finetune import QUICK, data  # noqa: F401 (the module-scoped PTB-XL-like fixture)
-from test_pretrain import run
+from test_pretrain import FAST, run
 from test_reliability import in_namespace, read_only
 
 from myjepa.errors import UserError
-from myjepa.utils import checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-# what torch.save really raises on a full tmpfs (checked with `unshare -rm` and a 1 MB tmpfs)
-TORCH_FULL_DISK = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
 
-
-@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"), TORCH_FULL_DISK])
-def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_previous_one(small_dump, tmp_path, monkeypatch, error):
-    save = torch.save
-    lasts = []
-
-    def fills_the_disk(obj, path):  # the second last_ckpt.pt (step 8) finds the disk full
-        save(obj, path)  # with the partial file a full disk leaves
-        if Path(path).name.startswith(".last_ckpt.pt.tmp"):
-            lasts.append(path)
-            if len(lasts) == 2:
-                raise error
-
-    monkeypatch.setattr(checkpoint.torch, "save", fills_the_disk)
-    out = tmp_path / "run"
-    with pytest.raises(UserError) as info:
-        run(small_dump, out, "checkpoint_interval=4", "log_interval=4", "probe_interval=4", steps=8)
-    why = "No space left on device" if isinstance(error, OSError) else "the write failed"
+@pytest.mark.slow
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_previous_one(small_dump, tmp_path):
+    """Pretraining into a tmpfs with room for the checkpoints of step 4 but not for a third one beside them: the
+    save at step 8 fails, the previous checkpoint is kept and loads, and no temporary file is left."""
+    sets = ["checkpoint_interval=4", "log_interval=4", "probe_interval=4"]
+    reference = tmp_path / "reference"  # the sizes of this run's files
+    assert run(small_dump, reference, *sets, steps=4) == 0
+    argv = ["-m", "myjepa", "pretrain", "--data", f"mimic-iv-ecg={small_dump}", "--config", "tiny", "--set", *FAST]
+    argv += [*sets, "steps=8"]
+    ckpt, encoder = (reference / "last_ckpt.pt").stat().st_size, (reference / "encoder.pt").stat().st_size
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    out = mnt / "run"
+    show = f"import torch; print('step', torch.load('{out}/last_ckpt.pt', weights_only=True)['step'])"
+    proc = in_namespace(
+        f"mount -t tmpfs -o size={int(2.5 * ckpt) + encoder} tmpfs {mnt}",
+        f"ls -A {out}; {sys.executable} -c \"{show}\"",
+        sys.executable, *argv, "--out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    error = proc.stderr.strip().splitlines()[-1]
     assert re.fullmatch(
-        rf"{out}/last_ckpt.pt: cannot save \({why}, [\d.]+ MB free in {out}\); the previous last_ckpt.pt is kept",
-        str(info.value),
-    )
-    assert torch.load(out / "last_ckpt.pt", weights_only=True)["step"] == 4
-    assert not list(out.glob(".*tmp*"))
+        rf"myjepa: error: {out}/(last|best)_ckpt.pt: cannot save \((No space left on device|the write failed), "
+        rf"[\d.]+ MB free in {out}\); the previous \1_ckpt.pt is kept",
+        error,
+    ), proc.stderr
+    listing = proc.stdout.splitlines()
+    assert listing[-1] == "step 4", proc.stdout  # last_ckpt.pt of step 4 loads
+    assert "last_ckpt.pt" in listing and not [f for f in listing if ".tmp" in f]
 
 
 @pytest.mark.parametrize(
@@ -56,12 +56,22 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_keeps_the_previous_one(smal
         ("lr=.inf", "override: key 'lr': expected a finite number, got inf"),
         ("warmup_steps=-5", "warmup_steps must be 0 or more, got -5"),
         ("min_lr=0.1", "need 0 <= min_lr <= lr, got min_lr 0.1, lr 0.001"),
+        ("fs=0", "fs: 0 Hz is not a sampling rate (between 1 and 100000 Hz)"),
+        ("fs=1000000", "fs: 1e+06 Hz is not a sampling rate (between 1 and 100000 Hz)"),
     ],
 )
 def test_senseless_overrides_are_config_errors(small_dump, tmp_path, override, message):
     """Defects 5 and 7: patch_size=0 was a ZeroDivisionError traceback, lr=.nan and warmup_steps=-5 ran."""
     with pytest.raises(UserError, match=f"^{re.escape(message)}$"):
         run(small_dump, tmp_path / "run", override)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this torch has CUDA: --device cuda is usable")
+def test_pretrain_on_a_device_this_torch_cannot_use_is_one_line(small_dump, tmp_path):
+    """A CPU-only torch asked for --device cuda once ended in an AssertionError traceback."""
+    with pytest.raises(UserError, match=r"^--device cuda: not usable here \(no CUDA device"):
+        run(small_dump, tmp_path / "run", "--device", "cuda", steps=1)
     assert not (tmp_path / "run").exists()
 
 

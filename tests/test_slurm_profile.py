@@ -95,6 +95,50 @@ def test_sinfo_without_nodes_is_skipped_and_garbage_is_one_line():
         parse_sinfo("cpu 2 8")
 
 
+@pytest.mark.parametrize(
+    "line", ["cpu*|2|-4|1000|(null)", "cpu*|2|8|-1000|(null)", "cpu*|-2|8|1000|(null)", "cpu*|2|0|1000|(null)"]
+)
+def test_sinfo_with_negative_or_no_cpus_or_memory_is_refused(line):
+    """A profile once asked for negative threads and memory when sinfo reported them."""
+    with pytest.raises(UserError, match=r"^cannot use this sinfo line \(nodes, CPUs and memory must be positive.*: "):
+        parse_sinfo(line + "\ngpu|1|8|1000|gpu:1\n")
+
+
+def fake_slurm(folder: Path, sinfo: bytes, scontrol: bytes = b"") -> dict[str, str]:
+    """An environment whose PATH has only `sinfo` and `scontrol` printing the given bytes."""
+    folder.mkdir()
+    for name, output in (("sinfo", sinfo), ("scontrol", scontrol)):
+        (folder / f"{name}.out").write_bytes(output)
+        (folder / name).write_text(f"#!/bin/sh\ncat '{folder / name}.out'\n")
+        (folder / name).chmod(0o755)
+    return {**os.environ, "PATH": f"{folder}:/usr/bin:/bin", "XDG_CONFIG_HOME": str(folder.parent / "xdg")}
+
+
+def test_sinfo_printing_bytes_that_are_not_utf8_is_one_line(tmp_path):
+    """Once a UnicodeDecodeError traceback; a partition's name is used as text in the profile."""
+    sinfo = b"cpu*|1|2|1000|(null)\ng\xfcpu|1|2|1000|gpu:1\n"
+    scontrol = b"PartitionName=cpu Default=YES State=UP MaxTime=UNLIMITED AllowGroups=\xff\n"
+    env = fake_slurm(tmp_path / "bin", sinfo, scontrol)
+    for extra in ([], ["--check"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "myjepa", "slurm-profile", *extra], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == (
+            "myjepa: error: cannot read this sinfo line (bytes that are not UTF-8 text): 'g\\udcfcpu|1|2|1000|gpu:1'; "
+            "nothing written\n"
+        )
+        assert not (tmp_path / "xdg").exists()
+    # a byte that is not text where nothing is read from it (scontrol's AllowGroups) is no problem
+    env = fake_slurm(tmp_path / "ok", b"cpu*|1|2|1000|(null)\ngpu|1|2|1000|gpu:1\n", scontrol)
+    proc = subprocess.run(
+        [sys.executable, "-m", "myjepa", "slurm-profile", "--no-container"], cwd=ROOT, env=env, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "xdg" / "snakemake" / "slurm" / "config.yaml").is_file()
+
+
 def test_ci_cluster_facts():
     parts = cluster("ci")
     assert list(parts) == ["cpu", "gpu"]
@@ -167,6 +211,11 @@ def test_flags_override_guesses():
             {"gpu_model": "a100", "gpus_per_job": 4, "nodes_per_job": 3},
             "--nodes-per-job 3: partition 'gpu' has 2 nodes with 4 GPUs of model 'a100'",
         ),
+        (
+            {"gpus_per_job": 0},
+            "--gpus-per-job 0: must be at least 1 (pretraining needs a GPU)",
+        ),  # once blamed the nodes
+        ({"gpus_per_job": -2}, "--gpus-per-job -2: must be at least 1"),
     ],
 )
 def test_impossible_flags_are_one_line_errors(change, message):
@@ -281,6 +330,25 @@ def test_check_reports_each_problem_in_one_line(tmp_path):
         "finetune: partition 'gpu-old' does not exist (partitions: standard, gpu, gpu-small, debug)",
         f"image {image} does not exist; build it: apptainer build containers/myjepa.sif containers/myjepa.def",
         f"bind directory {data} does not exist (apptainer-args in {path})",
+    ]
+
+
+def test_check_reports_amounts_below_one(tmp_path):
+    """--check once passed a profile asking for negative threads and memory."""
+    parts = cluster("ci")
+    path = tmp_path / "config.yaml"
+    profile = yaml.safe_load(render(propose(parts, flags(no_container=True), REAL), parts, "x"))
+    profile["default-resources"]["mem_mb"] = -4000
+    profile["set-resources"]["pretrain"]["cpus_per_gpu"] = -2
+    profile["set-resources"]["finetune"]["gpu"] = -1
+    profile["set-threads"] = {"convert_ptbxl": -2, "merge_shards": 0}
+    path.write_text(yaml.safe_dump(profile, sort_keys=False))
+    assert check_profile(path, parts, REAL) == [
+        "default-resources: mem_mb -4000 is not a usable amount (at least 1)",
+        "pretrain: cpus_per_gpu -2 is not a usable amount (at least 1)",
+        "finetune: gpu -1 is not a usable amount (at least 0)",
+        "convert_ptbxl: set-threads -2 is not a usable amount (at least 1)",
+        "merge_shards: set-threads 0 is not a usable amount (at least 1)",
     ]
 
 

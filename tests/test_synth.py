@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -201,17 +202,32 @@ def test_sample_profile_sets_waveform_parameters_from_labels():
     assert all(h.pvc_count > 0 for h in by("PVC"))
 
 
-def test_cli_refuses_to_overwrite_and_validates(tmp_path):
-    (tmp_path / "x").mkdir()
-    (tmp_path / "x" / "keep").write_text("mine")
-    with pytest.raises(UserError, match="exists and is not empty"):
-        main(["--layout", "ptb-xl", "--out", str(tmp_path / "x"), "--records", "3"])
-    assert (tmp_path / "x" / "keep").read_text() == "mine"
+def test_cli_replaces_only_a_synthetic_dataset_and_validates(tmp_path):
+    """`--overwrite` once removed whatever --out named (a home folder, a project)."""
+    mine = tmp_path / "x"
+    mine.mkdir()
+    (mine / "keep").write_text("mine")
+    for extra in ([], ["--overwrite"]):
+        with pytest.raises(UserError, match=r"x: holds files `myjepa synth` did not write \(no \.myjepa-synth\.json\)"):
+            main(["--layout", "ptb-xl", "--out", str(mine), "--records", "3", *extra])
+    (tmp_path / "file").write_text("mine too")
+    (tmp_path / "link").symlink_to(mine, target_is_directory=True)
+    for name, what in (("file", "a file"), ("link", "a symbolic link")):
+        with pytest.raises(UserError, match=rf"^--out .*{name}: {what}; give a new or empty folder$"):
+            main(["--layout", "ptb-xl", "--out", str(tmp_path / name), "--records", "3", "--overwrite"])
+    assert (mine / "keep").read_text() == "mine" and (tmp_path / "file").read_text() == "mine too"
     with pytest.raises(UserError, match="--records 0"):
         main(["--layout", "ptb-xl", "--out", str(tmp_path / "y"), "--records", "0"])
-    assert (
-        main(["--layout", "mimic-iv-ecg", "--out", str(tmp_path / "x"), "--records", "3", "--overwrite", "--quiet"])
-        == 0
-    )
-    assert not (tmp_path / "x" / "keep").exists() and (tmp_path / "x" / "record_list.csv").is_file()
+    (tmp_path / "empty").mkdir()
+    assert main(["--layout", "mimic-iv-ecg", "--out", str(tmp_path / "empty"), "--records", "3", "--quiet"]) == 0
+    synthetic = tmp_path / "empty"
+    assert json.loads((synthetic / ".myjepa-synth.json").read_text()) == {
+        "layout": "mimic-iv-ecg",
+        "records": 3,
+        "seed": 0,
+    }
+    with pytest.raises(UserError, match=r"empty: holds a synthetic dataset; pass --overwrite to replace it"):
+        main(["--layout", "ptb-xl", "--out", str(synthetic), "--records", "3"])
+    assert main(["--layout", "ptb-xl", "--out", str(synthetic), "--records", "3", "--overwrite", "--quiet"]) == 0
+    assert (synthetic / "ptbxl_database.csv").is_file() and not (synthetic / "record_list.csv").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

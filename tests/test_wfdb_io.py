@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
 import wfdb
 
 from myjepa.ingest.resample import resample_poly
 from myjepa.ingest.wfdb_io import RecordError, parse_header, read_header, read_record, write_record
+from myjepa.synth.code15_challenge import write_mat_record
 
 SAMPLE = Path(__file__).parent / "data" / "ptb-xl-sample"
 
@@ -62,11 +64,38 @@ def test_write_record_round_trips_through_wfdb(tmp_path):
         ("rec 12 500 5000\nrec.dat 16 200/mV 16 0 0 0 0 I\n", "declares 12 signals but has 1"),
         ("rec 1 500 5000\nrec.dat 16 abc/mV 16 0 0 0 0 I\n", "bad signal line"),
         ("rec 1 500 5000\nrec.dat sixteen 200/mV 16 0 0 0 0 I\n", "bad format field"),
+        ("rec 1 500 5000\nrec.dat 16 1e999/mV 16 0 0 0 0 I\n", "bad signal line"),  # an infinite gain
     ],
 )
 def test_bad_headers_raise_record_errors(text, message):
     with pytest.raises(RecordError, match=message):
         parse_header(text, "rec.hea")
+
+
+@pytest.mark.parametrize("rate", ["nan", "inf", "-inf", "0", "-500", "0.0001", "1e9"])
+def test_a_header_whose_rate_is_not_one_is_a_record_error(rate):
+    with pytest.raises(RecordError, match=r"unreadable header rec.hea: sampling frequency .* is not a sampling rate"):
+        parse_header(f"rec 1 {rate} 5000\nrec.dat 16 200/mV 16 0 0 0 0 I\n", "rec.hea")
+
+
+@pytest.mark.parametrize("fmt", ["16", "212", "mat"])
+def test_a_header_without_a_sample_count_reads_the_whole_signal_file(tmp_path, fmt):
+    """WFDB allows a record line without the number of samples: the signal file's size gives it."""
+    x = np.random.default_rng(1).normal(0, 0.5, (12, 2345))
+    names = [f"L{i}" for i in range(12)]
+    if fmt == "mat":
+        write_mat_record(tmp_path / "r", x, 500, names, [])
+    else:
+        wfdb.wrsamp("r", 500, ["mV"] * 12, names, x.T, fmt=[fmt] * 12, adc_gain=[200] * 12, baseline=[0] * 12,
+                    write_dir=str(tmp_path))  # fmt: skip
+    full, _ = read_record(tmp_path / "r")
+    hea = tmp_path / "r.hea"
+    lines = hea.read_text().splitlines()
+    assert lines[0].split()[:4] == ["r", "12", "500", "2345"]
+    hea.write_text("\n".join(["r 12 500", *lines[1:]]) + "\n")
+    assert read_header(hea).n_samples == 2345
+    got, hdr = read_record(tmp_path / "r")
+    np.testing.assert_array_equal(got, full)
 
 
 def test_header_defaults_follow_the_wfdb_spec():
@@ -89,6 +118,52 @@ def test_missing_and_truncated_files_raise_record_errors(tmp_path):
     (tmp_path / "f.hea").write_text("f 1 100 10\nf.dat 80 200 12 0 0 0 0 I\n")
     with pytest.raises(RecordError, match="unsupported WFDB format"):
         read_record(tmp_path / "f")
+
+
+def test_a_non_ascii_record_name_names_its_files(tmp_path):
+    """The header's file names are the file system's (UTF-8), not Latin-1: `rä1` reads `rä1.dat`."""
+    x = np.random.default_rng(2).normal(0, 0.5, (12, 1000))
+    write_record(tmp_path / "rä1", x, 500, [f"L{i}" for i in range(12)])
+    assert (tmp_path / "rä1.dat").is_file() and "rä1.dat 16" in (tmp_path / "rä1.hea").read_text(encoding="utf-8")
+    got, hdr = read_record(tmp_path / "rä1")
+    assert hdr.record == "rä1" and hdr.signals[0].file == "rä1.dat"
+    np.testing.assert_allclose(got, x, atol=0.5 / 1000 + 1e-6)
+
+
+@pytest.mark.parametrize(
+    "how, offset, message",
+    [
+        ({}, 184, None),  # savemat's v5 layout: 128-byte header, matrix tag, flags, dims, name 'val', data tag
+        ({"format": "4"}, 24, None),
+        (
+            {},
+            24,
+            r"its int16 matrix starts at byte 184, but the header's format field says \+24 \(write `r.mat 16\+184`\)",
+        ),
+        ({"do_compression": True}, 184, "a compressed MATLAB v5 file, which WFDB cannot read: write it uncompressed"),
+        (
+            {"as": np.float64},
+            184,
+            r"a MATLAB v5 file whose first variable is not the 2-D matrix of int16 values "
+            r"WFDB's format 16 reads \(2 dimensions, double values\)",
+        ),
+    ],
+    ids=["v5", "v4", "v5-wrong-offset", "v5-compressed", "v5-double"],
+)
+def test_mat_files_written_by_scipy_are_read_or_refused_with_the_reason(tmp_path, how, offset, message):
+    digital = np.random.default_rng(3).integers(-2000, 2000, (12, 700)).astype(np.int16)
+    how = dict(how)
+    scipy.io.savemat(tmp_path / "r.mat", {"val": digital.astype(how.pop("as", np.int16))}, **how)
+    names = [f"L{i}" for i in range(12)]
+    (tmp_path / "r.hea").write_text(
+        "\n".join(["r 12 500 700"] + [f"r.mat 16+{offset} 1000/mV 16 0 0 0 0 {n}" for n in names])
+    )
+    if message is None:
+        got, _ = read_record(tmp_path / "r")
+        np.testing.assert_allclose(got, digital / 1000, rtol=1e-6)
+    else:
+        with pytest.raises(RecordError, match=f"r.mat: {message}"):
+            read_record(tmp_path / "r")
 
 
 @pytest.mark.parametrize(

@@ -187,6 +187,15 @@ def test_dry_run_demo_default(tmp_path):
             {"evaluate__protocols": [{"name": "lin", "config": "linear", "set": {"lr": -0.1}}]},
             "config: evaluate.protocols[lin]: config keys: need 0 < min_lr <= lr",
         ),
+        (  # once passed the dry run, and pretraining refused after every conversion
+            {"data__fs": 250},
+            "config: pretrain.runs[tiny]: its model (tiny) takes 500 Hz, but data.fs, the rate every dump is "
+            "converted to, is 250 Hz",
+        ),
+        (  # once blamed on `set:`
+            {"pretrain__runs": [{"name": "a", "datasets": {"mimic-iv-ecg": float("nan")}}]},
+            "config: pretrain.runs.0.datasets.mimic-iv-ecg: weight nan is not a finite positive number",
+        ),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, changes, message):
@@ -196,6 +205,15 @@ def test_config_errors_name_the_key(tmp_path, changes, message):
     text = proc.stdout + proc.stderr
     assert message in text, text[-3000:]
     assert "Traceback" not in text
+
+
+def test_nested_config_values_given_on_the_command_line_are_typed(tmp_path):
+    """`snakemake --config 'evaluate={val_fold: 8}'` passes '8' as text: it once failed with "'8' is not of type
+    'integer'"; now it is the number 8, as in a config file."""
+    args = ["--config", "evaluate={val_fold: 8, baseline: false}", "data={fs: 500}"]
+    proc = snakemake("-n", "-p", *args, cwd=tmp_path, config=ROOT / "config" / "ci.yaml")
+    assert "--probe-val-fold 8 " in proc.stdout and "--val-fold 8 " in proc.stdout
+    assert "random-" not in proc.stdout  # baseline: false is false, not the text 'false'
 
 
 # ---- report code on fabricated results (fixtures for the report code only) ---------------------
@@ -312,6 +330,7 @@ def fabricated(tmp_path):
 
 
 def run_report(fab, image: str = "") -> dict[str, Path]:
+    """Aggregate and render; again over the outputs of an earlier call (--overwrite), as a test may call it twice."""
     root = fab["root"]
     out = {k: root / "results" / f"{k}.csv" for k in ("auc", "auc_summary", "auc_per_class")}
     report.main(
@@ -326,6 +345,7 @@ def run_report(fab, image: str = "") -> dict[str, Path]:
             str(out["auc_summary"]),
             "--per-class",
             str(out["auc_per_class"]),
+            "--overwrite",
             *map(str, fab["paths"]),
         ]
     )
@@ -349,6 +369,7 @@ def run_report(fab, image: str = "") -> dict[str, Path]:
             image,
             "--out",
             str(out["html"]),
+            "--overwrite",
         ]
     )
     return out

@@ -119,6 +119,43 @@ def test_real_config_passes_with_its_directories(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    "given, typed",
+    [
+        ({"evaluate": {"val_fold": "8", "baseline": "false"}}, {"evaluate": {"val_fold": 8, "baseline": False}}),
+        ({"data": {"fs": "250", "pretrain": [{"name": "7", "highpass": "0.5"}]}},  # a name stays text
+         {"data": {"fs": 250, "pretrain": [{"name": "7", "highpass": 0.5}]}}),
+        ({"data": {"pretrain": [{"name": "x", "highpass": "null"}]}},
+         {"data": {"pretrain": [{"name": "x", "highpass": None}]}}),
+        ({"pretrain": {"runs": [{"datasets": {"a": "0.5"}, "set": {"steps": "3"}}]}},  # `set` goes to --set as text
+         {"pretrain": {"runs": [{"datasets": {"a": 0.5}, "set": {"steps": "3"}}]}}),
+        ({"resources": {"pretrain": {"gpu": "2"}}}, {"resources": {"pretrain": {"gpu": 2}}}),  # through a $ref
+        ({"evaluate": {"val_fold": "eight", "seeds": ["1", "x"]}},
+         {"evaluate": {"val_fold": "eight", "seeds": [1, "x"]}}),
+        ({"synth": {"seed": "true"}}, {"synth": {"seed": "true"}}),  # a boolean is no integer
+    ],
+)  # fmt: skip
+def test_text_values_are_typed_where_the_schema_types_them(given, typed):
+    assert wf.typed_values(given, SCHEMA) == typed
+
+
+def test_a_runs_model_takes_the_rate_of_every_dump_it_reads(tmp_path):
+    config = shipped("config.yaml")
+    runs, protocols = wf.runs_by_name(config["pretrain"]["runs"]), wf.protocols_by_name(config["evaluate"]["protocols"])
+    wf.check_config_files(runs, protocols, config["data"])
+    stats = tmp_path / "ptb.stats.json"
+    stats.write_text('{"fs": 100}')
+    config["data"]["ptb_xl"].update(raw=str(tmp_path), dump=str(tmp_path / "ptb.npy"))
+    with pytest.raises(wf.ConfigError) as info:
+        wf.check_config_files(runs, protocols, config["data"])
+    assert str(info.value).startswith(
+        f"pretrain.runs[tiny]: its model (tiny) takes 500 Hz, but data.ptb_xl.dump {tmp_path}/ptb.npy is at 100 Hz "
+        "(ptb.stats.json); every dump a run reads (its datasets, and ptb-xl for the online probe and the evaluation)"
+    )
+    stats.unlink()  # not made yet: its rate is checked when it is read
+    wf.check_config_files(runs, protocols, config["data"])
+
+
 def test_every_task_of_the_package_is_accepted():
     wf.check_config(with_defaults({"evaluate": {"tasks": list(TASKS)}}))
 

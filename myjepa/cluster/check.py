@@ -55,6 +55,7 @@ def check_profile(path: Path, partitions: dict[str, Partition], workflow_config:
     profile = read_yaml(path)
     problems = []
     accounts: set[str] = set()
+    problems += not_positive(profile)
     for rule, res in rule_resources(profile).items():
         name = res.get("slurm_partition")
         if res.get("slurm_account"):
@@ -80,6 +81,31 @@ def check_profile(path: Path, partitions: dict[str, Partition], workflow_config:
             if not Path(directory).is_dir():
                 problems.append(f"bind directory {directory} does not exist (apptainer-args in {path})")
     return problems
+
+
+COUNTS = ("runtime", "mem_mb", "cpus_per_gpu", "cpus_per_task", "threads")
+"""Resources that ask for an amount: zero or less asks SLURM for nothing (or is rejected at submission)."""
+
+
+def not_positive(profile: dict[str, Any]) -> list[str]:
+    """A resource or thread count below 1 (a GPU count below 0), e.g. from a profile written when sinfo reported
+    negative CPUs or memory; values in units (`2h`) are left to Snakemake."""
+    problems = []
+    for rule, res in [("default-resources", profile.get("default-resources") or {})] + list(
+        (profile.get("set-resources") or {}).items()
+    ):
+        for key, value in (res or {}).items():
+            least = 0 if key == "gpu" else 1
+            if (key in COUNTS or key == "gpu") and is_number(value) and value < least:
+                problems.append(f"{rule}: {key} {value} is not a usable amount (at least {least})")
+    for rule, value in (profile.get("set-threads") or {}).items():
+        if is_number(value) and value < 1:
+            problems.append(f"{rule}: set-threads {value} is not a usable amount (at least 1)")
+    return problems
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_rule(rule: str, res: dict[str, Any], part: Partition) -> list[str]:

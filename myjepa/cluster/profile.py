@@ -119,7 +119,9 @@ def propose(partitions: dict[str, Partition], args: Any, config: dict[str, Any])
     typed = {m: n for m, n in models.items() if m != UNTYPED}
     gpu_model = args.gpu_model or (max(typed, key=typed.get) if typed else None)
     per_node = gpu.max_gpus_per_node(gpu_model)
-    if not 1 <= args.gpus_per_job <= per_node:
+    if args.gpus_per_job < 1:
+        raise UserError(f"--gpus-per-job {args.gpus_per_job}: must be at least 1 (pretraining needs a GPU)")
+    if args.gpus_per_job > per_node:
         raise UserError(f"--gpus-per-job {args.gpus_per_job}: nodes of {gpu.name!r} have at most {per_node} such GPUs")
     enough = gpu.nodes_with_gpus(gpu_model, args.gpus_per_job)
     if not 1 <= args.nodes_per_job <= enough:

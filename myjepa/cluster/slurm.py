@@ -116,6 +116,8 @@ def parse_sinfo(text: str) -> dict[str, Partition]:
     for line in text.splitlines():
         if not line.strip():
             continue
+        if any("\udc80" <= c <= "\udcff" for c in line):  # a byte `text` could not decode
+            raise UserError(f"cannot read this sinfo line (bytes that are not UTF-8 text): {line!r}; nothing written")
         fields = line.strip().split("|")
         if len(fields) != 5:
             raise UserError(f"cannot read this sinfo line (expected 5 fields): {line!r}")
@@ -126,6 +128,11 @@ def parse_sinfo(text: str) -> dict[str, Partition]:
             group = NodeGroup(int(nodes), int(cpus.rstrip("+")), int(mem.rstrip("+")), parse_gres(gres))
         except ValueError:
             raise UserError(f"cannot read this sinfo line (nodes, CPUs and memory must be numbers): {line!r}") from None
+        if min(group.nodes, group.cpus, group.mem_mb) < 1:
+            raise UserError(
+                f"cannot use this sinfo line (nodes, CPUs and memory must be positive, a profile made of them would "
+                f"ask for none): {line!r}; nothing written"
+            )
         partitions.setdefault(name.rstrip("*"), Partition(name.rstrip("*"), default=name.endswith("*")))
         partitions[name.rstrip("*")].groups.append(group)
     return partitions
@@ -148,13 +155,19 @@ def run_slurm(args: list[str]) -> str:
     if shutil.which(args[0]) is None:
         raise UserError(f"no SLURM on this machine: `{args[0]}` is not on PATH; nothing written")
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(args, capture_output=True, timeout=30)
     except subprocess.TimeoutExpired:
         raise UserError(f"`{' '.join(args)}` timed out: no SLURM controller answers; nothing written") from None
     if proc.returncode != 0:
-        reason = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        reason = (text(proc.stderr).strip().splitlines() or ["no message"])[-1]
         raise UserError(f"`{' '.join(args)}` failed: {reason}; nothing written")
-    return proc.stdout
+    return text(proc.stdout)
+
+
+def text(output: bytes) -> str:
+    """A command's output as text: UTF-8, with any other byte kept as a lone surrogate (\\udcXX), so that a
+    value that is not text is refused where it is used, and the rest is read as usual."""
+    return output.decode("utf-8", "surrogateescape")
 
 
 def read_cluster() -> dict[str, Partition]:
@@ -171,11 +184,8 @@ def account_exists(account: str) -> bool | str:
     if shutil.which("sacctmgr") is None:
         return "sacctmgr is not on PATH"
     proc = subprocess.run(
-        ["sacctmgr", "-n", "-P", "show", "account", account, "format=Account"],
-        capture_output=True,
-        text=True,
-        timeout=30,
+        ["sacctmgr", "-n", "-P", "show", "account", account, "format=Account"], capture_output=True, timeout=30
     )
     if proc.returncode != 0:
-        return (proc.stderr.strip().splitlines() or ["sacctmgr failed"])[-1]
-    return account in proc.stdout.split()
+        return (text(proc.stderr).strip().splitlines() or ["sacctmgr failed"])[-1]
+    return account in text(proc.stdout).split()

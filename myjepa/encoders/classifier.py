@@ -20,7 +20,14 @@ from torch import nn
 
 from myjepa.encoders.load import from_release
 from myjepa.encoders.pretrained import PretrainedEncoder
-from myjepa.encoders.release import CLASSIFIER, CONFIG, HEAD_WEIGHTS, read_safetensors, release_kind
+from myjepa.encoders.release import (
+    CLASSIFIER,
+    CONFIG,
+    HEAD_WEIGHTS,
+    read_release_config,
+    read_safetensors,
+    release_kind,
+)
 from myjepa.errors import UserError
 from myjepa.models.heads import AttentiveProbe, normalise_tokens, record_scores
 
@@ -105,11 +112,11 @@ class Classifier(nn.Module):
         """
         spec = self.spec
         crops = self.encoder.strided_crops(x, fs, "predict", float16=spec.input_rounding == "float16")
-        finite = np.isfinite(crops.signals).all(axis=(1, 2))
+        finite = np.isfinite(crops.signals).all(axis=(1, 2))  # x was finite: only float16 rounding overflows
         if not finite.all():
             raise UserError(
-                f"predict: record {int(np.flatnonzero(~finite)[0])} of x holds NaN or infinite samples "
-                "(or values beyond float16's ±65504 mV); interpolate or drop them first"
+                f"predict: record {int(np.flatnonzero(~finite)[0])} of x holds values beyond float16's ±65504 mV, "
+                "the range of the dumps the classifier was trained on"
             )
         device = next(self.parameters()).device
         self.eval()
@@ -143,14 +150,14 @@ def load_classifier(path: str | Path) -> Classifier:
             f"{folder}: a finetune run, not a release; export it first: "
             f"myjepa export --classifier {folder} --out RELEASE_DIR"
         )
-    loaded = from_release(folder)
-    config = loaded.release or {}
-    source = str(folder / CONFIG)
-    if release_kind(config) != CLASSIFIER:
+    if release_kind(read_release_config(folder)) != CLASSIFIER:
         raise UserError(
             f"{folder}: an encoder release (it embeds records: myjepa.load_encoder); a classifier release comes "
             "from a finetune run: myjepa export --classifier FINETUNE_DIR --out DIR"
         )
+    loaded = from_release(folder)
+    config = loaded.release or {}
+    source = str(folder / CONFIG)
     spec = ClassifierSpec.from_config(config, source)
     head = build_head(spec, loaded.encoder.dim, folder, source)
     contract = loaded.require_contract()

@@ -6,12 +6,14 @@ strided crops (length, stride in samples) whose embeddings are averaged into a r
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from myjepa.errors import UserError
+from myjepa.utils.checks import rate_problem
 
 CROP_S, STRIDE_S = 2.5, 1.25
 """Seconds per crop and between crop starts of a record embedding: the crops the shipped evaluation
@@ -32,17 +34,54 @@ class InputContract:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Any, source: str) -> InputContract:
+    def from_dict(cls, data: Any, source: str, encoder_config: dict[str, Any]) -> InputContract:
+        """The contract a release's config.json states, checked completely against itself and the encoder it
+        belongs to: a release that loads can embed (a wrong value fails here, naming the key, not in `embed`)."""
         keys = list(cls.__dataclass_fields__)
         if not isinstance(data, dict) or any(k not in data for k in keys):
             raise UserError(f"{source}: 'input' must hold {keys}")
-        return cls(**{k: data[k] for k in keys})
+        contract = cls(**{k: data[k] for k in keys})
+        problem = contract.problem(encoder_config)
+        if problem:
+            raise UserError(f"{source}: input.{problem}")
+        return contract
+
+    def problem(self, encoder: dict[str, Any]) -> str | None:
+        """What in this contract cannot be the input of `encoder` (its EncoderConfig), as `key: why`; None if
+        nothing."""
+        n, patch, length = len(encoder["leads"]), encoder["patch_size"], encoder["channel_size"]
+        if rate_problem(self.fs) or self.fs != encoder["fs"]:
+            return f"fs: {self.fs!r}, but the encoder takes {encoder['fs']} Hz"
+        if self.leads != list(encoder["leads"]):
+            return f"leads: {self.leads!r}, but the encoder takes {list(encoder['leads'])}"
+        if self.units != "mV":
+            return f"units: {self.units!r}; a MyJEPA encoder takes mV"
+        if not whole(self.crop) or not patch <= self.crop <= length or self.crop % patch:
+            return f"crop: {self.crop!r}, not a multiple of the patch size {patch} up to {length} samples"
+        if not whole(self.stride) or self.stride < 1:
+            return f"stride: {self.stride!r}, not a positive whole number of samples"
+        for key in ("mean", "std"):
+            values = getattr(self, key)
+            if not isinstance(values, list) or len(values) != n:
+                got = f"{len(values)} values" if isinstance(values, list) else repr(values)
+                return f"{key}: {n} values expected (one per lead), got {got}"
+            if not all(finite(v) and (key == "mean" or v > 0) for v in values):
+                return f"{key}: {values} holds a value that is not a finite{' positive' * (key == 'std')} number"
+        return None
 
     def describe(self) -> str:
         return (
             f"{len(self.leads)} leads ({', '.join(self.leads)}) in {self.units} at {self.fs} Hz, "
             f"at least {self.crop} samples ({self.crop / self.fs:g} s)"
         )
+
+
+def whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def pooled_stats(data: list[dict[str, Any]]) -> tuple[list[float], list[float]]:

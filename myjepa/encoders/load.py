@@ -19,7 +19,15 @@ from myjepa.config import read_yaml, resolve_config_path
 from myjepa.encoders.build import build_encoder, load_state
 from myjepa.encoders.contract import InputContract, contract_for
 from myjepa.encoders.pretrained import PretrainedEncoder
-from myjepa.encoders.release import CONFIG, WEIGHTS, read_release_config, read_release_weights, release_files
+from myjepa.encoders.release import (
+    CONFIG,
+    ENCODER,
+    WEIGHTS,
+    read_release_config,
+    read_release_weights,
+    release_files,
+    release_kind,
+)
 from myjepa.errors import UserError
 from myjepa.models.config import ENCODER_KEYS
 from myjepa.models.vit import VisionTransformer
@@ -28,6 +36,7 @@ from myjepa.pretrain.checkpoints import RunRecord
 from myjepa.pretrain.config import CONFIG_DIR as PRETRAIN_CONFIG_DIR
 from myjepa.pretrain.config import load_config
 from myjepa.utils import checkpoint
+from myjepa.utils.io import not_a_file
 
 
 @dataclass
@@ -93,7 +102,7 @@ def encoder_files(spec: str | Path) -> list[Path]:
 def from_checkpoint(path: Path) -> LoadedEncoder:
     """The encoder of a pretraining checkpoint, or of a finetuning best_ckpt.pt (its `head` tells them apart)."""
     if not path.is_file():
-        raise UserError(f"encoder checkpoint not found: {path}")
+        raise UserError(f"encoder checkpoint {path}: {not_a_file(path)}")
     raw = checkpoint.load(path)
     if "head" in raw:
         return finetuned_encoder(raw, path)
@@ -122,9 +131,26 @@ def from_release(folder: Path) -> LoadedEncoder:
     state = read_release_weights(folder, config)
     encoder, cfg = build_encoder(config.get("encoder", {}), str(folder / CONFIG))
     load_state(encoder, state, str(folder / WEIGHTS))
-    contract = InputContract.from_dict(config.get("input"), str(folder / CONFIG))
-    step = (config.get("pretraining") or {}).get("step")
+    contract = InputContract.from_dict(config.get("input"), str(folder / CONFIG), cfg)
+    check_release_config(config, cfg, folder / CONFIG)
+    step = config["pretraining"].get("step") if release_kind(config) == ENCODER else None
     return LoadedEncoder(encoder, cfg, folder / WEIGHTS, True, step, contract, release=config)
+
+
+def check_release_config(config: dict[str, Any], encoder: dict[str, Any], path: Path) -> None:
+    """The rest of a release's config.json that its readers use: the embedding's size and, for an encoder
+    release, the pretraining step (a classifier release describes its finetuning instead)."""
+    embedding = config.get("embedding")
+    if not isinstance(embedding, dict) or embedding.get("dim") != encoder["dim"]:
+        raise UserError(f"{path}: embedding.dim must be the encoder's dim {encoder['dim']}, got {embedding!r}")
+    if release_kind(config) != ENCODER:
+        return
+    pretraining = config.get("pretraining")
+    if not isinstance(pretraining, dict):
+        raise UserError(f"{path}: no 'pretraining' section")
+    step = pretraining.get("step")
+    if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 0):
+        raise UserError(f"{path}: pretraining.step must be a step number, got {step!r}")
 
 
 def random_encoder(spec: str | Path, seed: int) -> LoadedEncoder:

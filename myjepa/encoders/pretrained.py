@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from myjepa.encoders.crops import StridedCrops, crop_starts
 from myjepa.errors import UserError
 from myjepa.ingest.resample import resample
 from myjepa.models.vit import VisionTransformer
+from myjepa.utils.checks import check_rate, implausible_mv, nonfinite_problem
 
 
 class PretrainedEncoder(nn.Module):
@@ -41,8 +43,9 @@ class PretrainedEncoder(nn.Module):
         The leads must be in `self.contract.leads` order (I, II, III, aVR, aVL, aVF, V1-V6). Each record
         is resampled to the encoder's rate when `fs` differs, z-scored per lead with the pretraining
         statistics, cut into strided crops (2.5 s every 1.25 s, as the evaluation does); the encoder's
-        patch tokens are averaged over each crop, then over the crops. A record shorter than one crop
-        is an error. Runs on the device the module is on (`model.to("cuda")`).
+        patch tokens are averaged over each crop, then over the crops. Runs on the device the module is on
+        (`model.to("cuda")`). Refused, with the reason: a record shorter than one crop, NaN or infinite
+        values, integers (ADC counts are not mV), a rate that is not one; values too large for mV warn.
 
         Example::
 
@@ -54,6 +57,8 @@ class PretrainedEncoder(nn.Module):
             z = model.embed(x, fs=100)  # resampled to model.contract.fs; z.shape == (4, model.dim)
         """
         crops = self.strided_crops(x, fs, "embed")
+        if len(crops.signals) == 0:
+            return torch.empty(0, self.dim)
         device = next(self.parameters()).device
         self.eval()
         out = []
@@ -65,16 +70,12 @@ class PretrainedEncoder(nn.Module):
     def strided_crops(
         self, x: np.ndarray | torch.Tensor, fs: float, caller: str, float16: bool = False
     ) -> StridedCrops:
-        """Records x (B, 12, T) in mV at `fs` Hz as the encoder's input: checked, resampled to the contract's rate,
-        (with `float16`, rounded to float16 as dumps store them), then z-scored and cut into strided crops as
-        their batches are drawn. A record shorter than one crop is an error."""
+        """Records x (B, 12, T) in mV at `fs` Hz as the encoder's input: checked (`check_input`), resampled to the
+        contract's rate, (with `float16`, rounded to float16 as dumps store them), then z-scored and cut into
+        strided crops as their batches are drawn. A record shorter than one crop is an error."""
         c = self.contract
-        signals = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
-        if signals.ndim != 3 or signals.shape[1] != len(c.leads):
-            raise UserError(
-                f"{caller}: x must have shape (records, {len(c.leads)} leads, samples), got {signals.shape}"
-            )
-        if fs != c.fs:
+        signals, fs = self.check_input(x, fs, caller)
+        if fs != c.fs and len(signals):
             signals = resample(signals, fs, c.fs).astype(np.float32)
         if float16:
             signals = signals.astype(np.float16)
@@ -85,3 +86,33 @@ class PretrainedEncoder(nn.Module):
             )
         mean, std = np.asarray(c.mean, dtype=np.float32), np.asarray(c.std, dtype=np.float32)
         return StridedCrops(signals, crop_starts(length, c.crop, c.stride), c.crop, mean, std)
+
+    def check_input(self, x: np.ndarray | torch.Tensor, fs: float, caller: str) -> tuple[np.ndarray, float]:
+        """x as float32 (records, leads, samples) and fs as a float, when x is finite millivolts at the sampling
+        rate `fs`; otherwise a UserError that says what is wrong (a warning when the values look too large for
+        millivolts)."""
+        c = self.contract
+        fs = check_rate(fs, f"{caller}: fs")
+        array = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
+        if array.dtype.kind != "f":
+            raise UserError(
+                f"{caller}: x holds {array.dtype} values; {caller} takes millivolts as floating-point numbers "
+                "(integer ADC counts: subtract the baseline and divide by the gain first)"
+            )
+        if array.ndim != 3 or array.shape[1] != len(c.leads):
+            raise UserError(f"{caller}: x must have shape (records, {len(c.leads)} leads, samples), got {array.shape}")
+        signals = array.astype(np.float32, copy=False)
+        problem = nonfinite_problem(signals, c.leads)
+        if problem:
+            raise UserError(
+                f"{caller}: x holds {problem}; {caller} takes finite millivolts "
+                "(fill gaps first, e.g. by linear interpolation as `myjepa convert` does)"
+            )
+        peak = implausible_mv(signals)
+        if peak is not None:
+            warnings.warn(
+                f"{caller}: x peaks at {peak:.0f} mV (median over records and leads); {caller} takes millivolts: "
+                "are these ADC counts or microvolts?",
+                stacklevel=5,  # the caller of embed (check_input < strided_crops < embed < torch.no_grad)
+            )
+        return signals, fs

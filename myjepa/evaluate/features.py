@@ -21,6 +21,7 @@ from torch import nn
 
 from myjepa.encoders.crops import StridedCrops, random_crops
 from myjepa.evaluate.config import FinetuneConfig
+from myjepa.ingest.output import new_array
 from myjepa.models.heads import normalise_tokens, record_scores
 from myjepa.utils.logging import Progress
 
@@ -59,9 +60,7 @@ def encode_cache(
     nbytes = int(np.prod(shape)) * 2
     if memmap_dir is not None and nbytes > MEMORY_CACHE_LIMIT:
         memmap_dir.mkdir(parents=True, exist_ok=True)
-        cache = np.lib.format.open_memmap(
-            memmap_dir / f"features_{len(rows)}.npy", mode="w+", dtype=np.float16, shape=shape
-        )
+        cache = new_array(memmap_dir / f"features_{len(rows)}.npy", shape, memmap_dir)  # a full disk: no SIGBUS
     else:
         cache = np.empty(shape, dtype=np.float16)
     for i, chunk, x in crops.batches(rows, batch_crops, device):

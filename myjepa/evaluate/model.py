@@ -22,6 +22,7 @@ from myjepa.models.heads import AttentiveProbe
 from myjepa.models.optim import param_groups
 from myjepa.models.vit import VisionTransformer
 from myjepa.utils import checkpoint
+from myjepa.utils.io import not_a_file
 
 
 def device_name(device: torch.device) -> str:
@@ -76,7 +77,7 @@ def build_model(run: Run, init: str | None) -> Model:
 def load_init(path: Path, run: Run) -> dict[str, Any]:
     """A linear probe checkpoint to start finetuning from; it must be for this task, classes and encoder."""
     if not path.is_file():
-        raise UserError(f"--init {path}: not found")
+        raise UserError(f"--init {path}: {not_a_file(path)}")
     ckpt = checkpoint.load(path)
     for key in ("head", "encoder", "classes", "task", "config"):
         if key not in ckpt:

@@ -24,6 +24,7 @@ from myjepa.ingest.archives import ARCHIVES, WINDOWS
 from myjepa.ingest.merge import merge
 from myjepa.ingest.record_list import parse_shard
 from myjepa.ingest.writer import convert
+from myjepa.utils.checks import check_rate
 from myjepa.utils.io import check_outputs, outputs_of
 
 
@@ -83,8 +84,7 @@ def archive_files(src: str, outputs: list[tuple[str, Path]]) -> list[tuple[str, 
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    if args.fs <= 0:
-        raise UserError(f"--fs {args.fs}: must be positive")
+    check_rate(args.fs, "--fs")
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: must be at least 1")
     if args.highpass is not None and not 0 < args.highpass < args.fs / 2:

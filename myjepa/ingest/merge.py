@@ -20,6 +20,7 @@ from myjepa.dumps import check_npy, sidecars
 from myjepa.errors import UserError, stop_on_signals
 from myjepa.ingest.output import VERSION, dump_paths, new_array, write_stats
 from myjepa.ingest.stats import add_sums
+from myjepa.utils.io import not_a_file
 
 _MUST_AGREE = ("fs", "leads", "source", "source_rate", "records_listed", "windows", "highpass")
 """stats.json keys every part must share with the first."""
@@ -37,7 +38,7 @@ def _read_part(path: Path) -> _Part:
     idx_path, stats_path = sidecars(path)
     for p in (path, idx_path, stats_path):
         if not p.is_file():
-            raise UserError(f"merge: {p} not found (a part needs its .npy, .index.csv and .stats.json)")
+            raise UserError(f"merge: {p}: {not_a_file(p)} (a part needs its .npy, .index.csv and .stats.json)")
     check_npy(path)
     try:
         stats = json.loads(stats_path.read_text())

@@ -21,7 +21,7 @@ import numpy as np
 from myjepa.dumps import sidecars
 from myjepa.errors import UserError
 from myjepa.ingest.stats import finish_stats
-from myjepa.utils.io import check_file_path, remove_stale_temporaries, tmp_path
+from myjepa.utils.io import check_file_path, name_the_output, remove_stale_temporaries, tmp_path
 
 VERSION = 2
 """Converter version, stored in stats.json; bump when the dump contents change for the same input
@@ -50,26 +50,27 @@ def dump_paths(out: str | os.PathLike) -> Iterator[tuple[Path, Path, Path]]:
         finals[2].unlink(missing_ok=True)
         for tmp, final in zip(temporaries, finals):
             os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         for p in (*temporaries, *(finals if renaming else ())):
             with contextlib.suppress(OSError):  # on a read-only disk a missing file is EROFS
                 p.unlink()
+        name_the_output(e, dict(zip(temporaries, finals)))
         raise
 
 
-def new_array(path: Path, shape: tuple[int, ...], out: str | os.PathLike) -> np.memmap:
-    """A float16 .npy file of `shape` at `path` (the temporary for dump `out`), memory-mapped for writing,
-    after a check for free space and with its disk blocks reserved.
+def new_array(path: Path, shape: tuple[int, ...], out: str | os.PathLike, dtype: type = np.float16) -> np.memmap:
+    """A .npy file of `shape` at `path` (the temporary for dump `out`; float16, or `dtype`), memory-mapped for
+    writing, after a check for free space and with its disk blocks reserved.
 
     A store into a mapped page that the filesystem cannot back kills the process with SIGBUS, which
     no handler can turn into a message; reserving the blocks makes a full disk an error here instead.
     """
-    size = math.prod(shape) * np.dtype(np.float16).itemsize + 128  # + the .npy header
+    size = math.prod(shape) * np.dtype(dtype).itemsize + 128  # + the .npy header
     free = shutil.disk_usage(path.parent).free
     if free < size:
         raise UserError(f"{out}: needs {_size(size)} but {path.parent} has only {_size(free)} free")
     try:
-        array = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
         with open(path, "r+b") as f:
             os.posix_fallocate(f.fileno(), 0, path.stat().st_size)
     except OSError as e:
@@ -78,6 +79,8 @@ def new_array(path: Path, shape: tuple[int, ...], out: str | os.PathLike) -> np.
 
 
 def _size(n_bytes: int) -> str:
+    if n_bytes < 1e5:
+        return f"{n_bytes / 1e3:.1f} kB"
     return f"{n_bytes / 1e9:.2f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.1f} MB"
 
 

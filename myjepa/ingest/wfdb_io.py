@@ -9,12 +9,15 @@ the `reason` of a skipped record.
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+from myjepa.utils.checks import rate_problem
 
 WFDB_INVALID_16 = -32768
 """Format 16's 'no sample' value; wfdb turns it into NaN in the physical signal."""
@@ -49,7 +52,7 @@ class Signal:
 class Header:
     record: str
     fs: float
-    n_samples: int
+    n_samples: int | None  # None: the header gives none (WFDB allows it): the signal file's size says
     signals: list[Signal]
 
     @property
@@ -79,6 +82,8 @@ def _signal(ln: str, where: str) -> Signal:
             if not g:
                 raise ValueError(f[2])
             gain = float(g.group(1)) or DEFAULT_GAIN
+            if not math.isfinite(gain):
+                raise ValueError(f[2])
             baseline = int(g.group(2)) if g.group(2) is not None else None
             units = g.group(3) or "mV"
         if len(f) > 4:
@@ -100,11 +105,14 @@ def parse_header(text: str, where: str = "header") -> Header:
     try:
         n_sig = int(rec[1])
         fs = float(rec[2].split("/")[0].split("(")[0]) if len(rec) > 2 else 250.0
-        n_samples = int(rec[3]) if len(rec) > 3 else 0
+        n_samples = int(rec[3]) if len(rec) > 3 else None
     except ValueError:
         raise RecordError(f"unreadable header {where}: bad record line {lines[0]!r}") from None
-    if n_sig <= 0 or fs <= 0 or n_samples < 0:
+    if n_sig <= 0 or (n_samples is not None and n_samples < 0):
         raise RecordError(f"unreadable header {where}: bad record line {lines[0]!r}")
+    problem = rate_problem(fs)
+    if problem:
+        raise RecordError(f"unreadable header {where}: sampling frequency {problem}")
     if len(lines) - 1 < n_sig:
         raise RecordError(f"unreadable header {where}: declares {n_sig} signals but has {len(lines) - 1} signal lines")
     return Header(rec[0], fs, n_samples, [_signal(ln, where) for ln in lines[1 : 1 + n_sig]])
@@ -123,10 +131,34 @@ def _read_bytes(path: str, what: str, offset: int = 0, size: int = -1) -> bytes:
         raise RecordError(f"cannot read {what}: {e.strerror}") from None
 
 
+def header_text(data: bytes) -> str:
+    """A header's bytes as text. File names in it are decoded as the file system decodes names (UTF-8, any other
+    byte kept as itself), so that `rä1.dat` names the file `rä1.dat`, whatever bytes spell it."""
+    return data.decode("utf-8", "surrogateescape")
+
+
 def read_header(hea_path: str | os.PathLike) -> Header:
-    """Read and parse `RECORD.hea`; a missing or unreadable file is a RecordError."""
+    """Read and parse `RECORD.hea`, with the sample count from the signal file's size where the header gives
+    none; a missing or unreadable file is a RecordError."""
     name = os.path.basename(hea_path)
-    return parse_header(_read_bytes(os.fspath(hea_path), name).decode("latin-1"), name)
+    hdr = parse_header(header_text(_read_bytes(os.fspath(hea_path), name)), name)
+    return with_length(hdr, os.path.dirname(os.fspath(hea_path)))
+
+
+def with_length(hdr: Header, folder: str) -> Header:
+    """`hdr` with its sample count; where the header gives none, the whole samples its signal file holds after
+    the byte offset (WFDB's rule for a header without one)."""
+    if hdr.n_samples is not None:
+        return hdr
+    sig = hdr.signals[0]
+    try:
+        size = os.path.getsize(os.path.join(folder, sig.file)) - sig.byte_offset
+    except FileNotFoundError:
+        raise RecordError(f"missing file {sig.file}") from None
+    except OSError as e:
+        raise RecordError(f"cannot read {sig.file}: {e.strerror}") from None
+    per_sample = 1.5 * len(hdr.signals) if sig.fmt == "212" else 2 * len(hdr.signals)
+    return replace(hdr, n_samples=max(int(size // per_sample), 0))
 
 
 def _decode_212(buf: bytes, count: int) -> np.ndarray:
@@ -142,23 +174,72 @@ def _decode_212(buf: bytes, count: int) -> np.ndarray:
     return samples
 
 
+MAT_HEAD_BYTES = 512
+"""Bytes read to find where a .mat file's matrix starts (its v4 or v5 header, the variable's name included)."""
+
+MAT5_INT16, MAT5_INT32, MAT5_MATRIX, MAT5_COMPRESSED = 3, 5, 14, 15
+"""MATLAB v5 data types: int16, int32, matrix, compressed."""
+MAT5_NUMBERS = {1: "int8", 2: "uint8", 3: "int16", 4: "uint16", 5: "int32", 6: "uint32", 7: "single", 9: "double"}
+"""The v5 data types of numbers, by name, for messages."""
+
+
+def _mat5_element(head: bytes, pos: int) -> tuple[int, int, int, int]:
+    """(type, size, where its data start, where the next element starts) of the v5 data element at `pos`; a
+    small element (size < 5) packs its tag and data into 8 bytes."""
+    word, size = np.frombuffer(head[pos : pos + 8], dtype="<u4").tolist()
+    if word >> 16:
+        return word & 0xFFFF, word >> 16, pos + 4, pos + 8
+    return word, size, pos + 8, pos + 8 + -(-size // 8) * 8
+
+
+def _mat_layout(head: bytes, name: str) -> tuple[int, int, int]:
+    """(rows, columns, where the int16 data start) of the matrix in a MATLAB v4 or v5 file (`head`: its first
+    bytes); anything else is a RecordError saying what the file holds."""
+    if head[:10] == b"MATLAB 5.0" and len(head) >= 136:
+        if head[126:128] != b"IM":
+            raise RecordError(f"{name}: a big-endian MATLAB v5 file (only little-endian files are read)")
+        kind, _, pos, _ = _mat5_element(head, 128)
+        if kind == MAT5_COMPRESSED:
+            raise RecordError(f"{name}: a compressed MATLAB v5 file, which WFDB cannot read: write it uncompressed")
+        if kind != MAT5_MATRIX:
+            raise RecordError(f"{name}: a MATLAB v5 file whose first variable is not a matrix")
+        try:
+            pos = _mat5_element(head, pos)[3]  # array flags (the class MATLAB converts to on loading)
+            kind, size, data, pos = _mat5_element(head, pos)  # dimensions
+            dims = np.frombuffer(head[data : data + size], dtype="<i4").tolist() if kind == MAT5_INT32 else []
+            pos = _mat5_element(head, pos)[3]  # the variable's name
+            stored, _, data, _ = _mat5_element(head, pos)  # the real part: its tag says how the values are stored
+        except ValueError:  # np.frombuffer of a slice past the bytes read
+            raise RecordError(f"{name}: the MATLAB v5 header does not fit in {MAT_HEAD_BYTES} bytes") from None
+        if stored != MAT5_INT16 or len(dims) != 2:
+            raise RecordError(
+                f"{name}: a MATLAB v5 file whose first variable is not the 2-D matrix of int16 values WFDB's format "
+                f"16 reads ({len(dims)} dimensions, {MAT5_NUMBERS.get(stored, f'data type {stored}')} values)"
+            )
+        return dims[0], dims[1], data
+    if len(head) >= 20:
+        kind, rows, cols, _, name_len = np.frombuffer(head[:20], dtype="<i4").tolist()
+        if kind == MAT_V4_INT16:
+            return rows, cols, 20 + name_len
+    raise RecordError(f"{name}: neither a MATLAB v4 int16 matrix nor a MATLAB v5 file")
+
+
 def _check_mat(path: str, name: str, head: bytes, offset: int, n_sig: int, n_samples: int) -> None:
-    """The MAT header (v4, or v5 as wfdb's `wfdb_to_mat` writes) agrees with the WFDB header and the file size."""
-    data = 2 * n_sig * n_samples
-    if head[:10] == b"MATLAB 5.0" and len(head) >= 168:
-        rows, cols = np.frombuffer(head[160:168], dtype="<u4").tolist()
-        padded = {offset + data, offset + -(-data // 8) * 8}  # v5 pads the data to 8 bytes (wfdb's writer does not)
-    elif len(head) >= 20 and np.frombuffer(head[:4], dtype="<i4")[0] == MAT_V4_INT16:
-        rows, cols = np.frombuffer(head[4:12], dtype="<i4").tolist()
-        padded = {offset + data}
-    else:
-        raise RecordError(f"{name}: not a MATLAB v4/v5 int16 matrix file")
+    """The MAT header (v4, or v5 as wfdb's `wfdb_to_mat` or scipy's `savemat` write it) agrees with the WFDB
+    header (its byte offset, signals and samples) and with the file size."""
+    rows, cols, data_at = _mat_layout(head, name)
+    if data_at != offset:
+        raise RecordError(
+            f"{name}: its int16 matrix starts at byte {data_at}, but the header's format field says +{offset} "
+            f"(write `{name} 16+{data_at}`)"
+        )
     if (rows, cols) != (n_sig, n_samples):
         raise RecordError(f"{name}: holds a {rows} x {cols} matrix, the header says {n_sig} x {n_samples}")
+    data = 2 * n_sig * n_samples
     size = os.path.getsize(path)
-    if size not in padded:
+    if size not in (offset + data, offset + -(-data // 8) * 8):  # v5 pads the data to 8 bytes (wfdb's writer does not)
         raise RecordError(
-            f"{name}: {size} bytes, but {n_sig} x {n_samples} int16 after a {offset}-byte header take {min(padded)}"
+            f"{name}: {size} bytes, but {n_sig} x {n_samples} int16 after a {offset}-byte header take {offset + data}"
         )
 
 
@@ -186,9 +267,9 @@ def read_digital(
     path = os.path.join(os.path.dirname(base), dat)
     size = 2 * n * n_sig if fmt == "16" else -(-3 * n * n_sig // 2)
     if dat.lower().endswith(".mat"):
-        buf = _read_bytes(path, dat, 0, offset + size)
-        _check_mat(path, dat, buf[:offset], offset, n_sig, hdr.n_samples)
-        buf = buf[offset:]
+        buf = _read_bytes(path, dat, 0, max(offset, MAT_HEAD_BYTES) + size)
+        _check_mat(path, dat, buf[:MAT_HEAD_BYTES], offset, n_sig, hdr.n_samples)
+        buf = buf[offset : offset + size]
     else:
         buf = _read_bytes(path, dat, offset, size)
     if fmt == "16":
@@ -263,4 +344,4 @@ def write_record(
             f"{name}.dat 16 {gain:.1f}(0)/mV 16 0 {int(digital[i, 0]) if n else 0} {int(checksums[i])} 0 {lead}"
         )
     lines += [f"# {c}" for c in comments or []]
-    base.with_name(name + ".hea").write_text("\n".join(lines) + "\n")
+    base.with_name(name + ".hea").write_bytes(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))

@@ -18,7 +18,7 @@ import pandas as pd
 
 from myjepa.errors import UserError
 from myjepa.ingest.record_list import RecordList
-from myjepa.ingest.wfdb_io import RecordError, parse_header, read_header
+from myjepa.ingest.wfdb_io import RecordError, header_text, parse_header, read_header, with_length
 
 CHALLENGE_COMMENTS = {"age": "Age", "sex": "Sex", "dx": "Dx"}
 """Index column -> the `#Key:` header comment of the Challenge 2021 sets it comes from."""
@@ -54,9 +54,8 @@ def _listing(src: Path, source: str, comments: dict[str, str]) -> RecordList:
         name = os.path.basename(rel)
         row = {"record": name, **dict.fromkeys(comments, "")}
         try:
-            with open(src / f"{rel}.hea", encoding="latin-1") as f:
-                text = f.read()
-            hdr = parse_header(text, f"{name}.hea")
+            text = header_text((src / f"{rel}.hea").read_bytes())
+            hdr = with_length(parse_header(text, f"{name}.hea"), str((src / rel).parent))
             durations[k] = hdr.n_samples / hdr.fs
             found = _comments(text)
             row.update({col: found.get(key, "") for col, key in comments.items()})

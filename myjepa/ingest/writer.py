@@ -252,7 +252,7 @@ def _finish(
     positions = [pos for pos, _ in windows]
     rows = records.index.iloc[positions].reset_index(drop=True)
     rows["offset_s"] = [offset for _, offset in windows]
-    rows.to_csv(index, index=False)
+    rows.to_csv(index, index=False, errors="backslashreplace")  # a file name that is not UTF-8 gets escapes
     stats["count"] = len(windows)
     stats["records_kept"] = len(set(positions))
     write_stats(stats_path, stats)
@@ -261,11 +261,20 @@ def _finish(
 def _too_many_skips(src: Path, stats: dict[str, Any], done: int, max_skip_fraction: float) -> UserError:
     n, skipped = stats["records_in_shard"], stats["skipped"]
     count = len(skipped) if done == n else f"at least {len(skipped)}"
-    reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:5])
+    reasons = "; ".join(f"{skip_label(s)}: {s['reason']}" for s in skipped[:5])
     return UserError(
         f"{src}: {count} of {n} records skipped, more than --max-skip-fraction {max_skip_fraction:g} allows;"
         f" first: {reasons}; no dump written"
     )
+
+
+def skip_label(skip: dict[str, Any]) -> str:
+    """How a message names a skipped record: its file, with its id where the file's name is not it (a CODE-15%
+    exam in an HDF5 part, a PTB-XL ecg_id), or its id alone where no file holds it."""
+    file, record = skip["file"], str(skip["id"])
+    if not file:
+        return f"record {record}"
+    return file if os.path.basename(file) == record else f"{file} (record {record})"
 
 
 def _unbroken(results: Iterable[ChunkResult]) -> Iterable[ChunkResult]:

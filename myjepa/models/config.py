@@ -12,6 +12,7 @@ from typing import Any
 
 from myjepa.config import check, check_positive
 from myjepa.leads import LEADS
+from myjepa.utils.checks import rate_problem
 
 
 @dataclass
@@ -31,7 +32,8 @@ class EncoderConfig:
     num_registers: int
 
     def __post_init__(self) -> None:
-        check_positive(self, "fs", "channel_size", "patch_size", "dim", "depth", "num_heads", "mlp_ratio")
+        check(rate_problem(self.fs) is None, f"fs: {rate_problem(self.fs)}")
+        check_positive(self, "channel_size", "patch_size", "dim", "depth", "num_heads", "mlp_ratio")
         check(self.num_registers >= 0, f"num_registers must be 0 or more, got {self.num_registers}")
         check(
             self.channel_size % self.patch_size == 0,

@@ -78,6 +78,21 @@ def dataset_weights(names: list[str], weights: dict[str, float]) -> dict[str, fl
     return {n: weights[n] for n in names}
 
 
+def sampled_datasets(configured: dict[str, float], sources: list[Source]) -> tuple[dict[str, float], str | None]:
+    """The weights the dumps are sampled with, which the run records as its config's `datasets` (so that its
+    checkpoints and a release made of them name the data they were trained on), and a note when the config's
+    `datasets` said something else: it named none of the dumps, or dumps --data does not give."""
+    sampled = {s.name: s.weight for s in sources}
+    if sampled == configured:
+        return sampled, None
+    named = [n for n in configured if n in sampled]
+    if not named:
+        why = f"name none of the --data dumps ({', '.join(sampled)}): each is sampled with weight 1"
+    else:
+        why = f"also name {', '.join(n for n in configured if n not in sampled)}, which --data does not give"
+    return sampled, f"the config's datasets {configured} {why}; the run records datasets {sampled}"
+
+
 def folds_rows(dump: Dump, folds: list[int]) -> np.ndarray | None:
     """Row numbers of a dump whose index has strat_fold (PTB-XL) that lie in `folds`; None otherwise."""
     idx_path, _ = sidecars(dump.path)

@@ -21,6 +21,7 @@ import math
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ from myjepa.models.myjepa import MyJEPA
 from myjepa.models.optim import param_groups
 from myjepa.pretrain import checkpoints
 from myjepa.pretrain.augment import Augment
-from myjepa.pretrain.batches import CropBatches, SourceNorm, open_sources, parse_data_args
+from myjepa.pretrain.batches import CropBatches, SourceNorm, open_sources, parse_data_args, sampled_datasets
 from myjepa.pretrain.checkpoints import RunRecord, TrainState
 from myjepa.pretrain.collapse import CollapseMonitor, embedding_stats, token_stats
 from myjepa.pretrain.config import PretrainConfig, load_config
@@ -133,6 +134,10 @@ def train(cfg: PretrainConfig, options: RunOptions, dist: distributed.DistInfo) 
     local_batch = local_batch_size(cfg, dist.world_size)
     collator = mask_collator(cfg)
     sources = open_sources(list(options.data), cfg)
+    datasets, note = sampled_datasets(cfg.datasets, sources)
+    if note and dist.is_main:
+        print(f"pretrain: {note}", file=sys.stderr, flush=True)
+    cfg = replace(cfg, datasets=datasets)
     probe = online_probe(options, cfg) if dist.is_main else None  # bad probe data fails before anything is written
     folder, run = RunFolder(options.out), checkpoints.run_record(cfg, options, sources)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # float32 matmuls on CUDA

@@ -21,7 +21,9 @@ import torch
 from myjepa.dumps import dump_files, sidecars
 from myjepa.encoders.load import encoder_files, load_encoder
 from myjepa.errors import UserError, run_cli
+from myjepa.ingest.output import new_array
 from myjepa.release.records import add_reading_options, check_reading_options, open_records, source_files
+from myjepa.utils.distributed import usable_device
 from myjepa.utils.io import atomic_path, check_outputs, outputs_of
 from myjepa.utils.logging import Progress
 
@@ -49,25 +51,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the embeddings, their index, and a stats.json of a dump --out replaces (it would describe that dump)
     check_outputs(outputs_of("--out", out, dump_files(out)), input_files(args.encoder, args.src), args.overwrite)
     model = load_encoder(args.encoder)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = usable_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     records = open_records(args.src, model.contract, args.missing_leads)
     print(f"embed: {len(records)} records from {args.src}, {model.contract.describe()}, device {device}", flush=True)
 
     bar = Progress(len(records), "embed", "records")
     with atomic_path(out) as tmp:
-        emb = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(records), model.dim))
+        emb = new_array(tmp, (len(records), model.dim), out, np.float32)  # blocks reserved: a full disk is no SIGBUS
         for start, x, fs in records.batches(args.batch_size):
             emb[start : start + len(x)] = model.embed(x, fs, args.batch_crops).numpy()
             bar.update(len(x))
         emb.flush()
         del emb
         with atomic_path(sidecars(out)[0]) as tmp_index:
-            records.index.to_csv(tmp_index, index=False)
+            # a file name that is not UTF-8 is written with escapes
+            records.index.to_csv(tmp_index, index=False, errors="backslashreplace")
     bar.close()
     sidecars(out)[1].unlink(missing_ok=True)  # --overwrite of a dump: its stats.json described the old array
     if records.mapper.zero_filled:
         print(f"embed: {records.mapper.zero_filled} record(s) had missing leads zero-filled", flush=True)
+    if records.nan_interpolated:
+        print(f"embed: {records.nan_interpolated} NaN samples interpolated linearly (as the converters do)", flush=True)
     print(f"embed: ({len(records)}, {model.dim}) float32 -> {out}, index -> {sidecars(out)[0]}", flush=True)
     return 0
 

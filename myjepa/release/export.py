@@ -24,7 +24,7 @@ from myjepa.errors import UserError, run_cli
 from myjepa.release.card import render_card
 from myjepa.release.classifier import export_classifier
 from myjepa.release.files import save_weights, software, write_card
-from myjepa.utils.io import check_outputs, outputs_of, sha256_file, write_json
+from myjepa.utils.io import check_outputs, not_a_file, outputs_of, sha256_file, write_json
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return export_classifier(Path(args.classifier), Path(args.out), args.name, args.overwrite)
     path, out = Path(args.encoder), Path(args.out)
     if not path.is_file():
-        raise UserError(f"--encoder {path}: not found")
+        raise UserError(f"--encoder {path}: {not_a_file(path)}")
     result_files = find_results(args.results)
     inputs = [("--encoder", path)] + [("--results", f) for f in result_files]
     check_outputs(outputs_of("--out", out, release_files(out)), inputs, args.overwrite)

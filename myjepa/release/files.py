@@ -8,7 +8,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from myjepa.encoders.release import FORMAT_VERSION
 from myjepa.utils.io import atomic_path, sha256_file
 
 
@@ -28,7 +27,9 @@ def save_weights(path: Path, state: dict[str, Any]) -> dict[str, str]:
 
     with atomic_path(path) as tmp:
         tensors = {k: v.detach().contiguous() for k, v in state.items()}
-        save_file(tensors, str(tmp), metadata={"format": "pt", "myjepa_release": str(FORMAT_VERSION)})
+        # one metadata key: safetensors writes a map's keys in random order, so two keys would make two exports
+        # of the same weights differ (config.json records the release format)
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
     return {"file": path.name, "sha256": sha256_file(path), "dtype": "float32"}
 
 

@@ -22,6 +22,7 @@ from myjepa.errors import UserError
 from myjepa.ingest.record import interpolate_nans, lead_rows
 from myjepa.ingest.wfdb_io import RecordError, read_record
 from myjepa.leads import LEADS
+from myjepa.utils.checks import nonfinite_problem
 
 MISSING_LEADS = ("error", "zero")
 WARNINGS_SHOWN = 5  # zero-filled records named one by one; the rest are counted
@@ -73,6 +74,8 @@ class DumpRecords:
     as the process's resident memory until the kernel drops them, which would grow with the dump.
     """
 
+    nan_interpolated = 0  # a dump holds none (the converters filled them)
+
     def __init__(self, path: Path, mapper: LeadMapper) -> None:
         self.dump, self.mapper = open_dump(path), mapper
         self.index = self.dump.index
@@ -87,12 +90,16 @@ class DumpRecords:
     def batches(self, size: int) -> Iterator[tuple[int, np.ndarray, float]]:
         """(offset, (R, 12, T) float32 mV in contract order, fs)."""
         signals = self.dump.signals
-        row_shape, row_bytes = signals.shape[1:], signals[0].nbytes
+        row_shape = signals.shape[1:]
+        row_bytes = int(np.prod(row_shape)) * signals.dtype.itemsize
         with open(self.dump.path, "rb") as f:
             for i in range(0, len(signals), size):
                 n = min(size, len(signals) - i)
                 f.seek(self.offset + i * row_bytes)
                 x = np.fromfile(f, dtype=signals.dtype, count=n * int(np.prod(row_shape))).reshape(n, *row_shape)
+                problem = nonfinite_problem(x, self.dump.leads, i)
+                if problem:  # a dump `myjepa convert` wrote never has one; one made by hand may
+                    raise UserError(f"{self.dump.path}: holds {problem}")
                 yield i, self.mapper(x.astype(np.float32), self.dump.leads, str(self.dump.path)), self.dump.fs
 
 
@@ -101,6 +108,7 @@ class WfdbRecords:
 
     def __init__(self, folder: Path, mapper: LeadMapper) -> None:
         self.folder, self.mapper = folder, mapper
+        self.nan_interpolated = 0  # NaN samples filled, as the converters fill them
         self.paths = sorted(p.with_suffix("") for p in folder.rglob("*.hea"))
         if not self.paths:
             raise UserError(f"--src {folder}: no WFDB record (*.hea) in this folder or below")
@@ -115,13 +123,13 @@ class WfdbRecords:
         record = str(path.relative_to(self.folder))
         try:
             x, hdr = read_record(path)
+            self.mapper.check_length(x.shape[1], hdr.fs, record)
+            dead = [name for name, row in zip(hdr.names, x) if np.isnan(row).all()]
+            if dead:
+                raise RecordError(f"lead(s) {', '.join(dead)} hold no valid sample")
+            self.nan_interpolated += interpolate_nans(x, hdr.names)
         except RecordError as e:
             raise UserError(f"{record}: {e}") from None
-        self.mapper.check_length(x.shape[1], hdr.fs, record)
-        dead = [name for name, row in zip(hdr.names, x) if np.isnan(row).all()]
-        if dead:
-            raise UserError(f"{record}: lead(s) {', '.join(dead)} hold no valid sample")
-        interpolate_nans(x)
         return self.mapper(x, hdr.names, record), hdr.fs
 
     def batches(self, size: int) -> Iterator[tuple[int, np.ndarray, float]]:

@@ -13,7 +13,8 @@ PTB-XL tasks are learnable: rhythm (SR, STACH, SBRAD, SARRH, AFIB, AFLT), conduc
 branch blocks, LAFB, 1AVB), infarction (inferior / anterior Q waves), ST-T changes, LVH and
 voltage. Both layouts use the same simulator, so pretraining on the MIMIC demo transfers. Folds
 are assigned per label profile, so every fold holds every common class. The dataset is written
-into a temporary sibling folder and renamed when complete.
+into a temporary sibling folder and renamed when complete; its MARKER file lets --overwrite replace
+it, and nothing else.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from myjepa.errors import UserError, run_cli
 from myjepa.synth.code15_challenge import write_challenge, write_code15
 from myjepa.synth.ptbxl_mimic import write_mimic, write_ptbxl
-from myjepa.utils.io import tmp_path
+from myjepa.utils.io import tmp_path, write_json
 
 LAYOUTS = {
     "ptb-xl": write_ptbxl,
@@ -37,6 +38,9 @@ LAYOUTS = {
     "challenge-2021": write_challenge,
 }
 """`--layout` -> the function that writes a dataset in that archive's layout."""
+
+MARKER = ".myjepa-synth.json"
+"""The file in every dataset this command writes (its layout, records and seed): what --overwrite may replace."""
 
 
 def synth(
@@ -52,21 +56,40 @@ def synth(
     out = Path(out)
     if n_records < 1:
         raise UserError(f"--records {n_records}: need at least 1")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not overwrite:
-            raise UserError(f"--out {out}: exists and is not empty (pass --overwrite to replace it)")
+    replace = check_out(out, overwrite)
     tmp = tmp_path(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         LAYOUTS[layout](tmp, n_records, seed, workers, progress=progress)
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        write_json(tmp / MARKER, {"layout": layout, "records": n_records, "seed": seed})
+        if replace:
+            shutil.rmtree(out)
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def check_out(out: Path, overwrite: bool) -> bool:
+    """Whether `out` is a dataset this command wrote, to be replaced (with `overwrite`); an empty folder or
+    none is simply written. Anything else is refused: --overwrite never deletes what synth did not write
+    (`--out ~ --overwrite` once removed the home folder)."""
+    if not os.path.lexists(out) or (out.is_dir() and not out.is_symlink() and not any(out.iterdir())):
+        return False
+    if out.is_symlink() or not out.is_dir():
+        raise UserError(
+            f"--out {out}: {'a symbolic link' if out.is_symlink() else 'a file'}; give a new or empty folder"
+        )
+    if not (out / MARKER).is_file():
+        raise UserError(
+            f"--out {out}: holds files `myjepa synth` did not write (no {MARKER}); --overwrite replaces only a "
+            "synthetic dataset: give another --out, or a new or empty folder"
+        )
+    if not overwrite:
+        raise UserError(f"--out {out}: holds a synthetic dataset; pass --overwrite to replace it")
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int | None:
@@ -81,7 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int | None:
         default=min(8, len(os.sched_getaffinity(0))),
         help="worker processes (default: the CPUs available, at most 8; the output does not depend on it)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it holds a synthetic dataset (never other files)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()

@@ -81,6 +81,11 @@ def class_targets(df: pd.DataFrame, path: Path) -> tuple[list[str], np.ndarray, 
             raise UserError(f"{path}: 'label' is empty in data row {int(np.flatnonzero(df['label'].isna())[0]) + 1}")
         labels = df["label"].astype(str)
         classes = sorted(labels.unique())
+        if len(classes) < 2:
+            raise UserError(
+                f"{path}: the 'label' column holds one class, {classes[0]!r}: a task needs two or more, or there is "
+                "nothing to tell apart (and no AUC)"
+            )
         return classes, (labels.to_numpy()[:, None] == np.array(classes)[None]).astype(np.uint8), True
     if not columns:
         raise UserError(f"{path}: no class column: add one 0/1 column per class, or a 'label' column")
@@ -111,10 +116,26 @@ def read_labels(
             raise UserError(f"{path}: no record in the {name} split")
         order = np.argsort(rows[mask], kind="stable")
         out_rows[name], out_targets[name] = rows[mask][order], targets[mask][order]
-    empty = [c for c, n in zip(classes, out_targets["train"].sum(0)) if n == 0]
-    if empty:
-        raise UserError(f"{path}: class(es) {', '.join(map(repr, empty))} have no positive record in the train split")
+    check_scorable(classes, out_targets, path)
     return Splits(classes, out_rows, out_targets, folds={}), multiclass
+
+
+def check_scorable(classes: list[str], targets: dict[str, np.ndarray], path: Path) -> None:
+    """Every class can be learnt (the train split has positive and negative records of it), and the val and test
+    splits each have a class with both, without which their macro AUC (the best step's pick, the result) is
+    undefined."""
+    train = targets["train"]
+    for kind, count in (("positive", train.sum(0)), ("negative", len(train) - train.sum(0))):
+        empty = [c for c, n in zip(classes, count) if n == 0]
+        if empty:
+            raise UserError(f"{path}: class(es) {', '.join(map(repr, empty))} have no {kind} record in the train split")
+    for split in ("val", "test"):
+        positives = targets[split].sum(0)
+        if not ((positives > 0) & (positives < len(targets[split]))).any():
+            raise UserError(
+                f"{path}: no class has both positive and negative records in the {split} split, so its macro AUC "
+                "is undefined; put records of other classes there"
+            )
 
 
 def load_labels_data(labels: str | Path, dump_path: str | Path, val_fold: int, test_fold: int) -> TaskData:

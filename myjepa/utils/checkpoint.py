@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from myjepa.errors import UserError
-from myjepa.utils.io import atomic_path
+from myjepa.utils.io import atomic_path, not_a_file
 
 
 def save(obj: dict[str, Any], path: str | Path) -> None:
@@ -40,8 +40,8 @@ def load(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict at `path`; a missing, corrupt or foreign file, or not a dict, is a UserError naming it."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"checkpoint not found: {path}") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise UserError(f"checkpoint {path}: {not_a_file(Path(path))}") from None
     except Exception as e:  # torch raises many types for truncated or foreign files
         raise UserError(f"{path}: cannot load as a checkpoint: {_why_not(Path(path), e)}") from None
     if not isinstance(ckpt, dict):

@@ -52,8 +52,31 @@ class DistInfo:
         return self.world_size > 1 or dist.is_initialized()
 
 
+def usable_device(name: str, option: str = "--device") -> torch.device:
+    """The device `name` names, when this torch on this machine can run there; else a UserError naming `option`
+    (a CPU-only torch asked for cuda, a GPU that is not there, a device type torch does not know). CUDA is asked,
+    never initialised: under torchrun each rank must create its context on its own GPU only."""
+    gpus = torch.cuda.device_count()
+    why = None
+    try:
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            why = "no CUDA device" + ("" if torch.version.cuda else ": this torch is built without CUDA")
+        elif device.type == "cuda" and device.index is not None and device.index >= gpus:
+            why = f"no GPU {device.index}"
+        elif device.type not in ("cpu", "cuda"):
+            torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0]
+    if why:
+        raise UserError(f"{option} {name}: not usable here ({why}; torch {torch.__version__}, {gpus} GPU(s))")
+    return device
+
+
 def setup(device: str | None = None) -> DistInfo:
     """Initialise the process group under torchrun; pick this rank's device."""
+    if device is not None:
+        usable_device(device)
     use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if "RANK" not in os.environ:
         return DistInfo(0, 0, 1, torch.device("cuda" if use_cuda else "cpu"))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,16 +16,22 @@ from typing import Any
 from myjepa.errors import UserError
 
 
+def tmp_prefix(path: Path) -> str:
+    """`.NAME.tmp`, the start of the temporary names of `path`; NAME is cut to leave room for the dot and a
+    process id within the 255 bytes a file name may have, so that a long but valid `path` still gets one."""
+    return f".{os.fsdecode(os.fsencode(path.name)[:240])}.tmp"
+
+
 def tmp_path(path: str | os.PathLike) -> Path:
     """The temporary sibling of `path` (same folder, so the final rename is atomic)."""
     p = Path(path)
-    return p.with_name(f".{p.name}.tmp{os.getpid()}")
+    return p.with_name(f"{tmp_prefix(p)}{os.getpid()}")
 
 
 def remove_stale_temporaries(path: Path) -> None:
     """Remove the temporaries of `path` that processes no longer running on this machine left behind:
     a process killed with SIGKILL (or by the OOM killer) runs no cleanup."""
-    for tmp in path.parent.glob(f".{path.name}.tmp*"):
+    for tmp in path.parent.glob(f"{glob.escape(tmp_prefix(path))}*"):
         pid = tmp.name.rpartition(".tmp")[2]
         if pid.isdigit() and int(pid) != os.getpid():
             try:
@@ -43,6 +52,12 @@ def check_file_path(path: Path, option: str) -> None:
             if not parent.is_dir():
                 raise UserError(f"{option} {path}: {parent} is a file, not a folder")
             return
+
+
+def not_a_file(path: Path) -> str:
+    """Why a file the user named cannot be read: it is a folder, or it is not there (a folder given where a
+    file belongs once read as "not found")."""
+    return "a folder, not a file" if path.is_dir() else "not found"
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -80,20 +95,57 @@ def check_outputs(outputs: Sequence[tuple[str, Path]], inputs: Iterable[tuple[st
         raise UserError(f"{existing[0]} exists; pass --overwrite to replace it")
 
 
+def umask() -> int:
+    """The process's umask (Linux reports it in /proc; elsewhere it is set and put back, which no thread sees
+    between the two calls that does not create a file in that instant)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def publish(tmp: Path) -> None:
+    """Give a written file the permissions a file created by `open` gets (read-write as the umask allows):
+    some writers (safetensors) create private files, which colleagues sharing a result cannot read."""
+    mode = 0o666 & ~umask()
+    if stat.S_IMODE(tmp.stat().st_mode) != mode:
+        tmp.chmod(mode)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path to write to; rename it to `path` on success, delete it on failure."""
+    """Yield a temporary path to write to; rename it to `path` on success (with the permissions the umask
+    gives), delete it on failure. A failure names `path`, never the hidden temporary file."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(final)
     tmp = tmp_path(final)
     try:
         yield tmp
+        publish(tmp)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):  # on a read-only disk a missing file is EROFS
             tmp.unlink()
+        name_the_output(e, {tmp: final})
         raise
+
+
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+"""Errors only a write raises: one that names no file (numpy's memmap, pandas) is about the output written."""
+
+
+def name_the_output(error: BaseException, finals: dict[Path, Path]) -> None:
+    """An OSError about a temporary file (a key of `finals`), or a write error that names no file, names the
+    output instead: the user gave that name, the temporary one would puzzle them."""
+    if not isinstance(error, OSError):
+        return
+    if error.filename is not None and Path(error.filename) in finals:
+        error.filename = str(finals[Path(error.filename)])
+    elif error.filename is None and error.errno in WRITE_ERRORS:
+        error.filename = str(next(iter(finals.values())))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

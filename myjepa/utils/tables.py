@@ -15,6 +15,8 @@ def read_csv(path: str | Path, required: Sequence[str], what: str, **read_option
     """A metadata CSV of the `what` layout with at least the `required` columns and one row, or a
     UserError naming `path`. `read_options` go to pandas (e.g. index_col)."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: a folder, not a CSV file (the {what} layout needs a file)")
     if not path.is_file():
         raise UserError(f"{path}: not found (the {what} layout needs it)")
     try:

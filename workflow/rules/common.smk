@@ -6,6 +6,7 @@ The checks and the command-line pieces live in myjepa.workflow, where they are u
 import json  # json, os, shlex: also for the rules' params
 import os
 import shlex
+from pathlib import Path
 
 import jsonschema
 from snakemake.exceptions import WorkflowError
@@ -13,6 +14,7 @@ from snakemake.utils import validate
 
 try:
     from myjepa import workflow as wf
+    from myjepa.config import read_yaml
 except ImportError as e:
     raise WorkflowError(
         f"the myjepa package is not importable by snakemake ({e}): run .ci/install"
@@ -25,6 +27,9 @@ def config_error(message):
 
 # ---- validation: the schema (fills defaults), then what only the package knows ------------------
 
+# `snakemake --config 'evaluate={val_fold: 8}'` passes nested values as text: typed where the schema says
+SCHEMA = Path(workflow.basedir) / "schemas" / "config.schema.yaml"
+config.update(wf.typed_values(config, read_yaml(SCHEMA)))
 try:
     validate(config, "../schemas/config.schema.yaml")
 except WorkflowError as e:
@@ -39,7 +44,7 @@ try:
     BASELINES = wf.baseline_encoders(RUNS) if config["evaluate"]["baseline"] else {}
     ENCODERS = wf.encoder_names(PRETRAINED, BASELINES)
     PROTOCOLS = wf.protocols_by_name(config["evaluate"]["protocols"])
-    wf.check_config_files(RUNS, PROTOCOLS)
+    wf.check_config_files(RUNS, PROTOCOLS, config["data"])
     PRETRAIN_NODES = wf.pretrain_nodes(workflow.resource_settings.overwrite_resources)
 except wf.ConfigError as e:
     config_error(e)
