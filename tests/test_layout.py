@@ -32,7 +32,8 @@ def test_no_module_is_over_400_lines():
         # converters and demo data: every worker process imports them
         "myjepa.ingest.convert, myjepa.synth.command, myjepa.dumps",
         # what the Snakemake process reads: the encoder's keys, the config folders, the task list
-        "myjepa.workflow, myjepa.models.config, myjepa.pretrain.config, myjepa.evaluate.config, myjepa.tasks.names",
+        "myjepa.workflow, myjepa.workflow_commands, myjepa.models.config, myjepa.pretrain.config, "
+        "myjepa.evaluate.config, myjepa.tasks.names",
         # a cluster's login node: writing the profile must not wait for torch
         "myjepa.cluster.slurm_profile",
     ],

@@ -24,7 +24,7 @@ import pytest
 import torch
 from conftest import synthetic_ecg, write_dump
 
-from myjepa import workflow as wf
+from myjepa import workflow_commands as commands
 from myjepa.cluster import launch
 from myjepa.pretrain.augment import Augment
 from myjepa.pretrain.batches import CropBatches, open_sources
@@ -223,9 +223,9 @@ def test_launch_line_runs_one_torchrun_per_node_inside_the_image():
 
 def test_the_rules_launch_command_is_what_the_launcher_reads():
     """`myjepa.workflow.pretrain_launch` (the rule's params) writes the options launch.py parses."""
-    assert wf.pretrain_launch(1, 0, None, 2) == wf.pretrain_launch(1, 1, 8, 2) == "myjepa pretrain"
-    assert wf.pretrain_launch(1, 4, 8, 2) == "torchrun --standalone --nproc_per_node=4 -m myjepa.pretrain"
-    text = wf.pretrain_launch(2, 8, 16, 4, "c/my jepa.sif", "--nv --bind /d", python="/v/bin/python")
+    assert commands.pretrain_launch(1, 0, None, 2) == commands.pretrain_launch(1, 1, 8, 2) == "myjepa pretrain"
+    assert commands.pretrain_launch(1, 4, 8, 2) == "torchrun --standalone --nproc_per_node=4 -m myjepa.pretrain"
+    text = commands.pretrain_launch(2, 8, 16, 4, "c/my jepa.sif", "--nv --bind /d", python="/v/bin/python")
     words = shlex.split(text)
     assert words[:3] == ["/v/bin/python", "-m", "myjepa.cluster.launch"] and words[-1] == "--"
     args = launch.parse_args([*words[3:], "--data", "a=x.npy"])
@@ -235,7 +235,7 @@ def test_the_rules_launch_command_is_what_the_launcher_reads():
         "--nv --bind /d",
         ["--data", "a=x.npy"],
     )
-    assert "--cpus-per-task=4" in wf.pretrain_launch(2, 2, None, 4)  # no cpus_per_gpu: the rule's threads
+    assert "--cpus-per-task=4" in commands.pretrain_launch(2, 2, None, 4)  # no cpus_per_gpu: the rule's threads
 
 
 def run_launcher(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from myjepa import workflow as wf
+from myjepa import workflow_commands as commands
 from myjepa.models.config import ENCODER_KEYS
 from myjepa.pretrain import train as pretrain
 from myjepa.pretrain.options import RUN_OPTIONS
@@ -377,13 +378,13 @@ def test_check_config_files_loads_every_override(runs, protocols, message):
 
 
 def test_set_args():
-    assert wf.set_args({}) == ""
-    assert wf.set_args({"steps": 300, "lr": 0.5}) == "--set steps=300 --set lr=0.5"
-    assert wf.set_args({"betas": [0.9, 0.99], "amp": None, "compile": True}) == (
+    assert commands.set_args({}) == ""
+    assert commands.set_args({"steps": 300, "lr": 0.5}) == "--set steps=300 --set lr=0.5"
+    assert commands.set_args({"betas": [0.9, 0.99], "amp": None, "compile": True}) == (
         "--set 'betas=[0.9, 0.99]' --set amp=null --set compile=true"
     )
-    assert wf.set_args({"datasets": {"ptb-xl": 1.0}}) == """--set 'datasets={"ptb-xl": 1.0}'"""
-    assert wf.set_args({"name": "a b"}) == "--set 'name=a b'"
+    assert commands.set_args({"datasets": {"ptb-xl": 1.0}}) == """--set 'datasets={"ptb-xl": 1.0}'"""
+    assert commands.set_args({"name": "a b"}) == "--set 'name=a b'"
 
 
 def pretrain_settings(**changes) -> dict:
@@ -404,7 +405,7 @@ def test_pretrain_args():
     probe_args = (
         "--probe-data '/data dir/ptb-xl.npy' --probe-labels '/data dir/ptb-xl' --probe-val-fold 9 --probe-test-fold 10"
     )
-    assert wf.pretrain_args(pretrain_settings(), dumps, probe) == (
+    assert commands.pretrain_args(pretrain_settings(), dumps, probe) == (
         "--data mimic-iv-ecg=results/data/mimic-iv-ecg.npy --config tiny --set 'datasets={\"mimic-iv-ecg\": 1.0}' "
         + probe_args
     )
@@ -415,7 +416,7 @@ def test_pretrain_args():
         amp="bfloat16",
         compile=True,
     )
-    assert wf.pretrain_args(settings, dumps, probe) == (
+    assert commands.pretrain_args(settings, dumps, probe) == (
         "--data mimic-iv-ecg=results/data/mimic-iv-ecg.npy ptb-xl='/data dir/ptb-xl.npy' --config 'my model.yaml' "
         '--set \'datasets={"mimic-iv-ecg": 1.0, "ptb-xl": 0.5}\' --set steps=10 --amp bfloat16 --compile ' + probe_args
     )
@@ -425,17 +426,17 @@ def test_pretrain_settings_are_the_run_options_that_define_a_run():
     """The job's settings hold every option `myjepa pretrain` says defines a run, so changing one reruns the job,
     and its arguments pass each of them on."""
     run = {"config": "tiny", "datasets": {"ptb-xl": 1.0}, "set": {"steps": 3}}
-    settings = wf.pretrain_settings(run, 7, {"amp": "float32", "compile": True, "seeds": [7], "runs": [run]})
+    settings = commands.pretrain_settings(run, 7, {"amp": "float32", "compile": True, "seeds": [7], "runs": [run]})
     assert settings == pretrain_settings(
         datasets={"ptb-xl": 1.0}, set={"steps": 3}, seed=7, amp="float32", compile=True
     )
     assert list(settings)[3:] == list(RUN_OPTIONS) == ["seed", "amp", "compile"]
     dumps = {"ptb-xl": "p.npy"}
     probe = {"dump": "p.npy", "tables": "t", "val_fold": 9, "test_fold": 10}
-    assert "--set steps=3 --amp float32 --compile --probe-data" in wf.pretrain_args(settings, dumps, probe)
+    assert "--set steps=3 --amp float32 --compile --probe-data" in commands.pretrain_args(settings, dumps, probe)
     rule = (ROOT / "workflow" / "rules" / "pretrain.smk").read_text()  # the rule passes the job's seed itself
     assert "{params.args} --out {params.dir} --seed {wildcards.seed}" in rule
-    words = shlex.split(wf.pretrain_args(settings, dumps, probe)) + ["--out", "o", "--seed", "7"]
+    words = shlex.split(commands.pretrain_args(settings, dumps, probe)) + ["--out", "o", "--seed", "7"]
     args = pretrain.parse_args(words)
     options = pretrain.run_options(args)
     assert {name: getattr(options, name) for name in RUN_OPTIONS} == {"seed": 7, "amp": "float32", "compile": True}
@@ -448,18 +449,18 @@ def test_finetune_args():
         "val_fold": 9,
         "test_fold": 10,
     }
-    assert wf.finetune_args(settings, "results/pretrain/a/s1/encoder.pt", "results/x/best_ckpt.pt") == (
+    assert commands.finetune_args(settings, "results/pretrain/a/s1/encoder.pt", "results/x/best_ckpt.pt") == (
         "--encoder results/pretrain/a/s1/encoder.pt --config finetune_after_linear --set steps=5 "
         "--val-fold 9 --test-fold 10 --init results/x/best_ckpt.pt"
     )
     settings = {**settings, "protocol": {"config": "linear", "init": None, "set": {}}}
-    assert wf.finetune_args(settings, "tiny") == "--encoder tiny --config linear --val-fold 9 --test-fold 10"
+    assert commands.finetune_args(settings, "tiny") == "--encoder tiny --config linear --val-fold 9 --test-fold 10"
 
 
 def test_job_environment():
-    env = wf.job_environment({"enabled": True, "project": "p"}, "/usr/bin", executable="/venv/bin/python")
+    env = commands.job_environment({"enabled": True, "project": "p"}, "/usr/bin", executable="/venv/bin/python")
     assert env == {"MYJEPA_WANDB": "--wandb", "WANDB_PROJECT": "p", "PATH": f"/venv/bin{os.pathsep}/usr/bin"}
-    env = wf.job_environment({"enabled": False, "project": "myjepa"})
+    env = commands.job_environment({"enabled": False, "project": "myjepa"})
     assert env["MYJEPA_WANDB"] == "" and env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
 
 

@@ -1,6 +1,7 @@
 """Config validation, the tables the rules use, and the rules' input and params functions.
 
-The checks and the command-line pieces live in myjepa.workflow, where they are unit-tested.
+The checks live in myjepa.workflow, the command-line pieces in myjepa.workflow_commands, where they are
+unit-tested.
 """
 
 import json  # json, os, shlex: also for the rules' params
@@ -14,6 +15,7 @@ from snakemake.utils import validate
 
 try:
     from myjepa import workflow as wf
+    from myjepa import workflow_commands as commands
     from myjepa.config import read_yaml
 except ImportError as e:
     raise WorkflowError(
@@ -45,14 +47,16 @@ try:
     ENCODERS = wf.encoder_names(PRETRAINED, BASELINES)
     PROTOCOLS = wf.protocols_by_name(config["evaluate"]["protocols"])
     wf.check_config_files(RUNS, PROTOCOLS, config["data"])
-    PRETRAIN_NODES = wf.pretrain_nodes(workflow.resource_settings.overwrite_resources)
+    PRETRAIN_NODES = commands.pretrain_nodes(
+        workflow.resource_settings.overwrite_resources
+    )
 except wf.ConfigError as e:
     config_error(e)
 
 TASKS = config["evaluate"]["tasks"]
 SEEDS_EVAL = config["evaluate"]["seeds"]
 # jobs inherit the environment: the wandb switch, and PATH to this interpreter's `myjepa`
-os.environ.update(wf.job_environment(config["wandb"], os.environ.get("PATH", "")))
+os.environ.update(commands.job_environment(config["wandb"], os.environ.get("PATH", "")))
 
 # ---- data: synthetic unless a raw directory or a ready-made dump is configured -------------------
 
@@ -120,7 +124,7 @@ def res(rule_name, key):
 
 def pretrain_settings(wildcards):
     """Exactly what defines a pretraining run: a change here reruns it and everything downstream."""
-    return wf.pretrain_settings(
+    return commands.pretrain_settings(
         RUNS[wildcards.run], int(wildcards.seed), config["pretrain"]
     )
 
@@ -137,7 +141,7 @@ def pretrain_launch(wildcards, resources, threads):
     deployment = workflow.deployment_settings
     apptainer = "apptainer" in {str(m) for m in deployment.deployment_method}
     image = config["container"]["image"] if apptainer else None
-    return wf.pretrain_launch(
+    return commands.pretrain_launch(
         PRETRAIN_NODES,
         int(resources.get("gpu") or 0),
         resources.get("cpus_per_gpu"),
@@ -171,7 +175,7 @@ def pretrain_args(wildcards):
         "val_fold": config["evaluate"]["val_fold"],
         "test_fold": config["evaluate"]["test_fold"],
     }
-    return wf.pretrain_args(
+    return commands.pretrain_args(
         settings, {n: dump_path(n) for n in settings["datasets"]}, probe
     )
 
@@ -219,7 +223,7 @@ def finetune_args(wildcards, input):
     settings = finetune_settings(wildcards)
     encoder = input.encoder if wildcards.encoder in PRETRAINED else settings["encoder"]
     init = input.init if settings["protocol"]["init"] else None
-    return wf.finetune_args(settings, encoder, init)
+    return commands.finetune_args(settings, encoder, init)
 
 
 # ---- releases ------------------------------------------------------------------------------------
