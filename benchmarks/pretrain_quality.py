@@ -147,7 +147,7 @@ def random_dir(work: Path, config_yaml: str, seed: int) -> Path:
 
 
 def evaluate(work: Path, dump: Path, spec: str, folder: Path, seed: int, tasks: list[str]) -> dict[str, Any]:
-    """Test scores per protocol and task, and the spread figures, of one encoder (cached in folder/eval.json)."""
+    """Test scores per protocol and task, and the spread figures, of one encoder (cached in folder/eval.npz)."""
     cache = folder / "eval.npz"
     record = dict(np.load(cache, allow_pickle=False)) if cache.is_file() else {}
     for task in tasks:
@@ -155,6 +155,7 @@ def evaluate(work: Path, dump: Path, spec: str, folder: Path, seed: int, tasks: 
             probe_dir = folder / "probe" / task
             myjepa("finetune", "--data-dir", str(SAMPLE), "--dump", str(dump), "--encoder", spec, "--task", task,
                    "--config", "linear", "--out", str(probe_dir), "--seed", str(seed),
+                   "--overwrite",  # eval.npz, written last, says a probe is done: a folder without it is partial
                    log=folder / f"probe-{task}.log")  # fmt: skip
             pred = np.load(probe_dir / "predictions.npz", allow_pickle=False)
             record[f"linear/{task}"], record[f"targets/{task}"] = pred["test_scores"], pred["test_targets"]
