@@ -146,7 +146,7 @@ def test_dry_run_real_config_commands(tmp_path, fake_raw):
 def test_dry_run_demo_default(tmp_path):
     proc = snakemake("-n", "--quiet", "rules", cwd=tmp_path, config=ROOT / "config" / "config.yaml")
     counts = job_counts(proc.stdout + proc.stderr)
-    assert counts["synth_ptbxl"] == 1 and counts["synth_archive"] == 3 and counts["pretrain"] == 1
+    assert counts["synth_ptbxl"] == 1 and counts["synth_archive"] == 3 and counts["pretrain"] == 2
     assert counts["convert_shard"] == 4 and counts["merge_shards"] == 3  # mimic-iv-ecg in 2 shards
     assert counts["finetune"] >= 4
 
