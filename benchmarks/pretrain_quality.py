@@ -91,6 +91,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--name", default="quality", help="the table's files in --dir: NAME.md and NAME.json")
     args = p.parse_args()
     args.variant = [(v[0], v[1:]) for v in args.variant or []]
+    for name, sets in args.variant:
+        if "=" in name or not all("=" in kv for kv in sets):
+            p.error(f"--variant {' '.join([name, *sets])}: give a name, then KEY=VALUE overrides")
     return args
 
 
@@ -98,7 +101,9 @@ def myjepa(*args: str, log: Path, command: tuple[str, ...] = (MYJEPA,)) -> None:
     with log.open("w") as out:
         proc = subprocess.run([*command, *args], stdout=subprocess.DEVNULL, stderr=out)
     if proc.returncode:
-        sys.exit(f"{' '.join(command)} {args[0]} failed (exit {proc.returncode}); see {log}")
+        lines = [line for line in log.read_text().splitlines() if line.strip()]
+        reason = f": {lines[-1]}" if lines else ""
+        sys.exit(f"{' '.join(command)} {args[0]} failed (exit {proc.returncode}){reason}; the whole log: {log}")
 
 
 def convert_sample(work: Path) -> Path:
