@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from myjepa.models import sigreg
 from myjepa.models.sigreg import REFERENCE_BATCH, SIGReg, random_directions
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -81,6 +82,32 @@ def test_gradient_flows_to_inputs():
     z = torch.randn(64, 8, requires_grad=True)
     (SIGReg(num_slices=16)(0.2 * z)).backward()
     assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+def test_chunked_sums_give_the_same_value_and_gradient(monkeypatch):
+    """Above CHUNK_ELEMENTS the sums go chunk by chunk (recomputed in the backward): the same loss and gradient."""
+    z = torch.randn(300, 8, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.5, 2.0, 8)
+    results = {}
+    calls = []
+    whole_sums = sigreg.ecf_sums
+
+    def counted(x, t):
+        calls.append(len(x))
+        return whole_sums(x, t)
+
+    monkeypatch.setattr(sigreg, "ecf_sums", counted)
+    for limit in (sigreg.CHUNK_ELEMENTS, 64 * 16 * 17):  # the second: 64 samples a chunk
+        monkeypatch.setattr(sigreg, "CHUNK_ELEMENTS", limit)
+        calls.clear()
+        x = z.clone().requires_grad_()
+        loss = SIGReg(num_slices=16)(x)
+        loss.backward()
+        results[limit] = (loss.detach(), x.grad, list(calls))
+    (whole, whole_grad, whole_calls), (chunked, chunked_grad, chunked_calls) = results.values()
+    assert whole_calls == [300]
+    assert chunked_calls[:5] == [64, 64, 64, 64, 44]  # the forward's chunks; the backward recomputes them
+    assert sorted(chunked_calls) == sorted([64, 64, 64, 64, 44] * 2)
+    assert torch.allclose(chunked, whole, rtol=1e-5) and torch.allclose(chunked_grad, whole_grad, rtol=1e-4, atol=1e-7)
 
 
 def regulariser_pull(batch: int, accum_steps: int, draws: int) -> torch.Tensor:

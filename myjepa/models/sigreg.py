@@ -15,9 +15,12 @@ slightly negative.
 pull shrinks with the estimate's noise (whose std goes as 1/sqrt(N)), so λ·noise, not λ·pull, is what
 stays fixed: at batch 32, 1/8 of the pull.
 
-Two more things beyond the published snippet: the empirical characteristic function is summed over
-all DDP ranks (so N is the global batch and the value equals a single-process run), and the slice
-directions are drawn from (seed, step) so every rank, and a resumed run, uses the same ones.
+Three more things beyond the published snippet: the empirical characteristic function is summed over
+all DDP ranks (so N is the global batch and the value equals a single-process run); the slice
+directions are drawn from (seed, step) so every rank, and a resumed run, uses the same ones; and when
+cos/sin of every sample, slice and point would exceed CHUNK_ELEMENTS (SIGReg on all tokens at a large
+batch: 2048 records x 200 tokens x 1024 slices x 17 points is 7.1e9 floats, three tensors of 28 GB),
+the sums are taken over chunks of samples that are recomputed in the backward instead of stored.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from myjepa.models.config import SIGREG_SCALINGS
 
 REFERENCE_BATCH = 2048  # the global batch at which the published λ = 0.02 was set
+CHUNK_ELEMENTS = 2**28  # samples x slices x points above which the sums go chunk by chunk (1 GiB a tensor)
 
 
 class _AllReduceSum(torch.autograd.Function):
@@ -58,6 +63,21 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
 def call_seed(seed: int, step: int) -> int:
     """The generator seed of SIGReg's `step`-th training call: the same on every rank and after a resume."""
     return seed * 1_000_003 + step
+
+
+def ecf_sums(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """(2, S, P): the sums over samples of cos(t·x) and sin(t·x), x (n, S) projected samples, t (P,) points."""
+    x_t = x.unsqueeze(-1) * t  # (n, S, P)
+    return torch.stack([x_t.cos().sum(0), x_t.sin().sum(0)])
+
+
+def chunked_ecf_sums(x: torch.Tensor, t: torch.Tensor, max_elements: int) -> torch.Tensor:
+    """ecf_sums in one go when n·S·P <= max_elements; otherwise over chunks of samples, each recomputed in the
+    backward, so memory holds x and one chunk's (rows, S, P) instead of three (n, S, P) tensors."""
+    rows = max(1, max_elements // (x.size(1) * t.numel()))
+    if x.size(0) <= rows:
+        return ecf_sums(x, t)
+    return sum(checkpoint(ecf_sums, chunk, t, use_reentrant=False) for chunk in x.split(rows))
 
 
 def random_directions(dim: int, num_slices: int, seed: int, step: int) -> torch.Tensor:
@@ -103,9 +123,8 @@ class SIGReg(nn.Module):
         with torch.autocast(device_type=z.device.type, enabled=False):
             z = z.float()
             a = random_directions(z.size(1), self.num_slices, self.seed, step).to(z.device)
-            x_t = (z @ a).unsqueeze(-1) * self.t  # (N, S, P)
             n = torch.tensor([float(z.size(0))], device=z.device)
-            sums = torch.stack([x_t.cos().sum(0), x_t.sin().sum(0)])  # (2, S, P)
+            sums = chunked_ecf_sums(z @ a, self.t, CHUNK_ELEMENTS)  # (2, S, P)
             sums, n = all_reduce_sum(sums), all_reduce_sum(n)
             ecf = sums / n
             # |φ̂|² = (1/N²)Σ_ij cos(t(x_i − x_j)) holds N diagonal ones; over pairs i ≠ j it is unbiased
