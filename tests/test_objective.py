@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from myjepa.models.myjepa import MyJEPA, sample_tokens
+from myjepa.models.myjepa import MyJEPA, Projector, sample_tokens
 from myjepa.models.sigreg import REFERENCE_BATCH, SIGReg
 from myjepa.models.vit import gather_tokens
 from myjepa.pretrain.augment import Augment
@@ -132,6 +132,30 @@ def test_target_norm_regresses_layer_normed_targets():
         model.encoder.norm.weight.mul_(10)
     targets = F.layer_norm(model.encoder(x), (cfg.dim,))
     assert torch.allclose(targets, F.layer_norm(z_full, (cfg.dim,)), atol=1e-5)
+
+
+def test_projector_without_norm_sees_the_tokens_scale():
+    """With its LayerNorm (the default) the projector gives the same output for tokens scaled down tenfold
+    (first bias zeroed, to show it cleanly), so SIGReg cannot tell; without it, the output shrinks with them."""
+    x = torch.randn(16, 64)
+    for norm in (True, False):
+        torch.manual_seed(0)
+        projector = Projector(64, 256, 32, norm=norm)
+        with torch.no_grad():
+            projector.net[0].bias.zero_()
+        assert projector(x).shape == (16, 32)
+        spread, small = projector(x).std(0).mean(), projector(x / 10).std(0).mean()
+        if norm:  # the same up to the LayerNorm's eps
+            assert (projector(x / 10) - projector(x)).abs().max() < 0.01 * spread
+        else:
+            assert small < spread / 5
+    cfg = small_cfg(proj_norm=False)
+    model = model_of(cfg)
+    assert small_cfg().proj_norm and not any(isinstance(m, torch.nn.LayerNorm) for m in model.projector.modules())
+    out = model(*batch(cfg))
+    out.sigreg_loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.projector.parameters())
+    assert model.encoder.blocks[0].attn.qkv.weight.grad.abs().sum() > 0  # SIGReg reaches the encoder
 
 
 def test_noise_scaling_is_the_pull_times_sqrt_of_samples_over_the_reference_batch():

@@ -12,6 +12,7 @@ Objective options (config keys; all off is the seed's formulation):
   backward dominate the step: more prediction signal per FLOP (V-JEPA, data2vec 2.0).
 - `target_norm`: layer norm without affine on the targets (I-JEPA, V-JEPA), so the prediction loss cannot
   shrink by scaling the tokens down.
+- `proj_norm`: false drops the projector's LayerNorm, so SIGReg sees the tokens' scale (`Projector`).
 """
 
 from __future__ import annotations
@@ -43,11 +44,16 @@ class Losses(NamedTuple):
 
 
 class Projector(nn.Module):
-    """MLP dim -> hidden -> out. LayerNorm, not BatchNorm: per-sample, so identical under any DDP split."""
+    """MLP dim -> hidden -> out. LayerNorm, not BatchNorm: per-sample, so identical under any DDP split.
 
-    def __init__(self, dim: int, hidden: int, out: int) -> None:
+    `norm=False` drops the LayerNorm. With it, the projection hardly changes when every token is scaled
+    down, so SIGReg cannot see the tokens shrink while the prediction loss (no stop-gradient) gains from it.
+    """
+
+    def __init__(self, dim: int, hidden: int, out: int, norm: bool = True) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.LayerNorm(hidden), nn.GELU(), nn.Linear(hidden, out))
+        hidden_norm = nn.LayerNorm(hidden) if norm else nn.Identity()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), hidden_norm, nn.GELU(), nn.Linear(hidden, out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -65,7 +71,7 @@ class MyJEPA(nn.Module):
         self.predictor = Predictor(
             cfg.num_patches, cfg.dim, cfg.pred_dim, cfg.pred_depth, cfg.pred_num_heads, cfg.mlp_ratio
         )
-        self.projector = Projector(cfg.dim, cfg.proj_hidden, cfg.proj_dim)
+        self.projector = Projector(cfg.dim, cfg.proj_hidden, cfg.proj_dim, cfg.proj_norm)
         self.sigreg = SIGReg(cfg.sigreg_slices, cfg.sigreg_points, cfg.sigreg_t_max, seed, cfg.sigreg_scaling)
 
     def forward(self, x: torch.Tensor, ctx_idx: torch.Tensor, tgt_idx: torch.Tensor) -> Losses:

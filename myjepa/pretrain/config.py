@@ -67,6 +67,7 @@ class PretrainConfig(EncoderConfig):
     sigreg_scaling: str = "pull"  # what λ keeps equal across batches: SIGReg's pull, or its noise (models/sigreg.py)
     num_masks: int = 1  # context masks per record sharing one full-record pass
     target_norm: bool = False  # layer norm (no affine) on the target embeddings
+    proj_norm: bool = True  # LayerNorm in the projector's hidden layer; false: SIGReg sees the tokens' scale
     # augmentations of the pretraining crops (pretrain/augment.py; 0: off)
     augment_shift_s: float = 0.0  # circular time shift of up to this many seconds
     augment_lead_dropout: float = 0.0  # probability that a lead is blanked (set to its mean)
