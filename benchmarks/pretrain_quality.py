@@ -15,6 +15,8 @@ against a randomly initialised one of the same config and seed on the test fold 
   one logistic regression per class fitted on folds 1-8), test macro AUC per task;
 - per task, the mean over seeds of the paired difference to random init with a 95 % interval that
   resamples the test records and the seeds (`tasks.metrics.paired_difference`);
+- with `--against NAME`, the same paired difference of every encoder to that variant (random init
+  included), to tell whether a variant beats another, not only random init;
 - the spread of the encoder's tokens and of the record embeddings (mean token) on folds 9-10:
   per-dimension std and effective rank (around their mean);
 - GFLOP per pretraining step and the pretraining's wall seconds, and whether a collapse alarm fired.
@@ -85,6 +87,7 @@ def parse_args() -> argparse.Namespace:
         "--variant", nargs="+", action="append", metavar=("NAME", "KEY=VALUE"), help="a named variant's overrides"
     )
     p.add_argument("--reference", action="store_true", help=f"add {REFERENCE!r}: benchmarks/reference_jepa.py")
+    p.add_argument("--against", metavar="NAME", help="also the paired difference of every encoder to this variant")
     p.add_argument("--tasks", nargs="+", default=["superdiagnostic", "rhythm", "form"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--dir", default="/tmp/myjepa-quality", help="work folder, reused: what it holds is not redone")
@@ -94,6 +97,9 @@ def parse_args() -> argparse.Namespace:
     for name, sets in args.variant:
         if "=" in name or not all("=" in kv for kv in sets):
             p.error(f"--variant {' '.join([name, *sets])}: give a name, then KEY=VALUE overrides")
+    names = [name for name, _ in args.variant] + [REFERENCE] * args.reference
+    if args.against is not None and args.against not in names:
+        p.error(f"--against {args.against}: not one of the variants {names}")
     return args
 
 
@@ -207,7 +213,9 @@ def mean_pooled(dump: Path, spec: str, seed: int, tasks: list[str]) -> dict[str,
 def summarise(runs: dict, scores: dict, variants: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """Per encoder: mean AUC over seeds per protocol and task, the paired difference to random init, spreads,
     cost."""
-    table: dict[str, Any] = {"config": args.config, "set": args.set, "seeds": args.seeds, "tasks": args.tasks}
+    table: dict[str, Any] = {
+        "config": args.config, "set": args.set, "seeds": args.seeds, "tasks": args.tasks, "against": args.against,
+    }  # fmt: skip
     rows = {}
     for name in [RANDOM, *variants]:
         row: dict[str, Any] = {}
@@ -221,6 +229,10 @@ def summarise(runs: dict, scores: dict, variants: list[str], args: argparse.Name
                 if name != RANDOM:
                     point, lo, hi = paired_difference(targets, mine, base)
                     row[f"{protocol}/{task}"] |= {"diff": point, "ci": [lo, hi]}
+                if args.against not in (None, name):
+                    other = np.stack([scores[(args.against, s)][f"{protocol}/{task}"] for s in args.seeds])
+                    point, lo, hi = paired_difference(targets, mine, other)
+                    row[f"{protocol}/{task}"] |= {"against": {"diff": point, "ci": [lo, hi]}}
         spread = np.stack([scores[(name, s)]["spread"] for s in args.seeds]).mean(0)
         row["spread"] = dict(zip(("token_std", "token_rank", "record_std", "record_rank"), spread.tolist()))
         if name != RANDOM:
@@ -254,6 +266,15 @@ def markdown(table: dict[str, Any], args: argparse.Namespace) -> str:
                 cells.append(f"{cell['mean']:.3f}{diff}")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+        if table["against"] is not None:
+            lines += [f"{protocol} probe, paired difference to {table['against']} [95 %]", ""]
+            lines += ["| encoder | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+            for name, row in table["rows"].items():
+                if name != table["against"]:
+                    cells = [row[f"{protocol}/{task}"]["against"] for task in tasks]
+                    cells = [f"{c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]" for c in cells]
+                    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            lines.append("")
     lines += ["| encoder | token std | token eff. rank | record std | record eff. rank | GFLOP/step | pretrain s | "
               "last pred_loss | alarms |", "|---" * 9 + "|"]  # fmt: skip
     for name, row in table["rows"].items():
