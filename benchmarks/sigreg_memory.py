@@ -16,16 +16,9 @@ import sys
 import time
 
 import torch
+from pretrain_step import proc_status_bytes
 
 from myjepa.models import sigreg
-
-
-def vm_hwm_mb() -> float:
-    """Peak resident memory of this process so far, in MB (Linux)."""
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def one_run(samples: int, slices: int, limit: int) -> None:
@@ -33,10 +26,10 @@ def one_run(samples: int, slices: int, limit: int) -> None:
     sigreg.CHUNK_ELEMENTS = limit
     z = torch.randn(samples, 64, requires_grad=True)
     reg = sigreg.SIGReg(num_slices=slices)
-    before = vm_hwm_mb()
+    before = proc_status_bytes("VmHWM")
     t0 = time.perf_counter()
     reg(z).backward()
-    print(f"{vm_hwm_mb() - before:.0f} {time.perf_counter() - t0:.1f}")
+    print(f"{(proc_status_bytes('VmHWM') - before) / 2**20:.0f} {time.perf_counter() - t0:.1f}")
 
 
 def main() -> None:
