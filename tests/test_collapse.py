@@ -53,9 +53,10 @@ def test_effective_rank_centred_ignores_a_shared_offset():
 
 
 def feed(monitor, rows, start=10):
-    """Feed (pred_loss, sigreg_loss, embed_std) rows at steps start, start + 10, ...; the alarms raised."""
-    keys = ("pred_loss", "sigreg_loss", "embed_std")
-    return [monitor.check(start + 10 * i, dict(zip(keys, r))) for i, r in enumerate(rows)]
+    """Feed (pred_loss, sigreg_loss, embed_std[, token_std]) rows at steps start, start + 10, ...; the alarms
+    raised. token_std is 0.8, a healthy value, where a row leaves it out."""
+    keys = ("pred_loss", "sigreg_loss", "embed_std", "token_std")
+    return [monitor.check(start + 10 * i, dict(zip(keys, (*r, 0.8)[:4]))) for i, r in enumerate(rows)]
 
 
 def test_monitor_flags_a_low_std_after_warmup_once():
@@ -81,6 +82,18 @@ def test_monitor_flags_a_falling_prediction_loss_with_a_flat_sigreg():
     learning = [(0.4 * 0.9**i, 1000, 0.9) for i in range(20)]
     assert feed(CollapseMonitor(warmup_steps=0), learning) == [None] * 20  # a loss that falls slowly is learning
     assert STD_FLOOR < 0.9
+
+
+def test_monitor_flags_tokens_that_shrink_tenfold_below_their_peak():
+    # the measured shapes (BENCHMARKS.md): healthy runs rise from 0.75 to 0.95 and end within 1.2 of it; the
+    # tokens of a run whose prediction loss outweighed SIGReg fell 30-fold while embed_std looked fine at first
+    healthy = [(0.4, 10, 0.9, s) for s in (0.75, 0.95, 0.9, 0.8, 0.78)]
+    assert feed(CollapseMonitor(warmup_steps=0), healthy) == [None] * 5
+    shrinking = [(0.4, 10, 0.9, s) for s in (0.75, 0.5, 0.2, 0.076, 0.07, 0.024)]
+    alarms = feed(CollapseMonitor(warmup_steps=0), shrinking)
+    assert alarms[:4] == [None] * 4  # 9.9-fold is not yet 10-fold
+    assert alarms[4].startswith("myjepa: the embeddings collapsed by step 50 (token_std fell from 0.75 to 0.07)")
+    assert alarms[5] is None  # said once
 
 
 def test_a_run_without_sigreg_collapses_and_stops_keeping_the_last_good_checkpoint(small_dump, tmp_path, capfd):

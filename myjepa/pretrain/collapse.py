@@ -10,6 +10,11 @@ isotropic N(0, 1), so a healthy per-dimension std is near 1):
 - the prediction loss 100 times below its highest logged value while `sigreg_loss` has not moved by
   more than 2 % over the last FLAT_LOGS logs: the encoder wins the prediction task by agreeing with
   itself, and SIGReg sits at the value of a collapsed batch.
+A third watches the encoder's tokens, which SIGReg on the record mean does not see: `token_std`
+TOKEN_SHRINK times below its highest logged value. Without a stop-gradient the prediction loss pulls
+the targets, and so every token, towards 0, and the projector's LayerNorm hides that scale from
+`embed_std` (BENCHMARKS.md: a 30-fold shrink where the prediction loss outweighed SIGReg; healthy
+runs stay within 1.2 of their peak).
 `rankme` (RankMe, Garrido et al. 2023: exp of the entropy of the normalised singular values) is
 logged beside them; it falls towards 1 as the embeddings collapse to a point or a line.
 """
@@ -23,6 +28,7 @@ PRED_DROP = 100.0
 SIGREG_FLAT = 0.02
 TOKEN_SAMPLE = 4096  # tokens per logged step in token_stats
 FLAT_LOGS = 5
+TOKEN_SHRINK = 10.0
 REMEDY = (
     "raise sigreg_lambda (it means the same at any batch; try x4), lower lr, or check that the data is not constant"
 )
@@ -60,13 +66,16 @@ class CollapseMonitor:
     def __init__(self, warmup_steps: int) -> None:
         self.warmup_steps = warmup_steps
         self.peak_pred = 0.0
+        self.peak_token_std = 0.0
         self.recent_sigreg: list[float] = []
         self.alarmed = False
 
     def check(self, step: int, metrics: dict[str, float]) -> str | None:
-        """`metrics`: pred_loss, sigreg_loss and embed_std of this step (others are ignored)."""
+        """`metrics`: pred_loss, sigreg_loss, embed_std and token_std of this step (others are ignored)."""
         pred_loss, sigreg_loss, embed_std = metrics["pred_loss"], metrics["sigreg_loss"], metrics["embed_std"]
+        token_std = metrics["token_std"]
         self.peak_pred = max(self.peak_pred, pred_loss)
+        self.peak_token_std = max(self.peak_token_std, token_std)
         self.recent_sigreg = [*self.recent_sigreg, sigreg_loss][-FLAT_LOGS:]
         if embed_std < STD_FLOOR and step > self.warmup_steps:
             why = f"embed_std {embed_std:.3g} < {STD_FLOOR}"
@@ -75,6 +84,8 @@ class CollapseMonitor:
                 f"pred_loss fell from {self.peak_pred:.3g} to {pred_loss:.3g} while sigreg_loss stayed at "
                 f"{sigreg_loss:.3g}"
             )
+        elif token_std * TOKEN_SHRINK < self.peak_token_std:
+            why = f"token_std fell from {self.peak_token_std:.3g} to {token_std:.3g}"
         else:
             return None
         if self.alarmed:
