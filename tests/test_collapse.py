@@ -86,7 +86,7 @@ def test_monitor_flags_a_falling_prediction_loss_with_a_flat_sigreg():
 
 def test_monitor_flags_tokens_that_shrink_tenfold_below_their_peak():
     # the measured shapes (BENCHMARKS.md): healthy runs rise from 0.75 to 0.95 and end within 1.2 of it; the
-    # tokens of a run whose prediction loss outweighed SIGReg fell 30-fold while embed_std looked fine at first
+    # tokens of a run whose prediction loss outweighed SIGReg fell 30-fold
     healthy = [(0.4, 10, 0.9, s) for s in (0.75, 0.95, 0.9, 0.8, 0.78)]
     assert feed(CollapseMonitor(warmup_steps=0), healthy) == [None] * 5
     shrinking = [(0.4, 10, 0.9, s) for s in (0.75, 0.5, 0.2, 0.076, 0.07, 0.024)]

@@ -13,8 +13,9 @@ isotropic N(0, 1), so a healthy per-dimension std is near 1):
 A third watches the encoder's tokens, which SIGReg on the record mean does not see: `token_std`
 TOKEN_SHRINK times below its highest logged value. Without a stop-gradient the prediction loss pulls
 the targets, and so every token, towards 0, and the projector's LayerNorm hides that scale from
-`embed_std` (BENCHMARKS.md: a 30-fold shrink where the prediction loss outweighed SIGReg; healthy
-runs stay within 1.2 of their peak).
+`embed_std`. On the real runs measured (BENCHMARKS.md) healthy ones end within 1.2 of their peak; where
+the prediction loss outweighed SIGReg the tokens shrank 30-fold, but embed_std's alarm came first:
+this one is the net for a collapse the projection does not show.
 `rankme` (RankMe, Garrido et al. 2023: exp of the entropy of the normalised singular values) is
 logged beside them; it falls towards 1 as the embeddings collapse to a point or a line.
 """
