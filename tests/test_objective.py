@@ -105,6 +105,26 @@ def test_token_sigreg_alone_without_the_record_mean():
     assert model.encoder.patch_embed.weight.grad.abs().sum() > 0
 
 
+def test_token_sigreg_on_the_encoders_own_tokens():
+    """project_tokens: false: the tokens' term sees the encoder's tokens (dim wide), not their projection, so
+    scaling the tokens down raises it, and its gradient reaches the encoder but not the projector."""
+    cfg = small_cfg(sigreg_tokens=200, sigreg_mean=False, project_tokens=False)
+    model = model_of(cfg)
+    x, ctx_idx, tgt_idx = batch(cfg)
+    seen = []
+    model.sigreg.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    out = model(x, ctx_idx, tgt_idx)
+    assert len(seen) == 1 and torch.equal(seen[0], out.tokens.flatten(0, 1))  # every raw token, (6 * 40, dim)
+    assert seen[0].shape == (6 * cfg.num_patches, cfg.dim)
+    out.sigreg_loss.backward()
+    assert model.encoder.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.projector.parameters())
+    model.sigreg.step.zero_()
+    with torch.no_grad():
+        tokens = model.encoder(x).flatten(0, 1)
+        assert model.sigreg(tokens / 10) > 1.4 * model.sigreg(tokens)  # 812 against 551
+
+
 def test_sampled_tokens_are_distinct_reproducible_and_all_when_asked():
     z = torch.arange(2 * 10 * 3, dtype=torch.float32).view(2, 10, 3)
     picked = sample_tokens(z, 4, seed=7)
@@ -213,6 +233,7 @@ def test_augment_from_config_in_samples():
         ({"sigreg_tokens": -1}, "sigreg_tokens must be 0 or more"),
         ({"num_masks": 0}, "num_masks must be 1 or more"),
         ({"sigreg_mean": False}, "sigreg_mean: false needs sigreg_tokens > 0"),
+        ({"project_tokens": False}, "project_tokens: false needs sigreg_tokens > 0"),
         ({"sigreg_scaling": "loud"}, "sigreg_scaling must be one of"),
         ({"augment_lead_dropout": 1.0}, "augment_lead_dropout < 1"),
     ],

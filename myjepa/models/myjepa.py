@@ -13,6 +13,9 @@ Objective options (config keys; all off is the seed's formulation):
 - `target_norm`: layer norm without affine on the targets (I-JEPA, V-JEPA), so the prediction loss cannot
   shrink by scaling the tokens down.
 - `proj_norm`: false drops the projector's LayerNorm, so SIGReg sees the tokens' scale (`Projector`).
+- `project_tokens`: false applies the tokens' SIGReg term to the encoder's tokens themselves, the space the
+  prediction loss lives in (LeJEPA regularises the embeddings its invariance loss compares). The prediction
+  loss can then no longer shrink its targets without SIGReg pushing back; through a projector it can.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class MyJEPA(nn.Module):
         self.sigreg_tokens = cfg.sigreg_tokens
         self.sigreg_mean = cfg.sigreg_mean
         self.target_norm = cfg.target_norm
+        self.project_tokens = cfg.project_tokens
         self.encoder = VisionTransformer.from_config(cfg)
         self.encoder.activation_checkpointing = cfg.activation_checkpointing
         self.predictor = Predictor(
@@ -88,8 +92,8 @@ class MyJEPA(nn.Module):
         embeddings = self.projector(z_full.mean(dim=1))
         terms = [self.sigreg(embeddings)] if self.sigreg_mean else []
         if self.sigreg_tokens:
-            picked = sample_tokens(z_full, self.sigreg_tokens, self.sigreg.call_seed())
-            terms.append(self.sigreg(self.projector(picked.flatten(0, 1))))
+            picked = sample_tokens(z_full, self.sigreg_tokens, self.sigreg.call_seed()).flatten(0, 1)
+            terms.append(self.sigreg(self.projector(picked) if self.project_tokens else picked))
         sigreg_loss = terms[0] if len(terms) == 1 else torch.stack(terms).mean()
         loss = pred_loss + self.sigreg_lambda * sigreg_loss
         return Losses(loss, pred_loss, sigreg_loss, embeddings.detach(), z_full.detach())

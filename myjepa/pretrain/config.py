@@ -68,6 +68,7 @@ class PretrainConfig(EncoderConfig):
     num_masks: int = 1  # context masks per record sharing one full-record pass
     target_norm: bool = False  # layer norm (no affine) on the target embeddings
     proj_norm: bool = True  # LayerNorm in the projector's hidden layer; false: SIGReg sees the tokens' scale
+    project_tokens: bool = True  # SIGReg on projected tokens; false: on the encoder's tokens, the targets' own space
     # augmentations of the pretraining crops (pretrain/augment.py; 0: off)
     augment_shift_s: float = 0.0  # circular time shift of up to this many seconds
     augment_lead_dropout: float = 0.0  # probability that a lead is blanked (set to its mean)
@@ -105,6 +106,10 @@ class PretrainConfig(EncoderConfig):
         check(
             self.sigreg_mean or self.sigreg_tokens > 0,
             "sigreg_mean: false needs sigreg_tokens > 0 (SIGReg on something)",
+        )
+        check(
+            self.project_tokens or self.sigreg_tokens > 0,
+            "project_tokens: false needs sigreg_tokens > 0 (it says where the tokens' SIGReg term looks)",
         )
         check(
             self.sigreg_scaling in SIGREG_SCALINGS,
