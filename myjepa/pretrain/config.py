@@ -62,7 +62,7 @@ class PretrainConfig(EncoderConfig):
     probe_records: int = 3000  # the probe fits on at most this many training records
     activation_checkpointing: bool = False  # recompute encoder blocks in the backward: less memory, ~1/3 more compute
     # objective options (models/myjepa.py; all off: the seed's formulation)
-    sigreg_tokens: int = 0  # SIGReg also on this many projected tokens per record (>= num_patches: all); 0: off
+    sigreg_tokens: int = 0  # SIGReg also on this many tokens per record (>= num_patches: all); 0: off
     sigreg_mean: bool = True  # SIGReg on the projected record mean; false: on the tokens alone
     sigreg_scaling: str = "pull"  # what λ keeps equal across batches: SIGReg's pull, or its noise (models/sigreg.py)
     num_masks: int = 1  # context masks per record sharing one full-record pass
