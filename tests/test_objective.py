@@ -125,6 +125,27 @@ def test_token_sigreg_on_the_encoders_own_tokens():
         assert model.sigreg(tokens / 10) > 1.4 * model.sigreg(tokens)  # 812 against 551
 
 
+def test_target_grad_false_stops_the_prediction_gradient_through_the_targets():
+    """target_grad: false: pred_loss reaches the encoder through the context pass only, so its encoder gradient
+    is that of the loss with detached targets, and differs from the default's; the values are the same."""
+    x, ctx_idx, tgt_idx = batch(small_cfg())
+    grads, losses = {}, {}
+    for flag in (True, False):
+        model = model_of(small_cfg(target_grad=flag))
+        out = model(x, ctx_idx, tgt_idx)
+        out.pred_loss.backward()
+        grads[flag], losses[flag] = model.encoder.blocks[0].attn.qkv.weight.grad.clone(), out.pred_loss.detach()
+        if not flag:
+            model.zero_grad()
+            tokens = model.encoder.embed(x)
+            z_pred = model.predictor(model.encoder.encode(tokens, keep=ctx_idx), ctx_idx, tgt_idx)
+            detached = gather_tokens(model.encoder.encode(tokens).detach(), tgt_idx)
+            F.smooth_l1_loss(z_pred, detached).backward()
+            assert torch.allclose(model.encoder.blocks[0].attn.qkv.weight.grad, grads[False], atol=1e-7)
+    assert torch.equal(losses[True], losses[False])
+    assert not torch.allclose(grads[True], grads[False], atol=1e-6)
+
+
 def test_sampled_tokens_are_distinct_reproducible_and_all_when_asked():
     z = torch.arange(2 * 10 * 3, dtype=torch.float32).view(2, 10, 3)
     picked = sample_tokens(z, 4, seed=7)

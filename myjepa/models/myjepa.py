@@ -16,6 +16,9 @@ Objective options (config keys; all off is the seed's formulation):
 - `project_tokens`: false applies the tokens' SIGReg term to the encoder's tokens themselves, the space the
   prediction loss lives in (LeJEPA regularises the embeddings its invariance loss compares). The prediction
   loss can then no longer shrink its targets without SIGReg pushing back; through a projector it can.
+- `target_grad`: false stops the prediction loss's gradient through the targets (I-JEPA's stop-gradient, without
+  its EMA teacher). Not MyJEPA's objective: a diagnostic that tells whether that gradient is what keeps the
+  prediction loss from teaching the encoder.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class MyJEPA(nn.Module):
         self.sigreg_mean = cfg.sigreg_mean
         self.target_norm = cfg.target_norm
         self.project_tokens = cfg.project_tokens
+        self.target_grad = cfg.target_grad
         self.encoder = VisionTransformer.from_config(cfg)
         self.encoder.activation_checkpointing = cfg.activation_checkpointing
         self.predictor = Predictor(
@@ -85,7 +89,8 @@ class MyJEPA(nn.Module):
         masks = ctx_idx.size(0) // x.size(0)
         z_ctx = self.encoder.encode(repeat_records(tokens, masks), keep=ctx_idx)
         z_full = self.encoder.encode(tokens)
-        targets = F.layer_norm(z_full, z_full.shape[-1:]) if self.target_norm else z_full
+        targets = z_full if self.target_grad else z_full.detach()  # false: a diagnostic, see above
+        targets = F.layer_norm(targets, targets.shape[-1:]) if self.target_norm else targets
         z_tgt = gather_tokens(repeat_records(targets, masks), tgt_idx)  # no stop-gradient: SIGReg prevents collapse
         z_pred = self.predictor(z_ctx, ctx_idx, tgt_idx)
         pred_loss = F.smooth_l1_loss(z_pred.float(), z_tgt.float())

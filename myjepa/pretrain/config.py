@@ -69,6 +69,7 @@ class PretrainConfig(EncoderConfig):
     target_norm: bool = False  # layer norm (no affine) on the target embeddings
     proj_norm: bool = True  # LayerNorm in the projector's hidden layer; false: SIGReg sees the tokens' scale
     project_tokens: bool = True  # SIGReg on projected tokens; false: on the encoder's tokens, the targets' own space
+    target_grad: bool = True  # false: stop-gradient on the targets; a diagnostic, not MyJEPA's objective
     # augmentations of the pretraining crops (pretrain/augment.py; 0: off)
     augment_shift_s: float = 0.0  # circular time shift of up to this many seconds
     augment_lead_dropout: float = 0.0  # probability that a lead is blanked (set to its mean)
