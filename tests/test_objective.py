@@ -141,9 +141,9 @@ def test_target_grad_false_stops_the_prediction_gradient_through_the_targets():
             z_pred = model.predictor(model.encoder.encode(tokens, keep=ctx_idx), ctx_idx, tgt_idx)
             detached = gather_tokens(model.encoder.encode(tokens).detach(), tgt_idx)
             F.smooth_l1_loss(z_pred, detached).backward()
-            assert torch.allclose(model.encoder.blocks[0].attn.qkv.weight.grad, grads[False], atol=1e-7)
+            assert torch.allclose(model.encoder.blocks[0].attn.qkv.weight.grad, grads[False], rtol=1e-4, atol=0)
     assert torch.equal(losses[True], losses[False])
-    assert not torch.allclose(grads[True], grads[False], atol=1e-6)
+    assert 0 < grads[False].norm() < 0.01 * grads[True].norm()  # at init the context path is 0.07 % (BENCHMARKS)
 
 
 def test_sampled_tokens_are_distinct_reproducible_and_all_when_asked():
