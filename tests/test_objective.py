@@ -143,7 +143,7 @@ def test_target_grad_false_stops_the_prediction_gradient_through_the_targets():
             F.smooth_l1_loss(z_pred, detached).backward()
             assert torch.allclose(model.encoder.blocks[0].attn.qkv.weight.grad, grads[False], rtol=1e-4, atol=0)
     assert torch.equal(losses[True], losses[False])
-    assert 0 < grads[False].norm() < 0.01 * grads[True].norm()  # at init the context path is 0.07 % (BENCHMARKS)
+    assert 0 < grads[False].norm() < 0.01 * grads[True].norm()  # 0.07 % here, 0.03 % on real ECGs (BENCHMARKS)
 
 
 def test_sampled_tokens_are_distinct_reproducible_and_all_when_asked():
