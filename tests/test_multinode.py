@@ -104,7 +104,10 @@ def assert_same_weights(ckpt: dict, reference: dict) -> None:
     """Equal to float tolerance: gloo adds the two halves' gradients in another order than one process adds
     its batch's. The attention's key bias gets a looser bound: its exact gradient is zero (a shift of all
     of a query's logits leaves the softmax alone), so what it gets is rounding, which AdamW's
-    normalisation turns into steps of about lr (12 steps of it moved it by 1.3e-5 here)."""
+    normalisation turns into steps of about lr (12 steps of it moved it by 1.3e-5 here). Any other weight whose
+    gradient is near zero can do the same on a smaller scale, so the bound is absolute at 1e-5: one fc2 weight
+    of 16,384 ended 2.1e-6 from the reference on an AMD EPYC machine. Other samples put 66 of the 67 tensors
+    outside this bound (up to 1.3e-2 away)."""
     assert ckpt["step"] == reference["step"]
     model, expected = ckpt["training"]["model"], reference["training"]["model"]
     assert model.keys() == expected.keys()
@@ -114,7 +117,7 @@ def assert_same_weights(ckpt: dict, reference: dict) -> None:
             dim = len(value) // 3
             torch.testing.assert_close(got[dim : 2 * dim], value[dim : 2 * dim], rtol=0, atol=1e-4, msg=name)
             got, value = torch.cat([got[:dim], got[2 * dim :]]), torch.cat([value[:dim], value[2 * dim :]])
-        torch.testing.assert_close(got, value, rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(got, value, rtol=1e-4, atol=1e-5, msg=name)
 
 
 @pytest.fixture(scope="module")
