@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from myjepa.errors import UserError
 from myjepa.models.myjepa import MyJEPA, Projector, sample_tokens
 from myjepa.models.sigreg import REFERENCE_BATCH, SIGReg
 from myjepa.models.vit import gather_tokens
@@ -146,6 +147,24 @@ def test_target_grad_false_stops_the_prediction_gradient_through_the_targets():
     assert 0 < grads[False].norm() < 0.01 * grads[True].norm()  # 0.07 % here, 0.03 % on real ECGs (BENCHMARKS)
 
 
+def test_context_grad_scale_multiplies_the_context_paths_gradient_only():
+    """context_grad_scale k: the same values; the encoder gradient is the target path's plus k times the context
+    path's (the latter measured alone with target_grad: false); the predictor's own gradient is unchanged."""
+    x, ctx_idx, tgt_idx = batch(small_cfg())
+
+    def run(**kw):
+        model = model_of(small_cfg(**kw))
+        out = model(x, ctx_idx, tgt_idx)
+        out.pred_loss.backward()
+        return out.pred_loss.detach(), model.encoder.blocks[0].attn.qkv.weight.grad, model.predictor.proj.weight.grad
+
+    loss, both, pred = run()
+    _, context, _ = run(target_grad=False)
+    loss_k, both_k, pred_k = run(context_grad_scale=1000.0)
+    assert torch.equal(loss_k, loss) and torch.equal(pred_k, pred)
+    assert torch.allclose(both_k, both + 999 * context, rtol=1e-3, atol=1e-3 * float(context.abs().max()))
+
+
 def test_sampled_tokens_are_distinct_reproducible_and_all_when_asked():
     z = torch.arange(2 * 10 * 3, dtype=torch.float32).view(2, 10, 3)
     picked = sample_tokens(z, 4, seed=7)
@@ -257,10 +276,9 @@ def test_augment_from_config_in_samples():
         ({"project_tokens": False}, "project_tokens: false needs sigreg_tokens > 0"),
         ({"sigreg_scaling": "loud"}, "sigreg_scaling must be one of"),
         ({"augment_lead_dropout": 1.0}, "augment_lead_dropout < 1"),
+        ({"context_grad_scale": 0.0}, "context_grad_scale must be positive, got 0.0"),
     ],
 )
 def test_bad_option_values_are_named(override, message):
-    from myjepa.errors import UserError
-
     with pytest.raises(UserError, match=message):
         small_cfg(**override)

@@ -19,6 +19,11 @@ Objective options (config keys; all off is the seed's formulation):
 - `target_grad`: false stops the prediction loss's gradient through the targets (I-JEPA's stop-gradient, without
   its EMA teacher). Not MyJEPA's objective: a diagnostic that tells whether that gradient is what keeps the
   prediction loss from teaching the encoder.
+- `context_grad_scale`: the prediction loss's gradient into the context pass, times this; every value is
+  unchanged. That path is what teaches the encoder to predict masked blocks, and on real ECGs it is 0.03–3 %
+  of the prediction gradient and thousands of times smaller than λ·SIGReg's (BENCHMARKS.md); Adam's shared
+  per-weight statistics then shrink its steps to a thousandth of the learning rate. Scaling it up gives it
+  a say without weakening SIGReg or the target path.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class MyJEPA(nn.Module):
         self.target_norm = cfg.target_norm
         self.project_tokens = cfg.project_tokens
         self.target_grad = cfg.target_grad
+        self.context_grad_scale = cfg.context_grad_scale
         self.encoder = VisionTransformer.from_config(cfg)
         self.encoder.activation_checkpointing = cfg.activation_checkpointing
         self.predictor = Predictor(
@@ -87,7 +93,7 @@ class MyJEPA(nn.Module):
         b·M + M − 1 those of record b, all predicting from its one full pass -> Losses."""
         tokens = self.encoder.embed(x)  # the patch embedding is shared by both passes
         masks = ctx_idx.size(0) // x.size(0)
-        z_ctx = self.encoder.encode(repeat_records(tokens, masks), keep=ctx_idx)
+        z_ctx = scale_grad(self.encoder.encode(repeat_records(tokens, masks), keep=ctx_idx), self.context_grad_scale)
         z_full = self.encoder.encode(tokens)
         targets = z_full if self.target_grad else z_full.detach()  # false: a diagnostic, see above
         targets = F.layer_norm(targets, targets.shape[-1:]) if self.target_norm else targets
@@ -106,6 +112,11 @@ class MyJEPA(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Projected record embeddings (B, proj_dim): what SIGReg sees; used to check for collapse."""
         return self.projector(self.encoder(x).mean(dim=1))
+
+
+def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """x itself, bit for bit (x - x.detach() is exactly 0), whose gradient is multiplied by `scale`."""
+    return x if scale == 1 else x.detach() + scale * (x - x.detach())
 
 
 def repeat_records(x: torch.Tensor, times: int) -> torch.Tensor:

@@ -70,6 +70,7 @@ class PretrainConfig(EncoderConfig):
     proj_norm: bool = True  # LayerNorm in the projector's hidden layer; false: SIGReg sees the tokens' scale
     project_tokens: bool = True  # SIGReg on projected tokens; false: on the encoder's tokens, the targets' own space
     target_grad: bool = True  # false: stop-gradient on the targets; a diagnostic, not MyJEPA's objective
+    context_grad_scale: float = 1.0  # the prediction gradient into the context pass, times this (values unchanged)
     # augmentations of the pretraining crops (pretrain/augment.py; 0: off)
     augment_shift_s: float = 0.0  # circular time shift of up to this many seconds
     augment_lead_dropout: float = 0.0  # probability that a lead is blanked (set to its mean)
@@ -78,7 +79,7 @@ class PretrainConfig(EncoderConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive(self, "pred_dim", "pred_depth", "pred_num_heads", "proj_hidden", "proj_dim", "lr")
-        check_positive(self, "sigreg_slices", "sigreg_points", "sigreg_t_max", "min_block_size")
+        check_positive(self, "sigreg_slices", "sigreg_points", "sigreg_t_max", "min_block_size", "context_grad_scale")
         check(0 <= self.min_lr <= self.lr, f"need 0 <= min_lr <= lr, got min_lr {self.min_lr}, lr {self.lr}")
         check(self.warmup_steps >= 0, f"warmup_steps must be 0 or more, got {self.warmup_steps}")
         check(
