@@ -23,7 +23,8 @@ Objective options (config keys; all off is the seed's formulation):
   unchanged. That path is what teaches the encoder to predict masked blocks, and on real ECGs it is 0.03–3 %
   of the prediction gradient and thousands of times smaller than λ·SIGReg's (BENCHMARKS.md); Adam's shared
   per-weight statistics then shrink its steps to a thousandth of the learning rate. Scaling it up gives it
-  a say without weakening SIGReg or the target path.
+  a say without weakening SIGReg or the target path. Too large a scale collapses the encoder (10⁵ on `tiny`;
+  1,500 at ViT-XS, one seed of two), because the context path grows as the predictor learns to read it.
 """
 
 from __future__ import annotations
