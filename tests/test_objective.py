@@ -165,6 +165,51 @@ def test_context_grad_scale_multiplies_the_context_paths_gradient_only():
     assert torch.allclose(both_k, both + 999 * context, rtol=1e-3, atol=1e-3 * float(context.abs().max()))
 
 
+def test_context_grad_share_caps_the_context_paths_scale_at_the_share_of_the_full_pass():
+    """context_grad_scale k with context_grad_share s: the first backward is a fixed scale k's and leaves the
+    running means of the two passes' gradient norms at the encoder's output; the next one is exactly a fixed
+    scale of min(k, s · full / context)."""
+    cfg = small_cfg(context_grad_scale=1e6, context_grad_share=0.5)
+    x, ctx_idx, tgt_idx = batch(cfg)
+    model, uncapped = model_of(cfg), model_of(small_cfg(context_grad_scale=1e6))
+    model(x, ctx_idx, tgt_idx).loss.backward()
+    uncapped(x, ctx_idx, tgt_idx).loss.backward()
+    for p, q in zip(model.parameters(), uncapped.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad)
+
+    default = model_of(small_cfg())
+    tokens = default.encoder.embed(x)
+    z_ctx, z_full = default.encoder.encode(tokens, keep=ctx_idx), default.encoder.encode(tokens)
+    pred_loss = F.smooth_l1_loss(default.predictor(z_ctx, ctx_idx, tgt_idx), gather_tokens(z_full, tgt_idx))
+    loss = pred_loss + cfg.sigreg_lambda * default.sigreg(default.projector(z_full.mean(1)))
+    g_ctx, g_full = torch.autograd.grad(loss, (z_ctx, z_full))
+    assert torch.allclose(model.context_grad.norms, 0.1 * torch.stack([g_ctx.norm(), g_full.norm()]), rtol=1e-5)
+    k = float(model.context_grad.scale())
+    assert k == pytest.approx(0.5 * float(g_full.norm() / g_ctx.norm()), rel=1e-5) and 100 < k < 1e6
+
+    capped = model_of(small_cfg(context_grad_scale=k))
+    capped.sigreg.step.fill_(1)  # the second call's SIGReg directions
+    model.zero_grad()
+    model(x, ctx_idx, tgt_idx).loss.backward()
+    capped(x, ctx_idx, tgt_idx).loss.backward()
+    for p, q in zip(model.parameters(), capped.parameters(), strict=True):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-7)
+    model.context_grad.share = 1e9  # a cap above k leaves k
+    assert float(model.context_grad.scale()) == 1e6
+
+
+def test_context_grad_share_is_training_state_and_eval_calls_leave_it_alone():
+    """The running means resume with the run (a buffer in the checkpoint) but only with a share, so runs of a
+    fixed scale keep their checkpoints' keys; calls outside training (the FLOP count) measure nothing."""
+    x, ctx_idx, tgt_idx = batch(small_cfg())
+    assert "context_grad.norms" in model_of(small_cfg(context_grad_share=0.5)).state_dict()
+    assert "context_grad.norms" not in model_of(small_cfg(context_grad_scale=10.0)).state_dict()
+    assert model_of(small_cfg()).context_grad is None
+    model = model_of(small_cfg(context_grad_share=0.5)).eval()
+    model(x, ctx_idx, tgt_idx).loss.backward()
+    assert torch.equal(model.context_grad.norms, torch.zeros(2))
+
+
 def test_sampled_tokens_are_distinct_reproducible_and_all_when_asked():
     z = torch.arange(2 * 10 * 3, dtype=torch.float32).view(2, 10, 3)
     picked = sample_tokens(z, 4, seed=7)
@@ -277,6 +322,7 @@ def test_augment_from_config_in_samples():
         ({"sigreg_scaling": "loud"}, "sigreg_scaling must be one of"),
         ({"augment_lead_dropout": 1.0}, "augment_lead_dropout < 1"),
         ({"context_grad_scale": 0.0}, "context_grad_scale must be positive, got 0.0"),
+        ({"context_grad_share": -1}, "context_grad_share must be 0 or more, got -1"),
     ],
 )
 def test_bad_option_values_are_named(override, message):

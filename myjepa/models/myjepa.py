@@ -25,6 +25,8 @@ Objective options (config keys; all off is the seed's formulation):
   per-weight statistics then shrink its steps to a thousandth of the learning rate. Scaling it up gives it
   a say without weakening SIGReg or the target path. Too large a scale collapses the encoder (10⁵ on `tiny`;
   1,500 at ViT-XS, one seed of two), because the context path grows as the predictor learns to read it.
+- `context_grad_share`: a ceiling on that path's share: its gradient at the encoder's output never more than
+  this times the full pass's, however well the predictor has learnt to read the context (models/context_grad.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from myjepa.models.context_grad import ContextGrad
 from myjepa.models.predictor import Predictor
 from myjepa.models.sigreg import SIGReg
 from myjepa.models.vit import VisionTransformer, gather_tokens
@@ -80,7 +83,11 @@ class MyJEPA(nn.Module):
         self.target_norm = cfg.target_norm
         self.project_tokens = cfg.project_tokens
         self.target_grad = cfg.target_grad
-        self.context_grad_scale = cfg.context_grad_scale
+        self.context_grad = (
+            ContextGrad(cfg.context_grad_scale, cfg.context_grad_share)
+            if cfg.context_grad_scale != 1 or cfg.context_grad_share
+            else None
+        )
         self.encoder = VisionTransformer.from_config(cfg)
         self.encoder.activation_checkpointing = cfg.activation_checkpointing
         self.predictor = Predictor(
@@ -94,8 +101,9 @@ class MyJEPA(nn.Module):
         b·M + M − 1 those of record b, all predicting from its one full pass -> Losses."""
         tokens = self.encoder.embed(x)  # the patch embedding is shared by both passes
         masks = ctx_idx.size(0) // x.size(0)
-        z_ctx = scale_grad(self.encoder.encode(repeat_records(tokens, masks), keep=ctx_idx), self.context_grad_scale)
+        z_ctx = self.encoder.encode(repeat_records(tokens, masks), keep=ctx_idx)
         z_full = self.encoder.encode(tokens)
+        z_ctx = self.context_grad(z_ctx, z_full) if self.context_grad is not None else z_ctx
         targets = z_full if self.target_grad else z_full.detach()  # false: a diagnostic, see above
         targets = F.layer_norm(targets, targets.shape[-1:]) if self.target_norm else targets
         z_tgt = gather_tokens(repeat_records(targets, masks), tgt_idx)  # no stop-gradient: SIGReg prevents collapse
@@ -113,11 +121,6 @@ class MyJEPA(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Projected record embeddings (B, proj_dim): what SIGReg sees; used to check for collapse."""
         return self.projector(self.encoder(x).mean(dim=1))
-
-
-def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """x itself, bit for bit (x - x.detach() is exactly 0), whose gradient is multiplied by `scale`."""
-    return x if scale == 1 else x.detach() + scale * (x - x.detach())
 
 
 def repeat_records(x: torch.Tensor, times: int) -> torch.Tensor:

@@ -71,6 +71,7 @@ class PretrainConfig(EncoderConfig):
     project_tokens: bool = True  # SIGReg on projected tokens; false: on the encoder's tokens, the targets' own space
     target_grad: bool = True  # false: stop-gradient on the targets; a diagnostic, not MyJEPA's objective
     context_grad_scale: float = 1.0  # the prediction gradient into the context pass, times this (values unchanged)
+    context_grad_share: float = 0.0  # the context pass's gradient capped at this share of the full pass's; 0: off
     # augmentations of the pretraining crops (pretrain/augment.py; 0: off)
     augment_shift_s: float = 0.0  # circular time shift of up to this many seconds
     augment_lead_dropout: float = 0.0  # probability that a lead is blanked (set to its mean)
@@ -81,6 +82,7 @@ class PretrainConfig(EncoderConfig):
         check_positive(self, "pred_dim", "pred_depth", "pred_num_heads", "proj_hidden", "proj_dim", "lr")
         check_positive(self, "sigreg_slices", "sigreg_points", "sigreg_t_max", "min_block_size", "context_grad_scale")
         check(0 <= self.min_lr <= self.lr, f"need 0 <= min_lr <= lr, got min_lr {self.min_lr}, lr {self.lr}")
+        check(self.context_grad_share >= 0, f"context_grad_share must be 0 or more, got {self.context_grad_share}")
         check(self.warmup_steps >= 0, f"warmup_steps must be 0 or more, got {self.warmup_steps}")
         check(
             min(self.sigreg_lambda, self.weight_decay, self.final_weight_decay, self.grad_clip) >= 0,

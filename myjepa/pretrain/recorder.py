@@ -92,6 +92,9 @@ class Recorder:
         metrics["train/throughput"] = batch / step_time
         metrics["train/tflops"] = self.sample_flops * batch / step_time / 1e12
         metrics["gradients/norm"] = float(grad_norm)
+        if self.model.context_grad is not None:  # the context pass's say (models/context_grad.py)
+            metrics["gradients/context_ratio"] = float(self.model.context_grad.ratio())
+            metrics["gradients/context_scale"] = float(self.model.context_grad.scale())
         if self.device.type == "cuda":
             metrics["system/gpu_memory_allocated"] = torch.cuda.memory_allocated(self.device)
             metrics["system/gpu_memory_reserved"] = torch.cuda.memory_reserved(self.device)
