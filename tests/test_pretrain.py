@@ -93,8 +93,13 @@ def test_run_writes_every_output(small_dump, tmp_path):
     assert again.step == 6 and all(torch.equal(again.encoder[k], v) for k, v in enc.encoder.items())
 
 
-def test_interrupted_and_resumed_equals_uninterrupted(small_dump, tmp_path, monkeypatch):
-    assert run(small_dump, tmp_path / "straight", steps=8) == 0
+@pytest.mark.parametrize(
+    "options",
+    [[], ["context_grad_scale=1000", "context_grad_share=0.002"]],
+    ids=["default", "context-share"],  # the share's running norms are training state too
+)
+def test_interrupted_and_resumed_equals_uninterrupted(small_dump, tmp_path, monkeypatch, options):
+    assert run(small_dump, tmp_path / "straight", *options, steps=8) == 0
     schedule = pretrain.warmup_cosine
 
     def preempt_at_step_3(step, *args):
@@ -104,10 +109,10 @@ def test_interrupted_and_resumed_equals_uninterrupted(small_dump, tmp_path, monk
 
     monkeypatch.setattr(pretrain, "warmup_cosine", preempt_at_step_3)
     resumed = tmp_path / "resumed"
-    assert run(small_dump, resumed, steps=8) == 128 + signal.SIGTERM
+    assert run(small_dump, resumed, *options, steps=8) == 128 + signal.SIGTERM
     assert checkpoints.read(resumed / "last_ckpt.pt").step == 4
     monkeypatch.setattr(pretrain, "warmup_cosine", schedule)
-    assert run(small_dump, resumed, steps=8) == 0
+    assert run(small_dump, resumed, *options, steps=8) == 0
     a, b = weights(tmp_path / "straight" / "last_ckpt.pt"), weights(resumed / "last_ckpt.pt")
     assert a.keys() == b.keys()
     for k in a:
@@ -115,6 +120,10 @@ def test_interrupted_and_resumed_equals_uninterrupted(small_dump, tmp_path, monk
     assert int(b["sigreg.step"]) == 8
     assert [l["step"] for l in metrics(resumed)] == list(range(1, 9))  # no duplicated lines
     assert [l["train/loss"] for l in metrics(resumed)] == [l["train/loss"] for l in metrics(tmp_path / "straight")]
+    if options:  # the cap took over from the fixed scale, and the logs say so
+        scales = [l["gradients/context_scale"] for l in metrics(resumed)]
+        assert scales == [l["gradients/context_scale"] for l in metrics(tmp_path / "straight")]
+        assert scales[-1] < 1000 and all(0 < l["gradients/context_ratio"] < 1 for l in metrics(resumed))
 
 
 def test_resume_with_another_config_is_refused(small_dump, tmp_path):
