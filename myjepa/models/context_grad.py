@@ -48,13 +48,17 @@ class ContextGrad(nn.Module):
         if not (torch.is_grad_enabled() and z_ctx.requires_grad):
             return z_ctx
         k, measure = self.scale(), self.training and z_full.requires_grad
-        z_ctx.register_hook(lambda g: self.observe(0, g, measure) * k.to(g.dtype))
+
+        def scale_context(grad: torch.Tensor) -> torch.Tensor:
+            if measure:
+                self.observe(0, grad)
+            return grad * k.to(grad.dtype)
+
+        z_ctx.register_hook(scale_context)
         if measure:
-            z_full.register_hook(lambda g: self.observe(1, g, measure))
+            z_full.register_hook(lambda grad: self.observe(1, grad))
         return z_ctx
 
-    def observe(self, which: int, grad: torch.Tensor, measure: bool) -> torch.Tensor:
-        if measure:
-            norm = torch.linalg.vector_norm(grad, dtype=torch.float32)
-            self.norms[which].lerp_(norm, 1 - self.momentum)
-        return grad
+    def observe(self, which: int, grad: torch.Tensor) -> None:
+        """Fold this backward's gradient norm into running mean `which` (0: context pass, 1: full pass)."""
+        self.norms[which].lerp_(torch.linalg.vector_norm(grad, dtype=torch.float32), 1 - self.momentum)
