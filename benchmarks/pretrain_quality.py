@@ -42,8 +42,9 @@ import numpy as np
 import torch
 import yaml
 
+from myjepa.config import resolve_config_path
 from myjepa.dumps import norm_stats, normalise
-from myjepa.encoders.load import encoder_or_baseline
+from myjepa.encoders.load import PRETRAIN_CONFIG_DIR, encoder_or_baseline
 from myjepa.pretrain.collapse import effective_rank
 from myjepa.pretrain.probe import probe_scores
 from myjepa.tasks.metrics import macro_auc, paired_difference
@@ -61,7 +62,7 @@ def main() -> None:
     args = parse_args()
     work = Path(args.dir)
     dump = convert_sample(work)
-    variants = dict(args.variant) if args.variant else {"shipped": []}
+    variants = dict(args.variant) if args.variant or args.reference else {"shipped": []}
     if args.reference:
         variants[REFERENCE] = []
     runs = {
@@ -69,7 +70,8 @@ def main() -> None:
         for v, sets in variants.items()
         for s in args.seeds
     }
-    random_spec = str(next(r for (v, _), r in runs.items() if v != REFERENCE)["dir"] / "config.yaml")
+    pretrained = [run["dir"] / "config.yaml" for (v, _), run in runs.items() if v != REFERENCE]
+    random_spec = str(pretrained[0] if pretrained else resolve_config_path(args.config, PRETRAIN_CONFIG_DIR))
     encoders = {(v, s): (str(run["dir"] / "encoder.pt"), run["dir"]) for (v, s), run in runs.items()}
     encoders |= {(RANDOM, s): (random_spec, random_dir(work, random_spec, s)) for s in args.seeds}
     scores = {key: evaluate(work, dump, spec, folder, key[1], args.tasks) for key, (spec, folder) in encoders.items()}
@@ -86,7 +88,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--variant", nargs="+", action="append", metavar=("NAME", "KEY=VALUE"), help="a named variant's overrides"
     )
-    p.add_argument("--reference", action="store_true", help=f"add {REFERENCE!r}: benchmarks/reference_jepa.py")
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help=f"add {REFERENCE!r}: benchmarks/reference_jepa.py (alone without --variant)",
+    )
     p.add_argument("--against", metavar="NAME", help="also the paired difference of every encoder to this variant")
     p.add_argument("--tasks", nargs="+", default=["superdiagnostic", "rhythm", "form"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
