@@ -7,7 +7,8 @@
         --set batch_size=32 steps=900 warmup_steps=100 probe_interval=100 num_workers=1
 
 Converts tests/data/ptb-xl-sample (988 real records, 100 Hz) to a 500 Hz dump once, then for every
-variant (a name and config overrides; default: one variant, `shipped`, the config as it is) and seed:
+variant (a name and config overrides; default: one variant, `shipped`, the config as it is; `--reference`
+adds ECG-JEPA's EMA-teacher recipe, benchmarks/reference_jepa.py, alone when no --variant is named) and seed:
 pretrains on folds 1-8 with the online probe on (validation fold 9), and measures the encoder
 against a randomly initialised one of the same config and seed on the test fold 10:
 - the shipped linear protocol (`myjepa finetune --config linear`: attentive probe on 2.5 s crops,
@@ -30,8 +31,10 @@ interpreter has installed.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -132,12 +135,17 @@ def pretrain(work: Path, dump: Path, config: str, sets: list[str], variant: str,
     out = work / "runs" / config / variant / f"s{seed}"
     identity = {"config": config, "set": sets, "seed": seed}
     done = out / "done.json"
+    out.mkdir(parents=True, exist_ok=True)
+    folder = os.open(out, os.O_RDONLY)
+    try:  # two runs of this script pretraining into one folder would each leave the other's files half-written
+        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when this process ends, also when killed
+    except BlockingIOError:
+        sys.exit(f"{out}: another run of this script is pretraining into it; wait for it, or give another --dir")
     if done.is_file():
         record = json.loads(done.read_text())
         if record["identity"] != identity:
             sys.exit(f"{out} was pretrained with {record['identity']}, not {identity}: name the variant differently")
     else:
-        out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         common = ["--data", f"ptb-xl={dump}", "--out", str(out), "--config", config, "--seed", str(seed)]
         if variant == REFERENCE:
@@ -149,6 +157,7 @@ def pretrain(work: Path, dump: Path, config: str, sets: list[str], variant: str,
         alarms = [line for line in (out / "pretrain.log").read_text().splitlines() if "collapsed" in line]
         record = {"identity": identity, "seconds": time.perf_counter() - t0, "alarms": alarms}
         done.write_text(json.dumps(record))
+    os.close(folder)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return record | {"dir": out, "metrics": metrics}
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -100,6 +101,10 @@ def main() -> None:
                 line = {"step": step + 1, "train/pred_loss": loss.item(), "train/step_time": seconds,
                         "train/tflops": flops * cfg.batch_size / seconds / 1e12}  # fmt: skip
                 log.write(json.dumps(line) + "\n")
+                log.flush()  # readable while it runs, like myjepa pretrain's
+                print(
+                    f"reference: {step + 1}/{cfg.steps} step pred_loss={line['train/pred_loss']:.4f}", file=sys.stderr
+                )
     record = checkpoints.run_record(cfg, RunOptions(tuple(data), args.out, seed=args.seed, amp="float32"), sources)
     checkpoints.save_encoder(args.out / "encoder.pt", SimpleNamespace(encoder=model.target), cfg.steps, record)
 
