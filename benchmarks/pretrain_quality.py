@@ -45,9 +45,8 @@ import numpy as np
 import torch
 import yaml
 
-from myjepa.config import resolve_config_path
 from myjepa.dumps import norm_stats, normalise
-from myjepa.encoders.load import PRETRAIN_CONFIG_DIR, encoder_or_baseline
+from myjepa.encoders.load import encoder_or_baseline
 from myjepa.pretrain.collapse import effective_rank
 from myjepa.pretrain.probe import probe_scores
 from myjepa.tasks.metrics import macro_auc, paired_difference
@@ -73,8 +72,7 @@ def main() -> None:
         for v, sets in variants.items()
         for s in args.seeds
     }
-    pretrained = [run["dir"] / "config.yaml" for (v, _), run in runs.items() if v != REFERENCE]
-    random_spec = str(pretrained[0] if pretrained else resolve_config_path(args.config, PRETRAIN_CONFIG_DIR))
+    random_spec = str(next(iter(runs.values()))["dir"] / "config.yaml")  # every run folder has its resolved config
     encoders = {(v, s): (str(run["dir"] / "encoder.pt"), run["dir"]) for (v, s), run in runs.items()}
     encoders |= {(RANDOM, s): (random_spec, random_dir(work, random_spec, s)) for s in args.seeds}
     scores = {key: evaluate(work, dump, spec, folder, key[1], args.tasks) for key, (spec, folder) in encoders.items()}

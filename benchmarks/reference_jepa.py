@@ -8,8 +8,9 @@ as much per step and per FLOP as the teacher-based recipe" is answered on the sa
 predictor, block masks, batches, optimiser and schedules. The target encoder is an EMA of the context
 encoder (momentum 0.996 -> 1.0 over the run, I-JEPA's schedule), embeds the full record without
 gradients, and its tokens are layer-normed before the smooth-L1 regression; no SIGReg. It writes
-encoder.pt (the EMA encoder, as I-JEPA evaluates) in the format `myjepa finetune` reads, and a
-metrics.jsonl with the keys `benchmarks/pretrain_quality.py` reads (pred_loss, step time, TFLOP/s).
+encoder.pt (the EMA encoder, as I-JEPA evaluates) in the format `myjepa finetune` reads, the resolved
+config.yaml, and a metrics.jsonl with the keys `benchmarks/pretrain_quality.py` reads (pred_loss, step time,
+TFLOP/s), as `myjepa pretrain` writes them into its run folder.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from myjepa.pretrain import checkpoints
 from myjepa.pretrain.batches import CropBatches, SourceNorm, open_sources, parse_data_args
 from myjepa.pretrain.config import PretrainConfig, load_config
 from myjepa.pretrain.options import RunOptions
+from myjepa.pretrain.run_folder import RunFolder, prepare
 from myjepa.pretrain.train import mask_collator, set_schedules
 from myjepa.utils.flops import count_flops
 
@@ -85,8 +87,9 @@ def main() -> None:
     batches = CropBatches(sources, cfg.batch_size, cfg.channel_size, collator, args.seed)
     norm = SourceNorm(sources)
     flops = sample_flops(model, cfg, collator)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "metrics.jsonl").open("w") as log:
+    folder = RunFolder(args.out)
+    prepare(folder, cfg, resumed_step=None)  # config.yaml, as `myjepa pretrain` writes it: random init's source
+    with folder.metrics.open("w") as log:
         for step in range(cfg.steps):
             t0 = time.perf_counter()
             set_schedules(optimizer, cfg, step)
@@ -106,7 +109,7 @@ def main() -> None:
                     f"reference: {step + 1}/{cfg.steps} step pred_loss={line['train/pred_loss']:.4f}", file=sys.stderr
                 )
     record = checkpoints.run_record(cfg, RunOptions(tuple(data), args.out, seed=args.seed, amp="float32"), sources)
-    checkpoints.save_encoder(args.out / "encoder.pt", SimpleNamespace(encoder=model.target), cfg.steps, record)
+    checkpoints.save_encoder(folder.encoder, SimpleNamespace(encoder=model.target), cfg.steps, record)
 
 
 def sample_flops(model: ReferenceJEPA, cfg: PretrainConfig, collator) -> float:
