@@ -24,6 +24,7 @@ import torch
 
 from myjepa.dumps import norm_stats, normalise
 from myjepa.encoders.load import encoder_or_baseline
+from myjepa.errors import run_cli
 from myjepa.pretrain.collapse import effective_rank
 from myjepa.pretrain.probe import probe_scores
 from myjepa.tasks.metrics import macro_auc
@@ -34,12 +35,12 @@ SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "data" / "ptb-xl-sample
 CROP_FRACTION, STRIDE_FRACTION = 4, 2  # 2.5 s crops of a 10 s record, every 1.25 s
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dump", required=True, type=Path, help="the real sample converted at the encoders' rate")
     p.add_argument("--tasks", nargs="+", default=["superdiagnostic", "rhythm"])
-    p.add_argument("encoders", nargs="+", metavar="NAME:SPEC:SEED")
-    args = p.parse_args()
+    p.add_argument("encoders", nargs="+", type=encoder_arg, metavar="NAME:SPEC:SEED")
+    args = p.parse_args(argv)
     data = {t: load_task_data(SAMPLE, args.dump, t, 1, 9, 10) for t in args.tasks}
     first = data[args.tasks[0]]
     signals = first.dump.signals
@@ -47,14 +48,22 @@ def main() -> None:
     held_out = np.sort(np.concatenate([first.splits.rows["val"], first.splits.rows["test"]]))
     print("| encoder | seed | position | record | local | local eff. rank | neighbour cos | "
           + " | ".join(f"{f} {t}" for f in ("record", "crops") for t in args.tasks) + " |")  # fmt: skip
-    for spec in args.encoders:
-        name, path, seed = spec.rsplit(":", 2)
-        encoder = encoder_or_baseline(path, int(seed)).encoder.eval()
+    for name, path, seed in args.encoders:
+        encoder = encoder_or_baseline(path, seed).encoder.eval()
         records, crops, tokens = encode(encoder, lambda rows: normalise(signals[rows], mean, std), len(signals))
         shares = variance_shares(tokens[held_out])
         aucs = [logistic_auc(z, data[t]) for z in (records, crops) for t in args.tasks]
-        cells = [name, seed, *(f"{v:.3f}" for v in shares[:3]), f"{shares[3]:.1f}", f"{shares[4]:.2f}"]
+        cells = [name, str(seed), *(f"{v:.3f}" for v in shares[:3]), f"{shares[3]:.1f}", f"{shares[4]:.2f}"]
         print("| " + " | ".join(cells + [f"{a:.3f}" for a in aucs]) + " |", flush=True)
+
+
+def encoder_arg(text: str) -> tuple[str, str, int]:
+    """NAME:SPEC:SEED, split from the right (a SPEC may hold colons)."""
+    name, _, rest = text.partition(":")
+    spec, _, seed = rest.rpartition(":")
+    if not (name and spec and seed.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r}: give NAME:SPEC:SEED, e.g. seed:runs/s0/encoder.pt:0")
+    return name, spec, int(seed)
 
 
 @torch.no_grad()
@@ -98,4 +107,4 @@ def logistic_auc(features: np.ndarray, data: TaskData) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
