@@ -134,9 +134,9 @@ def pretrain(work: Path, dump: Path, config: str, sets: list[str], variant: str,
     identity = {"config": config, "set": sets, "seed": seed}
     done = out / "done.json"
     out.mkdir(parents=True, exist_ok=True)
-    folder = os.open(out, os.O_RDONLY)
+    lock = os.open(out, os.O_RDONLY)
     try:  # two runs of this script pretraining into one folder would each leave the other's files half-written
-        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when this process ends, also when killed
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when this process ends, also when killed
     except BlockingIOError:
         sys.exit(f"{out}: another run of this script is pretraining into it; wait for it, or give another --dir")
     if done.is_file():
@@ -155,7 +155,7 @@ def pretrain(work: Path, dump: Path, config: str, sets: list[str], variant: str,
         alarms = [line for line in (out / "pretrain.log").read_text().splitlines() if "collapsed" in line]
         record = {"identity": identity, "seconds": time.perf_counter() - t0, "alarms": alarms}
         done.write_text(json.dumps(record))
-    os.close(folder)
+    os.close(lock)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return record | {"dir": out, "metrics": metrics}
 
