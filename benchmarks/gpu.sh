@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one-GPU check (issue #12), under 8 minutes on one GPU; every figure also goes to FILE:
 #   benchmarks/gpu.sh [--dry-run] [FILE]        (FILE default: gpu_figures.txt)
-# 1. the CUDA tests (pytest -m cuda);
+# 1. the CUDA tests (pytest -m cuda tests/test_cuda.py);
 # 2. ViT-S bf16 step time, samples/s and MFU at B = 256, 512, 1024, eager and torch.compile'd, peak memory
 #    per sample and the largest batch that fits, with and without activation checkpointing;
 # 3. loader samples/s with 8 and 16 workers, pinned and normalised on the GPU;
@@ -42,9 +42,9 @@ else
     RUN_STEPS=200 RUN_SET=(log_interval=10 checkpoint_interval=50)
 fi
 
-step "CUDA tests: pytest -m cuda"
+step "CUDA tests: pytest -m cuda tests/test_cuda.py"
 # on the CPU every CUDA test is collected and skips
-part $PY -m pytest -q -p no:cacheprovider -m cuda -rs tests/
+part $PY -m pytest -q -p no:cacheprovider -m cuda -rs tests/test_cuda.py  # the GPU image need not hold wfdb
 
 step "training step: benchmarks/pretrain_step.py --device $DEVICE ${STEP_ARGS[*]}"
 part $PY benchmarks/pretrain_step.py --device "$DEVICE" "${STEP_ARGS[@]}"

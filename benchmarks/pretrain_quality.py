@@ -21,6 +21,7 @@ against a randomly initialised one of the same config and seed on the test fold 
 - the spread of the encoder's tokens and of the record embeddings (mean token) on folds 9-10:
   per-dimension std and effective rank (around their mean);
 - GFLOP per pretraining step and the pretraining's wall seconds, and whether a collapse alarm fired.
+`--jobs N` runs N pretrainings (then N probes) at a time: on a GPU, small runs share it.
 Everything is cached in --dir (a pretraining run, a probe, an encoder's measurements are redone only
 when missing), so variants and seeds can be added to a folder later. Writes NAME.md (the table) and
 NAME.json into --dir (`--name`, default quality). Every pretraining and linear probe runs the `myjepa`
@@ -38,6 +39,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -67,15 +69,15 @@ def main() -> None:
     variants = dict(args.variant) if args.variant or args.reference else {"shipped": []}
     if args.reference:
         variants[REFERENCE] = []
-    runs = {
-        (v, s): pretrain(work, dump, args.config, args.set + sets, v, s)
-        for v, sets in variants.items()
-        for s in args.seeds
-    }
-    random_spec = str(next(iter(runs.values()))["dir"] / "config.yaml")  # every run folder has its resolved config
-    encoders = {(v, s): (str(run["dir"] / "encoder.pt"), run["dir"]) for (v, s), run in runs.items()}
-    encoders |= {(RANDOM, s): (random_spec, random_dir(work, random_spec, s)) for s in args.seeds}
-    scores = {key: evaluate(work, dump, spec, folder, key[1], args.tasks) for key, (spec, folder) in encoders.items()}
+    keys = [(v, s) for v in variants for s in args.seeds]
+    with ThreadPoolExecutor(args.jobs) as pool:  # each pretraining and probe is a process of its own
+        found = pool.map(lambda key: pretrain(work, dump, args.config, args.set + variants[key[0]], *key), keys)
+        runs = dict(zip(keys, found))
+        random_spec = str(runs[keys[0]]["dir"] / "config.yaml")  # every run folder has its resolved config
+        encoders = {(v, s): (str(run["dir"] / "encoder.pt"), run["dir"]) for (v, s), run in runs.items()}
+        encoders |= {(RANDOM, s): (random_spec, random_dir(work, random_spec, s)) for s in args.seeds}
+        found = pool.map(lambda key: evaluate(work, dump, *encoders[key], key[1], args.tasks), encoders)
+        scores = dict(zip(encoders, found))
     table = summarise(runs, scores, list(variants), args)
     (work / f"{args.name}.json").write_text(json.dumps(table, indent=1))
     (work / f"{args.name}.md").write_text(markdown(table, args))
@@ -99,6 +101,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--dir", default="/tmp/myjepa-quality", help="work folder, reused: what it holds is not redone")
     p.add_argument("--name", default="quality", help="the table's files in --dir: NAME.md and NAME.json")
+    p.add_argument("--jobs", type=int, default=1, help="pretrainings and probes at a time (several share a GPU)")
     args = p.parse_args()
     args.variant = [(v[0], v[1:]) for v in args.variant or []]
     for name, sets in args.variant:
