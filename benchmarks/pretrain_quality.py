@@ -103,6 +103,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--name", default="quality", help="the table's files in --dir: NAME.md and NAME.json")
     p.add_argument("--jobs", type=int, default=1, help="pretrainings and probes at a time (several share a GPU)")
     args = p.parse_args()
+    if args.jobs < 1:
+        p.error(f"--jobs {args.jobs}: give at least 1")
     args.variant = [(v[0], v[1:]) for v in args.variant or []]
     for name, sets in args.variant:
         if "=" in name or not all("=" in kv for kv in sets):
