@@ -27,7 +27,7 @@ if [[ $DRY == 1 ]]; then
     DEVICE=cpu
     STEP_ARGS=(--configs tiny --batch 4 8 --steps 1 --threads 1 --memory)
     LOADER_ARGS=(--config tiny --batch 64 --records 128 --batches 2 --workers 1 2)
-    RUN_STEPS=20 RUN_SET=(channel_size=2500 batch_size=8 log_interval=2 checkpoint_interval=5 warmup_steps=2)
+    RUN_STEPS=100 RUN_SET=(channel_size=2500 batch_size=8 log_interval=2 checkpoint_interval=5 warmup_steps=2)
 else
     DEVICE=cuda
     GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
@@ -65,7 +65,7 @@ until [[ -f $WORK/run/metrics.jsonl ]] && grep -q "\"step\": $half," "$WORK/run/
     kill -0 $pid 2>/dev/null || { say "SUMMARY resume: FAILED, the run ended before step $half"; cat "$WORK/first.log"; exit 1; }
     sleep 0.2
 done
-kill -TERM $pid
+kill -TERM $pid 2>/dev/null || true  # a run that already finished is reported below, not a silent exit
 first=0
 wait $pid || first=$?
 second=0

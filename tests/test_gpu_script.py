@@ -23,4 +23,4 @@ def test_gpu_script_dry_run_writes_every_figure(tmp_path):
     assert "tiny         B=8 eager    myjepa" in text and "GFLOP/s" in text
     assert "SUMMARY memory tiny: peak per sample" in text
     assert "DataLoader, 2 workers -> cpu" in text and "SUMMARY loader: target >= 3,000" in text
-    assert "SUMMARY resume: SIGTERM -> exit 143" in text and "finished at step 20: ok" in text
+    assert "SUMMARY resume: SIGTERM -> exit 143" in text and "finished at step 100: ok" in text
