@@ -7,8 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-if [[ ${1:-} == --dry-run ]]; then
-    shift
+DRY=${1:-}
+[[ $DRY == --dry-run ]] && shift
+if [[ $# != 1 ]]; then
+    echo "usage: benchmarks/gpu_quality.sh [--dry-run] DIR (the harness's work folder, reused)" >&2
+    exit 2
+fi
+if [[ $DRY == --dry-run ]]; then
     RUNS=(--config tiny --seeds 0 1 --jobs 4 --set steps=20 warmup_steps=5 probe_interval=10 num_workers=1)
 else
     RUNS=(--config ViTXS_mimic --seeds 0 1 2 --jobs 6

@@ -105,6 +105,8 @@ def parse_args() -> argparse.Namespace:
     args = p.parse_args()
     if args.jobs < 1:
         p.error(f"--jobs {args.jobs}: give at least 1")
+    if Path(args.name).name != args.name or args.name in ("", ".", ".."):
+        p.error(f"--name {args.name!r}: give a file name (NAME.md and NAME.json go into --dir), not a path")
     args.variant = [(v[0], v[1:]) for v in args.variant or []]
     for name, sets in args.variant:
         if "=" in name or not all("=" in kv for kv in sets):

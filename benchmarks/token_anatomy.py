@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def encoder_arg(text: str) -> tuple[str, str, int]:
-    """NAME:SPEC:SEED, split from the right (a SPEC may hold colons)."""
+    """NAME:SPEC:SEED: NAME up to the first colon, SEED after the last (a SPEC may hold colons)."""
     name, _, rest = text.partition(":")
     spec, _, seed = rest.rpartition(":")
     if not (name and spec and seed.isdigit()):
