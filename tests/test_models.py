@@ -1,3 +1,6 @@
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -90,3 +93,32 @@ def test_sigreg_term_reaches_the_projector_and_encoder():
     model(torch.randn(8, 12, cfg.channel_size), ctx_idx, tgt_idx)["sigreg_loss"].backward()
     assert model.projector.net[0].weight.grad.abs().sum() > 0
     assert model.encoder.patch_embed.weight.grad.abs().sum() > 0
+
+
+def test_probe_readout_reads_the_chosen_blocks():
+    """benchmarks/probe_readout.py: `mean:1` and `block:depth` are the shipped readout; `block:L` is block L's
+    tokens through the final LayerNorm; `mean:K` their mean over the last K blocks."""
+    spec = importlib.util.spec_from_file_location(
+        "probe_readout", Path(__file__).parents[1] / "benchmarks/probe_readout.py"
+    )
+    probe_readout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe_readout)
+    torch.manual_seed(0)
+    vit = VisionTransformer(channel_size=500, patch_size=25, dim=32, depth=3, num_heads=2).eval()
+    x = torch.randn(2, 12, 500)
+    tokens = vit.embed(x)
+    shipped = vit(x)
+    blocks, h = [], torch.cat([vit.registers.expand(2, -1, -1), tokens], dim=1)
+    for blk in vit.blocks:
+        h = blk(h)
+        blocks.append(vit.norm(h)[:, 1:])
+    with torch.no_grad():
+        read = {
+            r: probe_readout.readout_encode(*r)(vit, tokens)
+            for r in [("mean", 1), ("block", 3), ("block", 2), ("mean", 2)]
+        }
+    torch.testing.assert_close(read[("mean", 1)], shipped)
+    torch.testing.assert_close(read[("block", 3)], shipped)
+    torch.testing.assert_close(read[("block", 2)], blocks[1])
+    torch.testing.assert_close(read[("mean", 2)], (blocks[1] + blocks[2]) / 2)
+    assert not torch.allclose(read[("block", 2)], shipped, atol=1e-3)
