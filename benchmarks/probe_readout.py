@@ -15,26 +15,29 @@ from collections.abc import Callable
 import torch
 
 from myjepa.cli import main
-from myjepa.models.vit import VisionTransformer, gather_tokens
+from myjepa.errors import UserError
+from myjepa.models.vit import VisionTransformer
 
 
 def readout_encode(kind: str, n: int) -> Callable[..., torch.Tensor]:
-    """A `VisionTransformer.encode` that returns block n's tokens (kind "block") or the last n blocks' mean."""
+    """A `VisionTransformer.encode` that returns block n's tokens (kind "block") or the last n blocks' mean: the
+    shipped encode runs as it is, and forward hooks keep each block's output."""
+    shipped = VisionTransformer.encode
 
     def encode(
         self: VisionTransformer, tokens: torch.Tensor, keep: torch.Tensor | None = None, return_registers: bool = False
     ) -> torch.Tensor:
-        if keep is not None:
-            tokens = gather_tokens(tokens, keep)
-        if self.registers is not None:
-            tokens = torch.cat([self.registers.expand(tokens.size(0), -1, -1), tokens], dim=1)
         if n > len(self.blocks):
-            raise SystemExit(f"readout {kind}:{n}: the encoder has {len(self.blocks)} blocks")
-        outputs = []
-        for blk in self.blocks:
-            tokens = blk(tokens)
-            outputs.append(self.norm(tokens))
-        chosen = outputs[n - 1] if kind == "block" else torch.stack(outputs[-n:]).mean(0)
+            raise UserError(f"readout {kind}:{n}: the encoder has {len(self.blocks)} blocks")
+        outputs: list[torch.Tensor] = []
+        hooks = [blk.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for blk in self.blocks]
+        try:
+            shipped(self, tokens, keep, return_registers=True)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        picked = outputs[n - 1 : n] if kind == "block" else outputs[-n:]
+        chosen = torch.stack([self.norm(out) for out in picked]).mean(0)
         return chosen if return_registers else chosen[:, self.num_registers :]
 
     return encode
