@@ -1,6 +1,8 @@
 """`myjepa finetune` on small dumps written here: outputs, cache equivalence, normalisation, bad input."""
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import conftest
@@ -14,7 +16,8 @@ from myjepa import LEADS
 from myjepa.dumps import norm_stats
 from myjepa.encoders.crops import StridedCrops, crop_starts
 from myjepa.encoders.load import encoder_or_baseline
-from myjepa.errors import UserError
+from myjepa.errors import Stopped, UserError
+from myjepa.evaluate import training
 from myjepa.evaluate.config import CONFIG_DIR
 from myjepa.evaluate.features import encode_cache, predict_cached, predict_encoded
 from myjepa.evaluate.finetune import main
@@ -300,6 +303,38 @@ def test_bad_input_is_a_clear_error(data, tmp_path):
             ]
         )
     assert not (tmp_path / "results.json").exists()
+
+
+def test_a_failed_run_leaves_nothing_behind(data, tmp_path):
+    """A training loss that is not finite (an lr far too high) fails after metrics.jsonl is open: the run
+    removes its folder, so running it again with a sane lr needs no --overwrite."""
+    with pytest.raises(UserError, match="training loss is (nan|inf) at step [0-9]+; lower lr"):
+        run(data, tmp_path / "out", "--set", "lr=1e30")
+    assert not (tmp_path / "out").exists()
+    assert run(data, tmp_path / "out")["test_auc"] > 0.5
+
+
+def test_a_stopped_run_removes_its_files_and_keeps_the_folder_it_found(data, tmp_path, monkeypatch):
+    """SIGTERM (a SLURM time limit) at step 6, after metrics.jsonl got a line and the feature cache was
+    written: the folder the user made stays, with only what was there before."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    schedule, logged = training.warmup_cosine, []
+
+    def stop_at_step_6(step, *args):
+        if step == 5:
+            logged.append((out / "metrics.jsonl").read_text())
+            os.kill(os.getpid(), signal.SIGTERM)
+        return schedule(step, *args)
+
+    monkeypatch.setattr(training, "warmup_cosine", stop_at_step_6)
+    with pytest.raises(Stopped, match="stopped by SIGTERM; unfinished output removed"):
+        run(data, out)
+    assert '"train/loss"' in logged[0]
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    monkeypatch.undo()
+    assert run(data, out)["test_auc"] > 0.5
 
 
 def test_encoder_must_fit_the_data():

@@ -13,7 +13,9 @@ CSV's stem, and results.json and predictions.npz name every class.
 Train on folds 1-8, pick the step with the best validation (fold 9) macro AUC, report the test
 (fold 10) macro AUC with a bootstrap CI. Records are scored by averaging their 2.5 s crops taken
 every 1.25 s. The linear protocol encodes those crops once (float16 cache) and trains the probe on
-the cache. Outputs: results.json, predictions.npz, best_ckpt.pt, metrics.jsonl.
+the cache. Outputs: results.json, predictions.npz, best_ckpt.pt, metrics.jsonl. A run that fails or is
+stopped (SIGTERM, Ctrl-C) removes them, the replaced run's too under --overwrite: a folder never holds half
+a run.
 
 `--encoder-name` and `--protocol-name` are how the report names the encoder and the protocol; they
 are stored in results.json as `encoder_name` and `protocol_name`. By default the encoder is named
@@ -50,7 +52,7 @@ from myjepa.evaluate.training import train
 from myjepa.tasks.custom import load_labels_data
 from myjepa.tasks.names import TASKS, check_task
 from myjepa.tasks.ptbxl import load_task_data, table_files
-from myjepa.utils.io import check_outputs, outputs_of, sha256_file
+from myjepa.utils.io import check_outputs, outputs_of, run_outputs, sha256_file
 from myjepa.utils.logging import MetricsLogger
 from myjepa.utils.memory import keep_freed_memory
 
@@ -190,30 +192,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = build_model(run, args.init)
     print(describe(run, model), flush=True)
 
-    cache_dir = out / ".feature_cache"
-    logger = MetricsLogger(
-        out,
-        args.wandb,
-        name=f"{task}-{cfg.protocol}-s{args.seed}",
-        config={"task": task, "seed": args.seed, "encoder": str(encoder.path), **to_dict(cfg)},
-    )
-    try:
-        t_cache = time.time()
-        features = encode_features(model.encoder, crops, run.splits.rows, model.device, cfg, cache_dir)
-        cache_s = time.time() - t_cache
-        training = train(model, features, run.splits, rng, logger, task)
+    with run_outputs(out, [out / name for name in FILES]):
+        cache_dir = out / ".feature_cache"
+        logger = MetricsLogger(
+            out,
+            args.wandb,
+            name=f"{task}-{cfg.protocol}-s{args.seed}",
+            config={"task": task, "seed": args.seed, "encoder": str(encoder.path), **to_dict(cfg)},
+        )
+        try:
+            t_cache = time.time()
+            features = encode_features(model.encoder, crops, run.splits.rows, model.device, cfg, cache_dir)
+            cache_s = time.time() - t_cache
+            training = train(model, features, run.splits, rng, logger, task)
 
-        # the best step, scored on the test fold
-        model.restore(training.best.state)
-        test_scores = model.predict(features, "test")
-        test = score_test(run.classes, run.splits.targets["test"], test_scores, cfg.bootstrap_samples, args.seed)
-        logger.log(test.metrics, training.steps)
-        logger.summary(test.metrics | {"val/best_auc": training.best.auc})
+            # the best step, scored on the test fold
+            model.restore(training.best.state)
+            test_scores = model.predict(features, "test")
+            test = score_test(run.classes, run.splits.targets["test"], test_scores, cfg.bootstrap_samples, args.seed)
+            logger.log(test.metrics, training.steps)
+            logger.summary(test.metrics | {"val/best_auc": training.best.auc})
 
-        write_outputs(out, run, model, training, test, start_time, cache_s)
-    finally:
-        logger.close()
-        shutil.rmtree(cache_dir, ignore_errors=True)
+            write_outputs(out, run, model, training, test, start_time, cache_s)
+        finally:
+            logger.close()
+            shutil.rmtree(cache_dir, ignore_errors=True)
     return 0
 
 

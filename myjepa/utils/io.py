@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from myjepa.errors import UserError
+from myjepa.errors import UserError, stop_on_signals
 
 
 def tmp_prefix(path: Path) -> str:
@@ -130,6 +130,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):  # on a read-only disk a missing file is EROFS
             tmp.unlink()
         name_the_output(e, {tmp: final})
+        raise
+
+
+@contextlib.contextmanager
+def run_outputs(out: Path, files: Iterable[Path]) -> Iterator[None]:
+    """Around a run that writes `files` into the folder `out`: on an error or a stop signal (SIGTERM from a
+    time limit, Ctrl-C) remove them, and `out` too if the run made it and it is left empty. A failed run
+    leaves nothing that looks like a result, nor a file that makes running it again ask for --overwrite."""
+    made = not out.exists()
+    try:
+        with stop_on_signals():
+            yield
+    except BaseException:
+        for file in files:
+            with contextlib.suppress(OSError):
+                file.unlink()
+        if made:
+            with contextlib.suppress(OSError):  # not empty: what the user or wandb put there stays
+                out.rmdir()
         raise
 
 
