@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -56,6 +57,14 @@ def write_dump(
     base.update(stats or {})
     stem.with_name(stem.name + ".stats.json").write_text(json.dumps(base))
     return path
+
+
+def load_benchmark(name: str) -> Any:
+    """A script of benchmarks/ as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def skip_or_fail(reason: str, required_by: str) -> None:

@@ -1,7 +1,11 @@
-"""Macro AUC and its bootstrap CI against scikit-learn on fixed predictions."""
+"""Macro AUC and its bootstrap CI against scikit-learn on fixed predictions; the per-class breakdown of
+probed encoders (benchmarks/class_aucs.py)."""
+
+import json
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 from sklearn.metrics import f1_score, roc_auc_score
 
 from myjepa.tasks.metrics import (
@@ -141,3 +145,39 @@ def test_class_intervals_resample_as_the_macro_interval_does(preds):
     one_positive[3] = 1
     assert np.isfinite(bootstrap_class_aucs(one_positive, np.arange(20.0)[:, None], 50, 0)).all()
     assert np.isnan(bootstrap_class_aucs(np.zeros((20, 1)), np.arange(20.0)[:, None], 50, 0)).all()
+
+
+def write_probe(folder, task, classes):
+    """probe/TASK/results.json as `myjepa finetune` writes it, with only the per-class part filled."""
+    (folder / "probe" / task).mkdir(parents=True)
+    rows = [{"name": name, "n_pos": n_pos, "auc": auc} for name, n_pos, auc in classes]
+    (folder / "probe" / task / "results.json").write_text(json.dumps({"classes": rows}))
+
+
+def test_class_aucs_splits_the_macro_auc_by_test_positives(tmp_path):
+    """benchmarks/class_aucs.py: per class the mean over the seeds both encoders have, the paired Δ, and
+    the macro AUC over the classes with many and with few test positives."""
+    class_aucs = load_benchmark("class_aucs")
+    per_seed = {
+        "random": [[0.60, 0.90, 0.80], [0.62, 0.94, 0.70]],
+        "pre": [[0.70, 0.40, 0.80], [0.74, 0.50, 0.70], [0.99, 0.99, 0.99]],  # s2: not in random, ignored
+    }
+    for name, seeds in per_seed.items():
+        for s, (sr, pace, afib) in enumerate(seeds):
+            write_probe(
+                tmp_path / name / f"s{s}",
+                "rhythm",
+                [("SR", 103, sr), ("PACE", 1, pace), ("AFIB", 6, afib), ("BIGU", 0, None)],
+            )
+    lines = class_aucs.table("rhythm", {n: tmp_path / n for n in per_seed}, min_positives=3).splitlines()
+    assert lines[0] == "rhythm, seeds s0, s1: mean AUC (Δ: paired, against random)"
+    assert lines[4:] == [
+        "| SR | 103 | 0.610 | 0.720 (Δ +0.110) |",
+        "| PACE | 1 | 0.920 | 0.450 (Δ -0.470) |",
+        "| AFIB | 6 | 0.750 | 0.750 (Δ +0.000) |",
+        "| macro, ≥ 3 positives | 2 of 3 classes | 0.680 | 0.735 (Δ +0.055) |",
+        "| macro, < 3 positives | 1 of 3 classes | 0.920 | 0.450 (Δ -0.470) |",
+        "| macro, all | 3 of 3 classes | 0.760 | 0.640 (Δ -0.120) |",
+    ]
+    with pytest.raises(SystemExit, match=r"probe/form/results.json: no such file"):
+        class_aucs.table("form", {n: tmp_path / n for n in per_seed}, min_positives=3)

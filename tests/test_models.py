@@ -1,8 +1,6 @@
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
+from conftest import load_benchmark
 
 from myjepa.models.myjepa import MyJEPA
 from myjepa.models.predictor import Predictor
@@ -98,11 +96,7 @@ def test_sigreg_term_reaches_the_projector_and_encoder():
 def test_probe_readout_reads_the_chosen_blocks():
     """benchmarks/probe_readout.py: `mean:1` and `block:depth` are the shipped readout; `block:L` is block L's
     tokens through the final LayerNorm; `mean:K` their mean over the last K blocks."""
-    spec = importlib.util.spec_from_file_location(
-        "probe_readout", Path(__file__).parents[1] / "benchmarks/probe_readout.py"
-    )
-    probe_readout = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe_readout)
+    probe_readout = load_benchmark("probe_readout")
     torch.manual_seed(0)
     vit = VisionTransformer(channel_size=500, patch_size=25, dim=32, depth=3, num_heads=2).eval()
     x = torch.randn(2, 12, 500)
