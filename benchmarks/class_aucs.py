@@ -41,7 +41,7 @@ def seeds_in_all(dirs: Sequence[Path]) -> list[str]:
 
 
 def table(task: str, encoders: dict[str, Path], min_positives: int) -> str:
-    """The markdown table: one row per class with a defined AUC, then the two macro rows."""
+    """The markdown table: one row per class with a defined AUC, then the macro rows (many, few, all positives)."""
     seeds = seeds_in_all(list(encoders.values()))
     aucs = {name: [read_class_aucs(d / s, task) for s in seeds] for name, d in encoders.items()}
     first = next(iter(aucs.values()))[0]

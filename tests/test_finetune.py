@@ -315,8 +315,8 @@ def test_a_failed_run_leaves_nothing_behind(data, tmp_path):
 
 
 def test_a_stopped_run_removes_its_files_and_keeps_the_folder_it_found(data, tmp_path, monkeypatch):
-    """SIGTERM (a SLURM time limit) at step 6, after metrics.jsonl got a line and the feature cache was
-    written: the folder the user made stays, with only what was there before."""
+    """SIGTERM (a SLURM time limit) at step 6, after metrics.jsonl got its first lines: the folder the user
+    made stays, with only what was there before."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
