@@ -31,7 +31,6 @@ early stopping) and `outputs` (test scores and the files written).
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -192,31 +191,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = build_model(run, args.init)
     print(describe(run, model), flush=True)
 
-    with run_outputs(out, [out / name for name in FILES]):
-        cache_dir = out / ".feature_cache"
-        logger = MetricsLogger(
+    files = [out / name for name in FILES]
+    with (
+        run_outputs(out, files, scratch=out / ".feature_cache") as cache_dir,
+        MetricsLogger(
             out,
             args.wandb,
             name=f"{task}-{cfg.protocol}-s{args.seed}",
             config={"task": task, "seed": args.seed, "encoder": str(encoder.path), **to_dict(cfg)},
-        )
-        try:
-            t_cache = time.time()
-            features = encode_features(model.encoder, crops, run.splits.rows, model.device, cfg, cache_dir)
-            cache_s = time.time() - t_cache
-            training = train(model, features, run.splits, rng, logger, task)
+        ) as logger,
+    ):
+        t_cache = time.time()
+        features = encode_features(model.encoder, crops, run.splits.rows, model.device, cfg, cache_dir)
+        cache_s = time.time() - t_cache
+        training = train(model, features, run.splits, rng, logger, task)
 
-            # the best step, scored on the test fold
-            model.restore(training.best.state)
-            test_scores = model.predict(features, "test")
-            test = score_test(run.classes, run.splits.targets["test"], test_scores, cfg.bootstrap_samples, args.seed)
-            logger.log(test.metrics, training.steps)
-            logger.summary(test.metrics | {"val/best_auc": training.best.auc})
+        # the best step, scored on the test fold
+        model.restore(training.best.state)
+        test_scores = model.predict(features, "test")
+        test = score_test(run.classes, run.splits.targets["test"], test_scores, cfg.bootstrap_samples, args.seed)
+        logger.log(test.metrics, training.steps)
+        logger.summary(test.metrics | {"val/best_auc": training.best.auc})
 
-            write_outputs(out, run, model, training, test, start_time, cache_s)
-        finally:
-            logger.close()
-            shutil.rmtree(cache_dir, ignore_errors=True)
+        write_outputs(out, run, model, training, test, start_time, cache_s)
     return 0
 
 

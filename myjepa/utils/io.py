@@ -8,6 +8,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -134,22 +135,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def run_outputs(out: Path, files: Iterable[Path]) -> Iterator[None]:
-    """Around a run that writes `files` into the folder `out`: on an error or a stop signal (SIGTERM from a
-    time limit, Ctrl-C) remove them, and `out` too if the run made it and it is left empty. A failed run
+def run_outputs(out: Path, files: Iterable[Path], scratch: Path) -> Iterator[Path]:
+    """Around a run that writes `files` into the folder `out` and yields `scratch`, a folder for its
+    temporary files: `scratch` goes in any case; on an error or a stop signal (SIGTERM from a time
+    limit, Ctrl-C) `files` go too, and `out` if the run made it and it is left empty. A failed run
     leaves nothing that looks like a result, nor a file that makes running it again ask for --overwrite."""
     made = not out.exists()
     try:
         with stop_on_signals():
-            yield
+            yield scratch
     except BaseException:
         for file in files:
             with contextlib.suppress(OSError):
                 file.unlink()
-        if made:
-            with contextlib.suppress(OSError):  # not empty: what the user or wandb put there stays
-                out.rmdir()
         raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if made:
+            with contextlib.suppress(OSError):  # not empty: a result, or what the user or wandb put there
+                out.rmdir()
 
 
 WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)

@@ -71,6 +71,12 @@ class MetricsLogger:
             self.run.finish()
             self.run = None
 
+    def __enter__(self) -> MetricsLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class Progress:
     """A tqdm bar on an interactive terminal; otherwise a plain line every `every` seconds."""
