@@ -1,15 +1,19 @@
 """Collapse alarms: the statistics, the rule, and a real run that collapses without SIGReg."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from conftest import load_benchmark
 from test_pretrain import metrics, run
 
-from myjepa.pretrain import checkpoints
+from myjepa.pretrain import checkpoints, collapse
 from myjepa.pretrain.collapse import (
     FLAT_LOGS,
     STD_FLOOR,
     CollapseMonitor,
+    NarrowingWatch,
     effective_rank,
     embedding_stats,
     token_stats,
@@ -96,6 +100,38 @@ def test_monitor_flags_tokens_that_shrink_tenfold_below_their_peak():
     assert alarms[5] is None  # said once
 
 
+def watch(lines):
+    """Feed (step, {metric: value}) lines to a new NarrowingWatch; the warnings returned."""
+    narrowing = NarrowingWatch()
+    return [narrowing.check(step, metrics) for step, metrics in lines]
+
+
+def test_narrowing_warns_once_when_the_token_rank_falls_fivefold_below_its_peak():
+    # the measured shapes (BENCHMARKS.md, ViT-XS): the seed formulation's worst fall, 49.9 to 18.0 (2.8-fold);
+    # ctx700 seed 0: 48.6 at step 0, 7.8 by step 150, 5.7 at step 350 (8.6-fold)
+    healthy = [(s, {"train/token_rankme": r}) for s, r in [(50, 45.0), (100, 49.9), (150, 30.0), (200, 18.0)]]
+    assert watch(healthy) == [None] * 4
+    ranks = [(50, 48.6), (100, 20.0), (150, 9.8), (200, 7.8), (350, 5.7)]
+    warnings = watch([(s, {"train/token_rankme": r}) for s, r in ranks])
+    assert warnings[:3] == [None] * 3  # 4.96-fold is not yet 5-fold
+    assert warnings[3] == (
+        "myjepa: warning: the encoder narrowed by step 200 (the tokens' effective rank fell from 48.6 to 7.8); "
+        "the run goes on: compare it with random init in the report before using it (the one measured cause: "
+        "a large context_grad_scale)"
+    )
+    assert warnings[4] is None  # said once
+
+
+def test_narrowing_warns_when_the_online_probe_falls_below_the_untrained_encoders():
+    # ctx700 seed 0: 0.770 at step 0, 0.839 at step 100, 0.733 at step 200; every other run stayed above step 0
+    probes = [(0, 0.770), (100, 0.839), (150, 0.755), (200, 0.733), (300, 0.72)]
+    warnings = watch([(s, {"probe/auc": a}) for s, a in probes])
+    assert warnings[:3] == [None] * 3  # 0.015 below step 0 is within the probe's noise
+    assert "by step 200 (the online probe's AUC fell to 0.733, below the untrained encoder's 0.770)" in warnings[3]
+    assert warnings[4] is None
+    assert watch([(100, {"probe/auc": 0.8}), (200, {"probe/auc": 0.5})]) == [None, None]  # no step-0 probe
+
+
 def test_a_run_without_sigreg_collapses_and_stops_keeping_the_last_good_checkpoint(small_dump, tmp_path, capfd):
     out = tmp_path / "run"
     code = run(small_dump, out, "sigreg_lambda=0", "collapse=stop", "checkpoint_interval=2", steps=80)
@@ -112,8 +148,38 @@ def test_a_run_without_sigreg_collapses_and_stops_keeping_the_last_good_checkpoi
 def test_the_default_tiny_run_is_not_flagged(small_dump, tmp_path, capfd):
     out = tmp_path / "run"
     assert run(small_dump, out, "collapse=stop", steps=80) == 0
-    assert "collapsed" not in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "collapsed" not in err and "narrowed" not in err
     lines = metrics(out)
     assert all(l["train/embed_std"] > STD_FLOOR and l["train/rankme"] > 1.5 for l in lines[10:])
     # the tokens' spread is logged beside: a tiny encoder's 64 dimensions, far from a collapse to one
     assert all(0.1 < l["train/token_std"] < 10 and 2 < l["train/token_rankme"] <= 64 for l in lines)
+
+
+def test_a_run_prints_the_narrowing_warning_once_and_goes_on(small_dump, tmp_path, capfd, monkeypatch):
+    monkeypatch.setattr(collapse, "RANK_FALL", 1.0)  # any fall below the peak counts: the path, not the threshold
+    assert run(small_dump, tmp_path / "run", steps=20) == 0
+    warnings = [line for line in capfd.readouterr().err.splitlines() if "narrowed" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("myjepa: warning: the encoder narrowed by step ")
+    assert metrics(tmp_path / "run")[-1]["step"] == 20
+
+
+def test_the_narrowing_scan_reports_each_runs_rank_fall_and_probe_fall(tmp_path, capsys):
+    """benchmarks/narrowing.py: the figures the warning's thresholds were set from, per run, worst first."""
+    narrowing = load_benchmark("narrowing")
+    runs = {
+        "healthy/s0": [(0, None, 0.77), (100, 40.0, 0.84), (200, 20.0, 0.80)],
+        "narrowed/s0": [(0, None, 0.77), (100, 48.6, 0.84), (150, 7.8, None), (200, 9.0, 0.73)],
+        "noprobe/s0": [(100, 30.0, None), (200, 30.0, None)],
+    }
+    for name, rows in runs.items():
+        (tmp_path / name).mkdir(parents=True)
+        lines = [
+            {"step": s} | ({"train/token_rankme": r} if r else {}) | ({"probe/auc": a} if a else {}) for s, r, a in rows
+        ]
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"ste')
+    assert narrowing.main([str(tmp_path)]) == 0
+    rows = [line.split(" | ")[:3] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert rows == [["| 6.2x", "150", "-0.040"], ["| 2.0x", "200", "+0.030"], ["| 1.0x", "100", ""]]
+    with pytest.raises(SystemExit, match="no metrics.jsonl with train/token_rankme under"):
+        narrowing.main([str(tmp_path / "healthy" / "nothing")])

@@ -111,6 +111,8 @@ def test_interrupted_and_resumed_equals_uninterrupted(small_dump, tmp_path, monk
     resumed = tmp_path / "resumed"
     assert run(small_dump, resumed, *options, steps=8) == 128 + signal.SIGTERM
     assert checkpoints.read(resumed / "last_ckpt.pt").step == 4
+    with (resumed / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 5, "train/lo')  # a line cut short by a kill mid-write or a full disk
     monkeypatch.setattr(pretrain, "warmup_cosine", schedule)
     assert run(small_dump, resumed, *options, steps=8) == 0
     a, b = weights(tmp_path / "straight" / "last_ckpt.pt"), weights(resumed / "last_ckpt.pt")

@@ -18,6 +18,12 @@ the prediction loss outweighed SIGReg the tokens shrank 30-fold, but embed_std's
 this one is the net for a collapse the projection does not show.
 `rankme` (RankMe, Garrido et al. 2023: exp of the entropy of the normalised singular values) is
 logged beside them; it falls towards 1 as the embeddings collapse to a point or a line.
+
+Short of a collapse, an encoder can narrow: ViT-XS `ctx700` seed 0 (BENCHMARKS.md) kept embed_std near 1
+and its tokens' scale, so no alarm fired, while its tokens' effective rank fell 8.6-fold from its peak
+(every other run measured: at most 2.9-fold) and the online probe fell below the untrained encoder's
+(no other run did). `NarrowingWatch` warns of that and lets the run go on: the healthy range at ViT-B's
+width and at long budgets is unmeasured, and a false stop would end a costly run.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ SIGREG_FLAT = 0.02
 TOKEN_SAMPLE = 4096  # tokens per logged step in token_stats
 FLAT_LOGS = 5
 TOKEN_SHRINK = 10.0
+RANK_FALL = 5.0  # narrowing: token_rankme this many times below its peak
+PROBE_FALL = 0.02  # narrowing: the online probe's AUC this far below its value at step 0
 REMEDY = (
     "raise sigreg_lambda (it means the same at any batch; try x4), lower lr, or check that the data is not constant"
 )
@@ -98,3 +106,32 @@ class CollapseMonitor:
     def flat(values: list[float]) -> bool:
         """FLAT_LOGS values within SIGREG_FLAT of each other, relative to their size."""
         return len(values) == FLAT_LOGS and max(values) - min(values) <= SIGREG_FLAT * max(abs(v) for v in values)
+
+
+class NarrowingWatch:
+    """Fed every logged metrics line in step order (a probe at step 0 is the untrained encoder's); `check`
+    returns the warning line the first time the tokens' effective rank or the online probe falls too far."""
+
+    def __init__(self) -> None:
+        self.peak_rank = 0.0
+        self.start_auc: float | None = None
+        self.warned = False
+
+    def check(self, step: int, metrics: dict[str, float]) -> str | None:
+        """`metrics`: one logged line; train/token_rankme and probe/auc are read where present."""
+        rank, auc, why = metrics.get("train/token_rankme"), metrics.get("probe/auc"), None
+        if rank is not None:
+            self.peak_rank = max(self.peak_rank, rank)
+            if rank * RANK_FALL < self.peak_rank:
+                why = f"the tokens' effective rank fell from {self.peak_rank:.3g} to {rank:.3g}"
+        if auc is not None and step == 0:
+            self.start_auc = auc
+        elif auc is not None and self.start_auc is not None and auc < self.start_auc - PROBE_FALL:
+            why = why or f"the online probe's AUC fell to {auc:.3f}, below the untrained encoder's {self.start_auc:.3f}"
+        if why is None or self.warned:
+            return None
+        self.warned = True
+        return (
+            f"myjepa: warning: the encoder narrowed by step {step} ({why}); the run goes on: compare it with "
+            "random init in the report before using it (the one measured cause: a large context_grad_scale)"
+        )

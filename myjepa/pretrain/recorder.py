@@ -14,10 +14,11 @@ from myjepa.config import to_dict
 from myjepa.models.myjepa import MyJEPA
 from myjepa.pretrain import checkpoints
 from myjepa.pretrain.checkpoints import RunRecord, TrainState
+from myjepa.pretrain.collapse import NarrowingWatch
 from myjepa.pretrain.config import PretrainConfig
 from myjepa.pretrain.options import RunOptions
 from myjepa.pretrain.probe import OnlineProbe
-from myjepa.pretrain.run_folder import RunFolder
+from myjepa.pretrain.run_folder import RunFolder, logged_lines
 from myjepa.utils.logging import MetricsLogger, Progress, plain_items
 
 
@@ -47,8 +48,12 @@ class Recorder:
             folder.out, options.wandb, name=folder.out.name, config=to_dict(cfg), resume=resumed
         )
         self.bar = Progress(cfg.steps, "pretrain", "step", initial=state.step)
+        self.narrowing = NarrowingWatch()
+        for line in logged_lines(folder.metrics) if resumed else []:  # the peak and step 0 logged before
+            self.narrowing.check(line.get("step", 0), line)
         if probe is not None and state.step == 0:  # the initialised encoder: what the curve must rise above
-            self.logger.log(self.run_probe(), 0)
+            self.logger.log(probed := self.run_probe(), 0)
+            self.narrowing.check(0, probed)
         self.t_last = time.perf_counter()
 
     def run_probe(self) -> dict[str, float]:
@@ -102,6 +107,8 @@ class Recorder:
         self.logger.log(metrics, self.state.step)
         shown = plain_items((k.split("/")[1], v) for k, v in list(metrics.items())[:8])
         print(f"step {self.state.step}/{self.cfg.steps} {shown}", file=sys.stderr, flush=True)
+        if warning := self.narrowing.check(self.state.step, metrics):  # warn only (collapse.py)
+            print(warning, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self.bar.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -61,6 +62,17 @@ def truncate_metrics(path: Path, step: int) -> None:
     """Drop metrics.jsonl lines logged after the checkpoint being resumed (they will be logged again)."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    keep = [line for line in logged_lines(path) if line.get("step", 0) <= step]
     with atomic_path(path) as tmp:
-        tmp.write_text("".join(line + "\n" for line in keep))
+        tmp.write_text("".join(json.dumps(line) + "\n" for line in keep))
+
+
+def logged_lines(path: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl's lines, less one cut short by a run killed mid-write or a full disk; [] without the file."""
+    lines = []
+    for text in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError:
+            continue
+    return lines
