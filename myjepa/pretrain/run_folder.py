@@ -68,7 +68,7 @@ def truncate_metrics(path: Path, step: int) -> None:
 
 
 def logged_lines(path: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl's lines, less one cut short by a run killed mid-write or a full disk; [] without the file."""
+    """metrics.jsonl's lines, less any that does not parse (one cut short by a kill or a full disk); [] without it."""
     lines = []
     for text in path.read_text().splitlines() if path.is_file() else []:
         try:
