@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from myjepa.pretrain.collapse import PROBE_FALL, RANK_FALL
-from myjepa.pretrain.run_folder import logged_lines
+from myjepa.utils.logging import logged_lines
 
 
 def rank_fall(lines: list[dict]) -> tuple[float, int]:

@@ -84,6 +84,18 @@ def test_export_writes_a_self_describing_release(run, release):
     assert f"{pre['final_loss']['loss']:.4f}" in card and "No evaluation results" in card
 
 
+def test_export_reads_the_final_loss_past_a_cut_metrics_line(run, tmp_path):
+    """A run killed mid-write (or on a full disk) leaves a cut last line in metrics.jsonl: the release says
+    the last whole line's loss instead of failing on it."""
+    shutil.copytree(run["encoder"].parent, tmp_path / "pretrain")
+    with (tmp_path / "pretrain" / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 5, "train/lo')
+    assert export.main(["--encoder", str(tmp_path / "pretrain" / "encoder.pt"), "--out", str(tmp_path / "rel")]) == 0
+    logged = [json.loads(line) for line in (run["encoder"].parent / "metrics.jsonl").read_text().splitlines()]
+    final = json.loads((tmp_path / "rel" / "config.json").read_text())["pretraining"]["final_loss"]
+    assert final["step"] == 4 and final["loss"] == logged[-1]["train/loss"]
+
+
 def test_export_load_embed_equals_the_encoders_own(run, release):
     x = conftest.synthetic_ecg(5, length=3000, seed=9)  # 6 s: 3 crops
     from_release = myjepa.load_encoder(release).embed(x, fs=500).numpy()

@@ -18,8 +18,8 @@ from myjepa.pretrain.collapse import NarrowingWatch
 from myjepa.pretrain.config import PretrainConfig
 from myjepa.pretrain.options import RunOptions
 from myjepa.pretrain.probe import OnlineProbe
-from myjepa.pretrain.run_folder import RunFolder, logged_lines
-from myjepa.utils.logging import MetricsLogger, Progress, plain_items
+from myjepa.pretrain.run_folder import RunFolder
+from myjepa.utils.logging import MetricsLogger, Progress, logged_lines, plain_items
 
 
 class Recorder:

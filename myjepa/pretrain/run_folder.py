@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from myjepa.config import to_dict
 from myjepa.pretrain.config import PretrainConfig
 from myjepa.utils.io import atomic_path
+from myjepa.utils.logging import logged_lines
 
 
 @dataclass
@@ -65,14 +65,3 @@ def truncate_metrics(path: Path, step: int) -> None:
     keep = [line for line in logged_lines(path) if line.get("step", 0) <= step]
     with atomic_path(path) as tmp:
         tmp.write_text("".join(json.dumps(line) + "\n" for line in keep))
-
-
-def logged_lines(path: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl's lines, less any that does not parse (one cut short by a kill or a full disk); [] without it."""
-    lines = []
-    for text in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            lines.append(json.loads(text))
-        except json.JSONDecodeError:
-            continue
-    return lines

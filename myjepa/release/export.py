@@ -25,6 +25,7 @@ from myjepa.release.card import render_card
 from myjepa.release.classifier import export_classifier
 from myjepa.release.files import save_weights, software, write_card
 from myjepa.utils.io import check_outputs, not_a_file, outputs_of, sha256_file, write_json
+from myjepa.utils.logging import logged_lines
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -49,16 +50,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def final_loss(encoder_path: Path) -> dict[str, float] | None:
     """The last logged training losses in metrics.jsonl beside encoder.pt; None when there is none."""
-    path = encoder_path.parent / "metrics.jsonl"
-    if not path.is_file():
+    logged = [line for line in logged_lines(encoder_path.parent / "metrics.jsonl") if "train/loss" in line]
+    if not logged:
         return None
-    last = None
-    for line in path.read_text().splitlines():
-        record = json.loads(line) if line.strip() else {}
-        if "train/loss" in record:
-            last = record
-    if last is None:
-        return None
+    last = logged[-1]
     return {"step": last["step"]} | {
         k: last[f"train/{k}"] for k in ("loss", "pred_loss", "sigreg_loss") if f"train/{k}" in last
     }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from myjepa.report.markup import fmt
+from myjepa.utils.logging import logged_lines
 
 CURVES = (
     "train/loss",
@@ -101,14 +101,7 @@ def roc_figures(jobs: pd.DataFrame) -> str:
 
 def read_metrics(path: Path) -> pd.DataFrame:
     """A run's metrics.jsonl; empty when there is none."""
-    rows = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut by an interrupted run
-    return pd.DataFrame(rows)
+    return pd.DataFrame(logged_lines(path))
 
 
 def pretrain_figure(runs: Sequence[Path]) -> str:

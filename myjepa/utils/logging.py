@@ -26,6 +26,17 @@ def wandb_mode() -> str:
     return "online" if has_key else "offline"
 
 
+def logged_lines(path: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl's lines, less any that does not parse (one cut short by a kill or a full disk); [] without it."""
+    lines = []
+    for text in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError:
+            continue
+    return lines
+
+
 class MetricsLogger:
     """Appends one JSON object per log call to DIR/metrics.jsonl and mirrors it to wandb when enabled."""
 
